@@ -1,0 +1,109 @@
+"""Opening raster files: every rasterio / GDAL failure becomes a one-line TerrainError.
+
+Shared by :func:`terrain.open_dem` (in memory / dask) and the streaming runner,
+so both refuse the same files with the same words.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import rasterio
+from rasterio.errors import RasterioError
+
+from .errors import CRSMissingError, InputError
+from .spacing import Grid, check_shape, check_transform, grid_from_transform
+
+# GDAL keeps decoded blocks in a cache that defaults to 5 % of RAM; a streamed run
+# never revisits a block more than once, so a small cache bounds memory.
+GDAL_ENV = {"GDAL_CACHEMAX": 64 * 2**20, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What terrain needs to know about an elevation band of a file."""
+
+    path: str
+    band: int
+    shape: tuple[int, int]
+    dtype: str
+    nodata: float | None
+    crs: object  # rasterio CRS
+    transform: object  # affine.Affine
+    block_shape: tuple[int, int]
+
+    def grid(self) -> Grid:
+        return grid_from_transform(self.transform, self.shape, self.crs, name=self.path)
+
+
+def parse_crs(src_crs, name: str = "--src-crs"):
+    """A rasterio CRS from user input (EPSG:XXXX, WKT, PROJ string), or a clear error."""
+    from rasterio.crs import CRS
+
+    if src_crs is None or isinstance(src_crs, CRS):
+        return src_crs
+    try:
+        return CRS.from_user_input(src_crs)
+    except (RasterioError, ValueError, TypeError) as exc:
+        raise InputError(f"{name}: {src_crs!r} is not a CRS rasterio understands ({exc})") from None
+
+
+def open_raster(path):
+    """``rasterio.open`` with the cause of a failure said in one line."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file; check the path")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a raster file")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path}: file is empty; download or copy it again")
+    try:
+        return rasterio.open(path)
+    except RasterioError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"{path}: not a raster GDAL can read ({first}); check the file is a complete DEM"
+        ) from None
+
+
+def describe(ds, path: str, band: int = 1, src_crs=None) -> RasterInfo:
+    """Validate an open dataset as an elevation source and describe it."""
+    if not isinstance(band, int) or band < 1 or band > ds.count:
+        raise InputError(f"{path}: band {band} does not exist; the file has {ds.count} band(s)")
+    shape = (ds.height, ds.width)
+    check_shape(shape, path)
+    crs = parse_crs(src_crs) if src_crs is not None else ds.crs
+    transform = ds.transform
+    if transform.is_identity and not ds.crs and src_crs is None:
+        raise CRSMissingError(
+            f"{path}: raster has no georeferencing (no CRS, no geotransform); "
+            "georeference it first, e.g. with gdal_translate -a_srs -a_ullr"
+        )
+    if crs is None or not crs:
+        raise CRSMissingError(
+            f"{path}: raster has no CRS; give one with --src-crs (library: src_crs=), e.g. EPSG:32616"
+        )
+    check_transform(transform, path)
+    dtype = ds.dtypes[band - 1]
+    if dtype.startswith("complex"):
+        raise InputError(f"{path}: band {band} is complex ({dtype}); elevations must be real numbers")
+    return RasterInfo(
+        path=path,
+        band=band,
+        shape=shape,
+        dtype=dtype,
+        nodata=ds.nodatavals[band - 1],
+        crs=crs,
+        transform=transform,
+        block_shape=tuple(ds.block_shapes[band - 1]),
+    )
+
+
+def raster_info(path, *, band: int = 1, src_crs=None) -> RasterInfo:
+    """Open ``path`` just long enough to validate and describe it."""
+    path = os.fspath(path)
+    with rasterio.Env(**GDAL_ENV):
+        with open_raster(path) as ds:
+            return describe(ds, path, band, src_crs)
+
