@@ -1,0 +1,187 @@
+"""File to file: stream a DEM through the kernels in windows, on all cores.
+
+Each worker thread reads a window plus the method's halo with its own dataset
+handle, turns nodata into NaN, runs :func:`terrain.engine.compute_block` and
+writes every requested product (one read pass for all of them). Reads, numba
+kernels and writes release the GIL, so threads overlap I/O and compute; memory
+is bounded by the window size and the thread count, not by the raster. The
+outputs are committed only when every window is written.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from .engine import (Options, as_elevation, compute_block, default_threads, output_dtype,
+                     product_description, product_units, windows)
+from .errors import InputError, Interrupted, OutputError, TerrainError
+from .raster import GDAL_ENV, open_raster, raster_info
+from .writer import GeoTIFFWriter, check_target
+
+# What each file kind holds: its bands, and its overview resampling for --cog.
+FILE_KINDS = {
+    "slope": (("slope",), "average"),
+    "aspect": (("aspect",), "nearest"),
+    "gradient": (("dzdx", "dzdy"), "average"),
+    "hillshade": (("hillshade",), "average"),
+    "dzdx": (("dzdx",), "average"),
+    "dzdy": (("dzdy",), "average"),
+}
+
+
+def _check_kinds(outputs):
+    for kind in outputs:
+        if kind not in FILE_KINDS:
+            raise TerrainError(f"unknown output {kind!r}; choose from {', '.join(FILE_KINDS)}")
+
+
+def read_padded(ds, info, row0, row1, col0, col1, halo):
+    """Window plus halo of the elevation band, NaN for nodata and beyond the raster."""
+    rows, cols = info.shape
+    r0, r1 = max(row0 - halo, 0), min(row1 + halo, rows)
+    c0, c1 = max(col0 - halo, 0), min(col1 + halo, cols)
+    try:
+        raw = ds.read(info.band, window=Window(c0, r0, c1 - c0, r1 - r0))
+    except RasterioError as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{info.path}: cannot read rows {r0}-{r1} ({text}); "
+                         "the file may be truncated or corrupt") from None
+    z = as_elevation(raw, info.nodata)
+    if (r0, r1, c0, c1) == (row0 - halo, row1 + halo, col0 - halo, col1 + halo):
+        return z
+    out = np.full((row1 - row0 + 2 * halo, col1 - col0 + 2 * halo), np.nan, z.dtype)
+    out[r0 - row0 + halo:r1 - row0 + halo, c0 - col0 + halo:c1 - col0 + halo] = z
+    return out
+
+
+def process_file(src, outputs: dict, opts: Options | None = None, *, band: int = 1,
+                 src_crs=None, tile_size: int = 1024, threads: int | None = None,
+                 creation_options=None, cog: bool = False, overwrite: bool = False,
+                 progress=None, stop_event: threading.Event | None = None) -> dict:
+    """Compute products of the DEM ``src`` straight into GeoTIFF files.
+
+    Parameters
+    ----------
+    src : str or os.PathLike
+        Elevation raster.
+    outputs : dict
+        ``{kind: path}`` with kinds ``slope``, ``aspect``, ``gradient`` (two bands,
+        dzdx then dzdy), ``hillshade``, ``dzdx``, ``dzdy``.
+    opts : terrain.engine.Options
+        Method, edge order, z factor, units and the products' settings.
+    tile_size : int
+        Window edge in pixels; results do not depend on it.
+    threads : int, optional
+        Worker threads (default: all cores).
+    progress : callable, optional
+        Called with the number of pixels of each finished window.
+    stop_event : threading.Event, optional
+        Set it (e.g. from a signal handler) to stop: nothing is left behind.
+
+    Returns
+    -------
+    dict
+        ``{"valid": number of cells with a slope, "cells": total cells}``.
+    """
+    opts = opts or Options()
+    _check_kinds(outputs)
+    if not outputs:
+        raise TerrainError("no output asked for")
+    if tile_size < 1:
+        raise TerrainError(f"tile size must be a positive number of pixels, got {tile_size}")
+    src = os.fspath(src)
+    info = raster_info(src, band=band, src_crs=src_crs)
+    grid = info.grid()
+    targets = {kind: check_target(path, inputs=[src], overwrite=overwrite)
+               for kind, path in outputs.items()}
+    if len(set(targets.values())) != len(targets):
+        raise OutputError("two outputs have the same file name; give each product its own")
+    products = tuple(dict.fromkeys(p for kind in outputs for p in FILE_KINDS[kind][0]))
+    tags = {"method": opts.method, "edge_order": str(opts.edge_order),
+            "z_factor": repr(opts.z_factor), "source": os.path.basename(src),
+            "software": "terrain"}
+    stop_event = stop_event or threading.Event()
+    writers = []
+    local = threading.local()
+    handles = []
+    handles_lock = threading.Lock()
+    write_lock = threading.Lock()
+    valid = [0]
+    out_dtype = output_dtype(info.dtype if np.dtype(info.dtype).kind == "f" else np.float32)
+
+    def reader():
+        ds = getattr(local, "ds", None)
+        if ds is None:
+            with rasterio.Env(**GDAL_ENV):
+                ds = local.ds = open_raster(src)
+            with handles_lock:
+                handles.append(ds)
+        return ds
+
+    def work(win):
+        if stop_event.is_set():
+            return
+        row0, row1, col0, col1 = win
+        zpad = read_padded(reader(), info, row0, row1, col0, col1, opts.halo)
+        res = compute_block(zpad, *grid.window(row0, row1, col0, col1, opts.halo), opts,
+                            products, out_dtype)
+        window = Window(col0, row0, col1 - col0, row1 - row0)
+        n_valid = int(np.count_nonzero(~np.isnan(res[products[0]])))
+        with write_lock:
+            if stop_event.is_set():
+                return
+            for writer, names in writers:
+                for k, name in enumerate(names, start=1):
+                    writer.write(k, res[name], window)
+            valid[0] += n_valid
+        if progress is not None:
+            progress((row1 - row0) * (col1 - col0))
+
+    try:
+        with rasterio.Env(**GDAL_ENV):
+            for kind, path in targets.items():
+                names, resampling = FILE_KINDS[kind]
+                writer = GeoTIFFWriter(
+                    path, info,
+                    [(n, product_units(n, opts), product_description(n, opts)) for n in names],
+                    byte=(kind == "hillshade"), creation_options=creation_options, cog=cog,
+                    resampling=resampling, tags=tags)
+                writers.append((writer, names))
+            threads = threads or default_threads()
+            # Windows aligned to the output's 512-pixel blocks keep writes whole-block.
+            wins = list(windows(info.shape, tile_size))
+            if threads == 1:
+                for w in wins:
+                    if stop_event.is_set():
+                        break
+                    work(w)
+            else:
+                with ThreadPoolExecutor(threads) as pool:
+                    futures = [pool.submit(work, w) for w in wins]
+                    try:
+                        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                        for f in done:
+                            f.result()
+                    except BaseException:
+                        stop_event.set()
+                        for f in futures:
+                            f.cancel()
+                        raise
+            if stop_event.is_set():
+                raise Interrupted(f"{src}: interrupted; no output was written")
+            for writer, _ in writers:
+                writer.commit()
+            writers.clear()
+    finally:
+        for writer, _ in writers:
+            writer.abort()
+        for ds in handles:
+            ds.close()
+    return {"valid": valid[0], "cells": info.shape[0] * info.shape[1]}
