@@ -89,15 +89,6 @@ def check_shape(shape: tuple[int, ...], name: str = "the raster") -> None:
         )
 
 
-def _pyproj_crs(crs):
-    import pyproj
-
-    if isinstance(crs, pyproj.CRS):
-        return crs
-    to_wkt = getattr(crs, "to_wkt", None)
-    return pyproj.CRS.from_user_input(to_wkt() if to_wkt else crs)
-
-
 def meridional_radius(lat_rad, a: float, e2: float):
     """Radius of curvature in the meridian, M = a(1-e2)/(1-e2 sin^2 phi)^1.5."""
     s = np.sin(lat_rad)
@@ -129,14 +120,11 @@ def grid_from_coords(x, y, crs=None, *, name: str = "the raster") -> Grid:
             )
     if crs is None:
         return Grid(xpos=x, xscale=np.ones(y.size), ypos=y)
-    pcrs = _pyproj_crs(crs)
-    if pcrs.is_geographic:
+    crs = _rasterio_crs(crs, name)
+    if crs.is_geographic:
         # Angular unit in radians (degree for nearly every geographic CRS).
-        rad = pcrs.axis_info[0].unit_conversion_factor
-        ell = pcrs.ellipsoid
-        a = ell.semi_major_metre
-        b = ell.semi_minor_metre
-        e2 = 1.0 - (b / a) ** 2
+        rad = crs.units_factor[1]
+        a, e2 = _ellipsoid(crs)
         lat = y * rad
         if np.any(np.abs(lat) > math.pi / 2 + 1e-9):
             raise GeometryError(f"{name}: latitudes beyond +-90 degrees; check the file's CRS")
@@ -146,10 +134,32 @@ def grid_from_coords(x, y, crs=None, *, name: str = "the raster") -> Grid:
         arcs = meridional_radius(0.5 * (lat[1:] + lat[:-1]), a, e2) * np.diff(lat)
         ypos = np.concatenate(([0.0], np.cumsum(arcs)))
         return Grid(xpos=x, xscale=xscale, ypos=ypos)
-    if pcrs.is_projected or pcrs.axis_info:
-        factor = pcrs.axis_info[0].unit_conversion_factor if pcrs.axis_info else 1.0
+    if crs.is_projected:
+        factor = crs.linear_units_factor[1]
         return Grid(xpos=x, xscale=np.full(y.size, factor), ypos=y * factor)
-    raise GeometryError(f"{name}: CRS {pcrs.name!r} is neither projected nor geographic")
+    raise GeometryError(f"{name}: CRS {crs.to_string()!r} is neither projected nor geographic")
+
+
+def _rasterio_crs(crs, name):
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    if isinstance(crs, CRS):
+        return crs
+    try:
+        to_wkt = getattr(crs, "to_wkt", None)
+        return CRS.from_user_input(to_wkt() if to_wkt else crs)
+    except (CRSError, ValueError, TypeError) as exc:
+        raise GeometryError(f"{name}: {crs!r} is not a usable CRS ({exc})") from None
+
+
+def _ellipsoid(crs) -> tuple[float, float]:
+    """Semi-major axis (m) and squared eccentricity of a CRS's own ellipsoid."""
+    import pyproj  # only geographic CRSs need it
+
+    ell = pyproj.CRS.from_wkt(crs.to_wkt()).ellipsoid
+    a = ell.semi_major_metre
+    return a, 1.0 - (ell.semi_minor_metre / a) ** 2
 
 
 def grid_from_transform(transform, shape, crs, *, name: str = "the raster") -> Grid:

@@ -88,7 +88,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     Returns
     -------
     dict
-        ``{"valid": number of cells with a slope, "cells": total cells}``.
+        ``{"valid": True if any cell has a value (False: all nodata), "cells": total cells}``.
     """
     opts = opts or Options()
     _check_kinds(outputs)
@@ -113,7 +113,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     handles = []
     handles_lock = threading.Lock()
     write_lock = threading.Lock()
-    valid = [0]
+    valid = [0]  # set to 1 by the first window with a value
     out_dtype = output_dtype(info.dtype if np.dtype(info.dtype).kind == "f" else np.float32)
 
     def reader():
@@ -133,14 +133,15 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
         res = compute_block(zpad, *grid.window(row0, row1, col0, col1, opts.halo), opts,
                             products, out_dtype)
         window = Window(col0, row0, col1 - col0, row1 - row0)
-        n_valid = int(np.count_nonzero(~np.isnan(res[products[0]])))
+        # Only "is there any valid cell at all" is needed (the all-nodata warning).
+        if not valid[0] and not np.isnan(res[products[0]]).all():
+            valid[0] = 1
         with write_lock:
             if stop_event.is_set():
                 return
             for writer, names in writers:
                 for k, name in enumerate(names, start=1):
                     writer.write(k, res[name], window)
-            valid[0] += n_valid
         if progress is not None:
             progress((row1 - row0) * (col1 - col0))
 
@@ -184,4 +185,4 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
             writer.abort()
         for ds in handles:
             ds.close()
-    return {"valid": valid[0], "cells": info.shape[0] * info.shape[1]}
+    return {"valid": bool(valid[0]), "cells": info.shape[0] * info.shape[1]}

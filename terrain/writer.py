@@ -124,12 +124,15 @@ class GeoTIFFWriter:
             raise OutputError(f"{self.path}: cannot create the GeoTIFF ({exc}); check --co options") from None
 
     def write(self, band: int, block: np.ndarray, window) -> None:
-        """Write one band's block; NaN becomes the file's nodata value."""
+        """Write one band's block; NaN becomes the file's nodata value.
+
+        A float32 block is converted in place (the caller hands it over).
+        """
         if self.byte:
             data = np.where(np.isnan(block), BYTE_NODATA, np.floor(block + 0.5)).astype(np.uint8)
         else:
-            data = block.astype(np.float32, copy=True) if block.dtype != np.float32 else block.copy()
-            data[np.isnan(data)] = FLOAT_NODATA
+            data = block if block.dtype == np.float32 else block.astype(np.float32)
+            np.copyto(data, np.float32(FLOAT_NODATA), where=np.isnan(data))
         try:
             self.ds.write(data, band, window=window)
         except RasterioError as exc:

@@ -1,0 +1,244 @@
+"""What ``terrain info`` reports about a DEM file: grid, CRS, ground spacing, elevation range.
+
+:func:`dem_info` opens the file once, validates the band like every other
+command does (missing band, too small, rotated transform ...), measures the pixel
+size on the ground with the same :class:`terrain.spacing.Grid` the gradient
+kernels use, and streams the band window by window for its elevation range, so
+memory stays bounded whatever the raster size. A file without a CRS is still
+described (its ground spacing is then unknown) with a note saying what to do.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from .errors import CRSMissingError, InputError
+from .raster import GDAL_ENV, describe, open_raster, parse_crs
+from .spacing import check_transform, grid_from_transform
+
+# Cells read at a time for the elevation range (rounded to whole block rows).
+_WINDOW_CELLS = 1 << 22
+
+
+@dataclass(frozen=True)
+class DEMInfo:
+    """Description of one elevation band of a raster file.
+
+    Sizes are ``(rows, cols)``; pixel sizes are ``(x, y)``, positive. ``dx_m`` and
+    ``dy_m`` are the ``(min, max)`` ground spacing in metres over the raster's rows
+    (equal for a projected CRS; varying with latitude for a geographic one), None
+    without a CRS. Elevation statistics are None when not computed or when the band
+    has no valid cell.
+    """
+
+    path: str
+    driver: str
+    band: int
+    count: int
+    shape: tuple[int, int]
+    dtype: str
+    nodata: float | None
+    crs: str | None  # "EPSG:32616" or the CRS's WKT / PROJ text
+    crs_name: str | None
+    kind: str | None  # "projected", "geographic" or None (no CRS)
+    crs_units: str | None  # linear unit (projected) or angular unit (geographic)
+    pixel_size: tuple[float, float]
+    north_up: bool
+    bounds: tuple[float, float, float, float]  # west, south, east, north in CRS units
+    dx_m: tuple[float, float] | None
+    dy_m: tuple[float, float] | None
+    elevation_min: float | None = None
+    elevation_max: float | None = None
+    valid_cells: int | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def cells(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def as_dict(self) -> dict:
+        """Plain JSON-ready values (lists for tuples, NaN-free)."""
+        out = asdict(self)
+        for k, v in out.items():
+            if isinstance(v, tuple):
+                out[k] = list(v)
+        out["cells"] = self.cells
+        return out
+
+    def lines(self) -> list[str]:
+        """The human-readable report, one item per line."""
+        rows, cols = self.shape
+        out = [
+            ("file", self.path),
+            ("format", f"{self.driver}, {self.count} band{'s' if self.count > 1 else ''}; "
+                       f"band {self.band}: {self.dtype}"),
+            ("size", f"{cols} x {rows} pixels (columns x rows), {self.cells:,} cells"),
+        ]
+        if self.crs is None:
+            out.append(("crs", "none"))
+        else:
+            out.append(("crs", f"{self.crs} - {self.crs_name} ({self.kind}, {self.crs_units})"))
+        unit = self.crs_units if self.crs is not None else "units"
+        px, py = self.pixel_size
+        size = f"{_num(px)} x {_num(py)} {unit} (x, y)"
+        if self.kind == "geographic" and self.crs_units == "degree":
+            size += f" = {px * 3600:.4g} x {py * 3600:.4g} arc-seconds"
+        out.append(("pixel size", size + (", north-up" if self.north_up else ", south-up")))
+        if self.dx_m is not None:
+            if self.kind == "geographic":
+                out.append(("ground pixel", f"dx {_rng(self.dx_m)} m, dy {_rng(self.dy_m)} m "
+                                            "(ellipsoidal; dx varies with latitude)"))
+            else:
+                out.append(("ground pixel", f"dx {_rng(self.dx_m)} m, dy {_rng(self.dy_m)} m"))
+        w, s, e, n = self.bounds
+        out.append(("bounds", f"west {_num(w)}, south {_num(s)}, east {_num(e)}, north {_num(n)}"))
+        out.append(("nodata", "none" if self.nodata is None else _num(self.nodata)))
+        if self.valid_cells is not None:
+            pct = 100.0 * self.valid_cells / self.cells
+            if self.valid_cells:
+                out.append(("elevation", f"{_elev(self.elevation_min)} to {_elev(self.elevation_max)}"
+                                         f" ({self.valid_cells:,} valid cells, {pct:.1f} %)"))
+            else:
+                out.append(("elevation", "no valid cell (all nodata)"))
+        out.extend(("note", n) for n in self.notes)
+        width = max(len(k) for k, _ in out) + 1
+        return [f"{k + ':':<{width}} {v}" for k, v in out]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def _num(v) -> str:
+    """A number as short as it stays exact to 9 significant digits."""
+    if v is None:
+        return "none"
+    v = float(v)
+    if math.isfinite(v) and v == round(v) and abs(v) < 1e15:
+        return str(int(v))
+    return f"{v:.9g}"
+
+
+def _elev(v) -> str:
+    """An elevation to the millimetre, without trailing zeros."""
+    text = f"{float(v):.3f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _rng(pair) -> str:
+    lo, hi = pair
+    if abs(hi - lo) < 0.0005:
+        return f"{lo:.3f}"
+    return f"{lo:.3f} to {hi:.3f}"
+
+
+def dem_info(path, *, band: int = 1, src_crs=None, stats: bool = True) -> DEMInfo:
+    """Describe the elevation band ``band`` of ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any raster GDAL reads.
+    band : int
+        1-based band number.
+    src_crs : str or CRS, optional
+        CRS to assume for a file that has none (as for the other commands).
+    stats : bool
+        Stream the band for its elevation range and valid cell count.
+
+    Raises
+    ------
+    TerrainError
+        For a file terrain cannot use (missing, not a raster, missing band, too
+        small, rotated ...). A missing CRS is not an error here: it is reported.
+    """
+    path = os.fspath(path)
+    if src_crs is not None:
+        src_crs = parse_crs(src_crs)
+    notes = []
+    with rasterio.Env(**GDAL_ENV):
+        with open_raster(path) as ds:
+            try:
+                ri = describe(ds, path, band, src_crs)
+                crs, transform, shape = ri.crs, ri.transform, ri.shape
+            except CRSMissingError as exc:
+                crs, transform, shape = None, ds.transform, (ds.height, ds.width)
+                check_transform(transform, path)
+                notes.append(str(exc).split(": ", 1)[-1])
+            dtype = ds.dtypes[band - 1]
+            nodata = ds.nodatavals[band - 1]
+            rows, cols = shape
+            west, north = transform.c, transform.f
+            east, south = transform * (cols, rows)
+            fields = dict(
+                path=path, driver=ds.driver, band=band, count=ds.count, shape=shape,
+                dtype=dtype, nodata=None if nodata is None else float(nodata),
+                pixel_size=(abs(transform.a), abs(transform.e)), north_up=transform.e < 0,
+                bounds=(min(west, east), min(south, north), max(west, east), max(south, north)),
+                crs=None, crs_name=None, kind=None, crs_units=None, dx_m=None, dy_m=None,
+            )
+            if crs is not None:
+                fields.update(_crs_fields(crs))
+                grid = grid_from_transform(transform, shape, crs, name=path)
+                dx = grid.xscale * abs(grid.xpos[1] - grid.xpos[0])
+                dy = np.abs(np.diff(grid.ypos))
+                fields["dx_m"] = (float(dx.min()), float(dx.max()))
+                fields["dy_m"] = (float(dy.min()), float(dy.max()))
+            if stats:
+                lo, hi, n = elevation_range(ds, band, nodata, path)
+                fields.update(elevation_min=lo, elevation_max=hi, valid_cells=n)
+                if n == 0:
+                    notes.append("no valid elevation: every product would be all nodata")
+    return DEMInfo(notes=tuple(notes), **fields)
+
+
+def _crs_fields(crs) -> dict:
+    from .spacing import _pyproj_crs
+
+    pcrs = _pyproj_crs(crs)
+    epsg = crs.to_epsg() if hasattr(crs, "to_epsg") else pcrs.to_epsg()
+    axis = pcrs.axis_info[0] if pcrs.axis_info else None
+    unit = axis.unit_name if axis is not None else "unknown unit"
+    return dict(
+        crs=f"EPSG:{epsg}" if epsg else pcrs.to_string(),
+        crs_name=pcrs.name,
+        kind="geographic" if pcrs.is_geographic else "projected",
+        crs_units=unit,
+    )
+
+
+def elevation_range(ds, band: int, nodata, path: str = "the raster"):
+    """(min, max, valid cell count) of a band, read in windows of whole block rows.
+
+    Valid means what the gradient engine uses: not the nodata value, not NaN, not
+    +-inf. Returns ``(None, None, 0)`` for an all-nodata band.
+    """
+    from .engine import as_elevation
+
+    rows, cols = ds.height, ds.width
+    block_rows = max(1, ds.block_shapes[band - 1][0])
+    step = max(block_rows, (_WINDOW_CELLS // max(cols, 1)) // block_rows * block_rows)
+    lo, hi, n = math.inf, -math.inf, 0
+    for r0 in range(0, rows, step):
+        h = min(step, rows - r0)
+        try:
+            raw = ds.read(band, window=Window(0, r0, cols, h))
+        except RasterioError as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"{path}: cannot read rows {r0}-{r0 + h} ({text}); "
+                             "the file may be truncated or corrupt") from None
+        z = as_elevation(raw, nodata)
+        valid = z[~np.isnan(z)]
+        if valid.size:
+            lo = min(lo, float(valid.min()))
+            hi = max(hi, float(valid.max()))
+            n += int(valid.size)
+    if n == 0:
+        return None, None, 0
+    return lo, hi, n

@@ -1,0 +1,638 @@
+"""Maps of DEMs and their products: PNG, PDF or SVG, written atomically.
+
+Slope, aspect, hillshade and elevation drawn over a grey hillshade, in map
+coordinates (longitude / latitude in degrees for geographic DEMs, easting /
+northing in the CRS's unit otherwise), with a labelled colorbar and a legend
+for cells without data (and for flat cells on aspect maps).
+
+matplotlib is imported inside the functions only (``import terrain`` and the
+streaming command line never pay for it), and only through
+:class:`matplotlib.figure.Figure` with the Agg canvas: no pyplot, no global
+state, safe in threads and on headless machines.
+
+A DEM larger than ``max_pixels`` on its long side is never decimated before
+the computation: the product is computed at full resolution by the streaming
+runner into a temporary folder beside the map, then read back at display
+resolution (``average`` resampling; ``nearest`` for aspect, whose values are
+angles). Only the grey hillshade backdrop is computed on the DEM read at
+display resolution, which is what a shaded relief at that scale should show.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError, OutputError, TerrainError
+
+FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+PRODUCTS = ("slope", "aspect", "hillshade", "elevation")
+FILE_PRODUCTS = ("slope", "aspect", "hillshade")
+
+FIG_WIDTH = 8.0  # inches: 1200 px at the default 150 dpi
+SLOPE_CMAP = "magma_r"
+ASPECT_CMAP = "twilight"
+FLAT_COLOUR = "#bdbdbd"
+NODATA_HATCH_COLOUR = "#b0b0b0"
+SHADE_ALPHA = {"slope": 0.65, "elevation": 0.6, "aspect": 0.8}
+
+_SLOPE_LABELS = {
+    "degrees": "Slope (degrees)",
+    "percent": "Slope (%)",
+    "radians": "Slope (radians)",
+    "ratio": "Slope (rise / run, m/m)",
+}
+_LINEAR_UNITS = {
+    "metre": "m", "meter": "m", "m": "m", "kilometre": "km", "kilometer": "km",
+    "foot": "ft", "ft": "ft", "us survey foot": "US survey ft", "us-ft": "US survey ft",
+    "foot_us": "US survey ft",
+}
+
+
+@dataclass
+class MapData:
+    """What :func:`render` draws: arrays north-up (row 0 north, column 0 west)."""
+
+    values: np.ndarray
+    shade: np.ndarray | None
+    extent: tuple[float, float, float, float]  # west, east, south, north
+    geographic: bool
+    axis_unit: str
+    units: str
+    method: str | None
+    flat_value: float = -1.0
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def plot_dem(src, out_png, *, product: str = "slope", opts=None, band: int = 1, src_crs=None,
+             dpi: int = 150, overwrite: bool = False, max_pixels: int = 2048) -> str:
+    """Draw a map of a DEM's slope, aspect, hillshade or elevation.
+
+    Parameters
+    ----------
+    src : str or os.PathLike
+        The DEM (any raster :func:`terrain.open_dem` reads).
+    out_png : str or os.PathLike
+        Map to write: ``.png``, ``.pdf`` or ``.svg``. Missing folders are created.
+    product : {"slope", "aspect", "hillshade", "elevation"}
+    opts : terrain.engine.Options, optional
+        Method, units, flat value, light ... (default ``Options()``).
+    band, src_crs
+        As for :func:`terrain.open_dem`.
+    dpi : int
+        Resolution; the map is 8 inches wide (1200 px at 150 dpi).
+    overwrite : bool
+        Replace an existing map (the DEM itself is never overwritten).
+    max_pixels : int
+        Longest side drawn. A larger DEM is processed at full resolution by
+        streaming and the result is read back averaged (nearest for aspect).
+
+    Returns
+    -------
+    str
+        The absolute path written.
+    """
+    from .engine import Options
+    from .raster import raster_info
+    from .writer import check_target
+
+    opts = opts if opts is not None else Options()
+    _check_product(product, PRODUCTS)
+    _check_max_pixels(max_pixels)
+    _output_format(out_png)
+    src = os.fspath(src)
+    info = raster_info(src, band=band, src_crs=src_crs)
+    out = check_target(out_png, inputs=[src], overwrite=overwrite)
+    data = _dem_map_data(src, info, product, opts, max_pixels, os.path.dirname(out))
+    render(out, product, data.values, extent=data.extent, geographic=data.geographic,
+           units=data.units, title=_title(product, src, data.method, opts),
+           shade=data.shade, flat_value=data.flat_value, dpi=dpi, axis_unit=data.axis_unit)
+    return out
+
+
+def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int = 1,
+                      src_crs=None, dpi: int = 150, overwrite: bool = False, method=None,
+                      max_pixels: int = 2048) -> str:
+    """Draw a map of a slope, aspect (or hillshade) GeoTIFF written by terrain.
+
+    Parameters
+    ----------
+    product_tif : str or os.PathLike
+        The product file (band 1; nodata declared; units in the band's unit or
+        its ``units`` tag; method in the dataset tag ``method``).
+    out_png : str or os.PathLike
+        Map to write: ``.png``, ``.pdf`` or ``.svg``.
+    product : {"slope", "aspect", "hillshade"}
+    dem : str or os.PathLike, optional
+        The DEM the product was computed from; gives the grey hillshade backdrop,
+        computed on the DEM read at display resolution. Without it, no backdrop.
+    band, src_crs
+        Band of ``dem`` and CRS for files without one.
+    method : str, optional
+        Method named in the title (default: the file's ``method`` tag).
+    dpi, overwrite, max_pixels
+        As for :func:`plot_dem`.
+
+    Returns
+    -------
+    str
+        The absolute path written.
+    """
+    from .writer import check_target
+
+    _check_product(product, FILE_PRODUCTS)
+    _check_max_pixels(max_pixels)
+    _output_format(out_png)
+    product_tif = os.fspath(product_tif)
+    dem = os.fspath(dem) if dem is not None else None
+    data = _product_map_data(product_tif, product, dem=dem, band=band, src_crs=src_crs,
+                             method=method, max_pixels=max_pixels)
+    inputs = [product_tif] + ([dem] if dem is not None else [])
+    out = check_target(out_png, inputs=inputs, overwrite=overwrite)
+    title = _title(product, product_tif, data.method, None)
+    render(out, product, data.values, extent=data.extent, geographic=data.geographic,
+           units=data.units, title=title, shade=data.shade, flat_value=data.flat_value,
+           dpi=dpi, axis_unit=data.axis_unit)
+    return out
+
+
+def render(out_png, product, values, *, extent, geographic, units, title, shade=None,
+           flat_value=-1.0, dpi=150, axis_unit="m") -> str:
+    """Draw one map and write it atomically (no checks on an existing file).
+
+    Parameters
+    ----------
+    out_png : str or os.PathLike
+        ``.png``, ``.pdf`` or ``.svg``; written through a temporary file in the
+        same folder, renamed into place.
+    product : {"slope", "aspect", "hillshade", "elevation"}
+    values : 2-D array
+        North-up (row 0 north, column 0 west); NaN where there is no data.
+    extent : (west, east, south, north)
+        Outer edges of the grid in map coordinates.
+    geographic : bool
+        Longitude / latitude in degrees (the axes get aspect 1/cos(mean latitude)).
+    units : str
+        Units of ``values``: slope units (``degrees`` ...), ``m`` for elevation.
+    title : str
+    shade : 2-D array, optional
+        Hillshade (0..255) on the same grid, drawn grey underneath.
+    flat_value : float
+        Aspect value of flat cells (drawn in a neutral grey).
+    dpi : int
+    axis_unit : str
+        Unit of projected map coordinates for the axis labels (``m``, ``ft`` ...).
+    """
+    fmt = _output_format(out_png)
+    _check_product(product, PRODUCTS)
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise TerrainError(f"render: values must be a 2-D array, got shape {values.shape}")
+    if shade is not None:
+        shade = np.asarray(shade, dtype=np.float64)
+        if shade.shape != values.shape:
+            raise TerrainError(f"render: shade shape {shade.shape} != values shape {values.shape}")
+    west, east, south, north = (float(v) for v in extent)
+    fig = _figure(product, values, (west, east, south, north), geographic=geographic,
+                  units=units, title=title, shade=shade, flat_value=flat_value, dpi=dpi,
+                  axis_unit=axis_unit)
+    return _save_atomic(fig, out_png, fmt, dpi)
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def _figure(product, values, extent, *, geographic, units, title, shade, flat_value, dpi,
+            axis_unit):
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.ticker import FuncFormatter, StrMethodFormatter
+
+    west, east, south, north = extent
+    nodata = ~np.isfinite(values)
+    flat = np.zeros(values.shape, bool)
+    if product == "aspect" and np.isfinite(flat_value) and not 0 <= flat_value < 360:
+        flat = values == flat_value
+    shown = np.where(nodata | flat, np.nan, values)
+    if shade is not None:
+        # A cell without a value shows as no data, not as bare relief.
+        shade = np.where(nodata, np.nan, shade)
+
+    # Display aspect: a degree of longitude is cos(latitude) of a degree of latitude.
+    aspect = 1.0 / max(math.cos(math.radians(0.5 * (south + north))), 1e-6) if geographic else 1.0
+    ratio = abs(north - south) * aspect / max(abs(east - west), 1e-300)
+    map_w, map_h = 5.6, 5.6 * ratio
+    if map_h > 6.8:
+        map_w, map_h = 6.8 / ratio, 6.8
+    fig_h = min(max(map_h + 2.0, 4.0), 9.5)
+
+    fig = Figure(figsize=(FIG_WIDTH, fig_h), dpi=dpi, layout="constrained")
+    # Attach the Agg canvas explicitly: no pyplot, no backend switching.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_facecolor("white")
+    # No-data cells are transparent: a light hatch underneath shows through.
+    ax.add_patch(Rectangle((west, south), east - west, north - south, facecolor="white",
+                           edgecolor=NODATA_HATCH_COLOUR, hatch="////", linewidth=0, zorder=0))
+    imkw = dict(extent=(west, east, south, north), origin="upper", aspect=aspect,
+                interpolation="antialiased", interpolation_stage="rgba")
+    if shade is not None and product != "hillshade":
+        ax.imshow(np.ma.masked_invalid(shade), cmap="gray", vmin=0, vmax=255, zorder=1, **imkw)
+    alpha = SHADE_ALPHA.get(product, 1.0) if shade is not None else 1.0
+    handles = []
+    finite = shown[np.isfinite(shown)]
+
+    if product == "slope":
+        vmax = _nice_max(finite)
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap=SLOPE_CMAP, vmin=0, vmax=vmax,
+                       alpha=alpha, zorder=2, **imkw)
+        extend = "max" if finite.size and finite.max() > vmax else "neither"
+        cb = fig.colorbar(_opaque(im), ax=ax, shrink=0.85, extend=extend, pad=0.02)
+        cb.set_label(_SLOPE_LABELS.get(units, f"Slope ({units})"))
+    elif product == "aspect":
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap=ASPECT_CMAP, vmin=0, vmax=360,
+                       alpha=alpha, zorder=2, **imkw)
+        if flat.any():
+            ax.imshow(np.ma.masked_where(~flat, np.ones(values.shape)),
+                      cmap=ListedColormap([FLAT_COLOUR]), vmin=0, vmax=1, zorder=3, **imkw)
+        handles.append(Patch(facecolor=FLAT_COLOUR, edgecolor="0.4", linewidth=0.6,
+                             label="Flat (no downslope direction)"))
+        cb = fig.colorbar(_opaque(im), ax=ax, shrink=0.85, pad=0.02,
+                          ticks=[0, 90, 180, 270, 360])
+        cb.ax.set_yticklabels(["N  0°", "E  90°", "S  180°", "W  270°", "N  360°"])
+        cb.set_label("Aspect: downslope direction (clockwise from north)")
+    elif product == "hillshade":
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap="gray", vmin=0, vmax=255, zorder=2,
+                       **imkw)
+        cb = fig.colorbar(im, ax=ax, shrink=0.85, pad=0.02, ticks=[0, 64, 128, 192, 255])
+        cb.set_label("Hillshade brightness (0 = shadow, 255 = lit)")
+    else:  # elevation
+        base = colormaps["terrain"]
+        cmap = ListedColormap(base(np.linspace(0.25, 1.0, 256)), name="terrain_land")
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if hi <= lo:
+            hi = lo + 1.0
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=lo, vmax=hi, alpha=alpha,
+                       zorder=2, **imkw)
+        cb = fig.colorbar(_opaque(im), ax=ax, shrink=0.85, pad=0.02)
+        cb.set_label(f"Elevation ({units})")
+
+    if nodata.any():
+        handles.append(Patch(facecolor="white", edgecolor=NODATA_HATCH_COLOUR, hatch="////",
+                             label="No data"))
+    if product == "aspect" and not flat.any():
+        handles = [h for h in handles if not h.get_label().startswith("Flat")]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
+                   frameon=False, fontsize="small")
+
+    ax.set_xlim(west, east)
+    ax.set_ylim(south, north)
+    if geographic:
+        ax.set_xlabel("Longitude (°)")
+        ax.set_ylabel("Latitude (°)")
+        fmt = _degree_formatter(max(abs(east - west), abs(north - south)))
+        ax.xaxis.set_major_formatter(FuncFormatter(fmt))
+        ax.yaxis.set_major_formatter(FuncFormatter(fmt))
+    else:
+        ax.set_xlabel(f"Easting ({axis_unit})")
+        ax.set_ylabel(f"Northing ({axis_unit})")
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+        ax.tick_params(axis="y", labelrotation=90)
+        for label in ax.get_yticklabels():
+            label.set_verticalalignment("center")
+    ax.locator_params(nbins=5)
+    ax.tick_params(labelsize="small")
+    ax.set_title(title, fontsize="medium")
+    _fit_height(fig, ax)
+    return fig
+
+
+def _opaque(im):
+    """A colour scale for the colorbar: the image's colormap and norm without its alpha."""
+    from matplotlib.cm import ScalarMappable
+
+    return ScalarMappable(norm=im.norm, cmap=im.get_cmap())
+
+
+def _fit_height(fig, ax, min_height: float = 3.0):
+    """Trim the empty bands above and below a map whose width sets its size.
+
+    A fixed-aspect map is centred in the box the layout gives it; shrink the
+    figure by the height of that box the map does not use.
+    """
+    for _ in range(3):
+        fig.canvas.draw()
+        box = ax.get_position(original=True)
+        used = ax.get_position(original=False)
+        slack = (box.height - used.height) * fig.get_figheight()
+        if slack < 0.05:
+            break
+        fig.set_figheight(max(fig.get_figheight() - slack + 0.02, min_height))
+
+
+def _nice_max(finite: np.ndarray) -> float:
+    """Top of the slope colour scale: the 99.5th percentile rounded up to a round number."""
+    if not finite.size:
+        return 1.0
+    top = float(np.percentile(finite, 99.5))
+    if not top > 0:
+        top = float(finite.max())
+    if not top > 0:
+        return 1.0
+    step = 10 ** math.floor(math.log10(top)) / 2
+    return math.ceil(top / step * (1 - 1e-9)) * step
+
+
+def _degree_formatter(span: float):
+    decimals = 0 if span >= 20 else 1 if span >= 2 else 2 if span >= 0.2 else 3
+
+    def fmt(value, _pos=None):
+        return f"{value:.{decimals}f}".replace("-", "\u2212")
+
+    return fmt
+
+
+def _save_atomic(fig, out, fmt: str, dpi) -> str:
+    out = os.path.abspath(os.fspath(out))
+    folder, base = os.path.split(out)
+    ext = os.path.splitext(base)[1]
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=ext, dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write in {folder} ({exc.strerror})") from None
+    os.close(fd)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        metadata = {"Software": "terrain"} if fmt == "png" else None
+        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise OutputError(f"{out}: could not write the map ({exc.strerror or exc})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _dem_map_data(src, info, product, opts, max_pixels, workdir) -> MapData:
+    """Values (full-resolution computation, displayed at <= max_pixels) and backdrop."""
+    shape = _display_shape(info.shape, max_pixels)
+    geographic, axis_unit = _crs_kind(info.crs)
+    extent = _extent(info.transform, info.shape)
+    units = _units(product, opts, info)
+    if shape == tuple(info.shape):
+        from .api import compute
+        from .dem import open_dem
+
+        dem = open_dem(src, band=info.band, src_crs=info.crs)
+        wanted = ("hillshade",) if product in ("hillshade", "elevation") else (product, "hillshade")
+        res = compute(dem, wanted, **dataclasses.asdict(opts))
+        values = dem.values if product == "elevation" else res[product].values
+        shade = None if product == "hillshade" else res["hillshade"].values
+    else:
+        from rasterio.enums import Resampling
+
+        if product == "elevation":
+            values = _read_resampled(src, info.band, shape, Resampling.average)
+        else:
+            values = _stream_then_read(src, info, product, opts, shape, workdir)
+        shade = None
+        if product != "hillshade":
+            shade = _display_hillshade(src, info, shape, opts)
+    values = _north_up(np.asarray(values, dtype=np.float64), info.transform)
+    shade = None if shade is None else _north_up(np.asarray(shade, np.float64), info.transform)
+    return MapData(values=values, shade=shade, extent=extent, geographic=geographic,
+                   axis_unit=axis_unit, units=units,
+                   method=None if product == "elevation" else opts.method,
+                   flat_value=float(opts.flat_value))
+
+
+def _stream_then_read(src, info, product, opts, shape, workdir):
+    """Full-resolution product through the streaming runner, read back at ``shape``."""
+    from rasterio.enums import Resampling
+
+    from .stream import process_file
+
+    with tempfile.TemporaryDirectory(prefix=".terrain-plot.", dir=workdir) as tmp:
+        path = os.path.join(tmp, f"{product}.tif")
+        process_file(src, {product: path}, opts, band=info.band, src_crs=info.crs,
+                     overwrite=True)
+        resampling = Resampling.nearest if product == "aspect" else Resampling.average
+        return _read_resampled(path, 1, shape, resampling)
+
+
+def _product_map_data(path, product, *, dem, band, src_crs, method, max_pixels) -> MapData:
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from .raster import GDAL_ENV, describe, open_raster
+
+    with rasterio.Env(**GDAL_ENV), open_raster(path) as ds:
+        info = describe(ds, path, 1, src_crs)
+        band_unit = (ds.units[0] or "").strip() if ds.units else ""
+        band_tags = ds.tags(1)
+        tags = ds.tags()
+    units = band_unit or band_tags.get("units", "")
+    if product == "slope" and not units:
+        raise InputError(f"{path}: the slope file records no units (band unit or 'units' tag); "
+                         "it was not written by terrain")
+    units = units or ("degrees" if product == "aspect" else "brightness")
+    flat_value = _flat_value(band_tags.get("description", ""))
+    shape = _display_shape(info.shape, max_pixels)
+    resampling = Resampling.nearest if product == "aspect" else Resampling.average
+    values = _read_resampled(path, 1, shape, resampling)
+    shade = None
+    if dem is not None and product != "hillshade":
+        from .engine import Options
+        from .raster import raster_info
+
+        dinfo = raster_info(dem, band=band, src_crs=src_crs)
+        if tuple(dinfo.shape) != tuple(info.shape) or not dinfo.transform.almost_equals(info.transform):
+            raise InputError(
+                f"{dem}: not the grid of {path} ({dinfo.shape[0]} x {dinfo.shape[1]} vs "
+                f"{info.shape[0]} x {info.shape[1]} px); give the DEM the product was made from"
+            )
+        z_factor = float(tags.get("z_factor", "1.0") or 1.0)
+        shade = _display_hillshade(dem, dinfo, shape, Options(z_factor=z_factor))
+    geographic, axis_unit = _crs_kind(info.crs)
+    values = _north_up(values, info.transform)
+    shade = None if shade is None else _north_up(shade, info.transform)
+    return MapData(values=values, shade=shade, extent=_extent(info.transform, info.shape),
+                   geographic=geographic, axis_unit=axis_unit, units=units,
+                   method=method or tags.get("method"), flat_value=flat_value)
+
+
+def _display_dem(path, info, shape):
+    """The DEM averaged onto a ``shape`` grid, as a DataArray with that grid's coordinates."""
+    import rioxarray  # noqa: F401
+    import xarray as xr
+    from affine import Affine
+    from rasterio.enums import Resampling
+
+    from .spacing import pixel_centres
+
+    rows, cols = info.shape
+    transform = info.transform * Affine.scale(cols / shape[1], rows / shape[0])
+    z = _read_resampled(path, info.band, shape, Resampling.average).astype(np.float32)
+    x, y = pixel_centres(transform, shape)
+    da = xr.DataArray(z, dims=("y", "x"), coords={"y": y, "x": x}, name="elevation")
+    da = da.rio.write_crs(info.crs)
+    return da.rio.write_transform(transform)
+
+
+def _display_hillshade(path, info, shape, opts):
+    """Hillshade of the DEM read at display resolution (the map's backdrop)."""
+    from .api import compute
+
+    dem = _display_dem(path, info, shape)
+    kw = dataclasses.asdict(opts)
+    return compute(dem, ("hillshade",), **kw)["hillshade"].values
+
+
+def _read_resampled(path, band, shape, resampling):
+    """Band ``band`` of ``path`` at ``shape`` (GDAL resampling ignores nodata), NaN for nodata."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    from .raster import GDAL_ENV, open_raster
+
+    with rasterio.Env(**GDAL_ENV), open_raster(path) as ds:
+        try:
+            arr = ds.read(band, out_shape=shape, resampling=resampling, masked=True,
+                          out_dtype="float64")
+        except RasterioError as exc:
+            raise InputError(f"{path}: cannot read band {band} ({exc}); the file may be corrupt") from None
+    out = arr.filled(np.nan)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _output_format(path) -> str:
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in FORMATS:
+        raise OutputError(
+            f"{os.fspath(path)}: cannot write a map as {ext or 'a file without extension'}; "
+            "end the name with .png, .pdf or .svg"
+        )
+    return FORMATS[ext]
+
+
+def _check_product(product, allowed):
+    if product not in allowed:
+        raise TerrainError(f"unknown map product {product!r}; choose one of {', '.join(allowed)}")
+
+
+def _check_max_pixels(max_pixels):
+    if not isinstance(max_pixels, (int, np.integer)) or max_pixels < 2:
+        raise TerrainError(f"max_pixels must be an integer >= 2, got {max_pixels!r}")
+
+
+def _display_shape(shape, max_pixels: int) -> tuple[int, int]:
+    """``shape`` scaled so that its long side is at most ``max_pixels`` (unchanged if smaller)."""
+    rows, cols = int(shape[0]), int(shape[1])
+    if max(rows, cols) <= max_pixels:
+        return rows, cols
+    scale = max_pixels / max(rows, cols)
+    return max(2, round(rows * scale)), max(2, round(cols * scale))
+
+
+def _extent(transform, shape) -> tuple[float, float, float, float]:
+    rows, cols = shape
+    xs = (transform.c, transform.c + cols * transform.a)
+    ys = (transform.f, transform.f + rows * transform.e)
+    return min(xs), max(xs), min(ys), max(ys)
+
+
+def _north_up(arr, transform):
+    """Rows north to south and columns west to east, whatever the file's orientation."""
+    if transform.e > 0:
+        arr = arr[::-1]
+    if transform.a < 0:
+        arr = arr[:, ::-1]
+    return np.ascontiguousarray(arr)
+
+
+def _crs_kind(crs) -> tuple[bool, str]:
+    """(geographic?, short unit of projected coordinates)."""
+    if crs is None:
+        return False, "m"
+    if crs.is_geographic:
+        return True, "°"
+    unit = ""
+    try:
+        unit = crs.linear_units or ""
+    except Exception:  # noqa: BLE001 (rasterio raises CRSError on odd CRSs)
+        unit = ""
+    return False, _LINEAR_UNITS.get(unit.strip().lower(), unit or "m")
+
+
+def _units(product, opts, info) -> str:
+    if product == "slope":
+        return opts.units
+    if product == "aspect":
+        return "degrees"
+    if product == "hillshade":
+        return "brightness"
+    unit = _band_unit(info.path, info.band)
+    return unit or ("m" if opts.z_factor == 1 else "file units")
+
+
+def _band_unit(path, band) -> str:
+    import rasterio
+
+    from .raster import GDAL_ENV, open_raster
+
+    with rasterio.Env(**GDAL_ENV), open_raster(path) as ds:
+        unit = ds.units[band - 1] if ds.units else ""
+    unit = (unit or "").strip()
+    return {"metre": "m", "meter": "m", "metres": "m", "meters": "m",
+            "foot": "ft", "feet": "ft"}.get(unit.lower(), unit)
+
+
+_FLAT_RE = re.compile(r"([-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf)) where flat", re.IGNORECASE)
+
+
+def _flat_value(description: str) -> float:
+    """The flat value recorded in an aspect band's description ('...; -1 where flat')."""
+    m = _FLAT_RE.search(description or "")
+    return float(m.group(1)) if m else -1.0
+
+
+def _title(product, path, method, opts) -> str:
+    name = os.path.basename(os.fspath(path))
+    if len(name) > 60:
+        name = name[:28] + "…" + name[-28:]
+    head = {"slope": "Slope", "aspect": "Aspect", "hillshade": "Hillshade",
+            "elevation": "Elevation"}[product]
+    details = []
+    if method and product != "elevation":
+        details.append(f"{method} method")
+    if product == "hillshade" and opts is not None:
+        light = "multidirectional" if opts.multidirectional else f"azimuth {opts.azimuth:g}°"
+        details.append(f"{light}, altitude {opts.altitude:g}°")
+    return f"{head} of {name}" + (f" ({', '.join(details)})" if details else "")
+
+
+__all__ = ["plot_dem", "plot_product_file", "render"]
