@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import Options, compute_block, output_dtype, products_from_gradient
+from .engine import Options, as_elevation, compute_block, output_dtype, products_from_gradient
 
 
-def run_dask(z, grid, opts: Options, products):
-    """``{name: dask array}`` for a dask elevation array ``z`` (NaN = no data)."""
+def _stacked(z, grid, opts: Options, products):
+    """One lazy (products, y, x) array: each chunk runs the kernel once for all products."""
     import dask.array as da
 
     h = opts.halo
@@ -34,6 +34,12 @@ def run_dask(z, grid, opts: Options, products):
         block, padded, new_axis=0, chunks=((len(names),),) + z.chunks, dtype=dtype,
         meta=np.empty((0, 0, 0), dtype),
     )
+    return stacked, names
+
+
+def run_dask(z, grid, opts: Options, products):
+    """``{name: dask array}`` for a dask elevation array ``z`` (NaN = no data)."""
+    stacked, names = _stacked(z, grid, opts, products)
     return {n: stacked[k] if n != "hillshade" else stacked[k].astype(np.float32)
             for k, n in enumerate(names)}
 
@@ -54,3 +60,71 @@ def run_dask_gradient(dzdx, dzdy, opts: Options, products):
                             meta=np.empty((0, 0, 0), dtype))
     return {n: stacked[k] if n != "hillshade" else stacked[k].astype(np.float32)
             for k, n in enumerate(names)}
+
+
+def lazy_elevation(info, chunks):
+    """A dask array reading windows of ``info.path`` on demand, nodata already NaN."""
+    import dask.array as da
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    from .errors import InputError
+    from .raster import GDAL_ENV, open_raster
+
+    dtype = output_dtype(info.dtype if np.dtype(info.dtype).kind == "f" else np.float32)
+    if isinstance(chunks, dict):
+        chunks = (chunks.get("y", "auto"), chunks.get("x", "auto"))
+    template = da.empty(info.shape, chunks=chunks, dtype=dtype)
+
+    def read(block_info=None):
+        (r0, r1), (c0, c1) = block_info[None]["array-location"]
+        with rasterio.Env(**GDAL_ENV), open_raster(info.path) as ds:
+            try:
+                raw = ds.read(info.band, window=((r0, r1), (c0, c1)))
+            except RasterioError as exc:
+                raise InputError(f"{info.path}: cannot read rows {r0}-{r1} ({exc}); "
+                                 "the file may be truncated or corrupt") from None
+        return as_elevation(raw, info.nodata).astype(dtype, copy=False)
+
+    return da.map_blocks(read, dtype=dtype, chunks=template.chunks,
+                         meta=np.empty((0, 0), dtype))
+
+
+def run_distributed(info, grid, opts: Options, products, chunk: int, scheduler: str, emit,
+                    stop_event):
+    """Compute a file's windows on a dask.distributed cluster; ``emit`` writes them here.
+
+    The workers read the DEM themselves (they must see the same path); only the
+    finished windows travel back, and the single writer stays in this process.
+    """
+    from dask.distributed import Client, as_completed
+
+    from .errors import TerrainError
+
+    z = lazy_elevation(info, (chunk, chunk))
+    stacked, names = _stacked(z, grid, opts, products)
+    try:
+        client = Client(scheduler, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise TerrainError(f"cannot reach the dask scheduler at {scheduler} ({exc}); "
+                           "start one with `dask scheduler` and `dask worker ADDRESS`") from None
+    try:
+        blocks = stacked.to_delayed()[0]
+        row_starts = np.cumsum((0,) + stacked.chunks[1])
+        col_starts = np.cumsum((0,) + stacked.chunks[2])
+        where = {}
+        futures = []
+        for bi in range(blocks.shape[0]):
+            for bj in range(blocks.shape[1]):
+                fut = client.compute(blocks[bi, bj])
+                where[fut.key] = (row_starts[bi], row_starts[bi + 1], col_starts[bj], col_starts[bj + 1])
+                futures.append(fut)
+        for fut in as_completed(futures, loop=client.loop):
+            if stop_event.is_set():
+                break
+            block = fut.result()
+            fut.release()
+            r0, r1, c0, c1 = where[fut.key]
+            emit(r0, r1, c0, c1, {n: block[k] for k, n in enumerate(names)})
+    finally:
+        client.close()

@@ -64,7 +64,9 @@ def open_dem(path, *, band: int = 1, src_crs=None, chunks=None) -> xr.DataArray:
                     ) from None
                 data = as_elevation(raw, info.nodata)
     if chunks is not None:
-        data = _lazy_read(info, chunks)
+        from .dask_runner import lazy_elevation
+
+        data = lazy_elevation(info, chunks)
     x, y = pixel_centres(info.transform, info.shape)
     dem = xr.DataArray(data, dims=("y", "x"), coords={"y": y, "x": x}, name="elevation")
     dem = dem.rio.write_crs(info.crs)
@@ -80,28 +82,6 @@ def open_dem(path, *, band: int = 1, src_crs=None, chunks=None) -> xr.DataArray:
 def _first_line(exc) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _lazy_read(info, chunks):
-    """A dask array reading windows of the file on demand, nodata already NaN."""
-    import dask.array as da
-
-    from .engine import output_dtype
-
-    dtype = output_dtype(info.dtype if np.dtype(info.dtype).kind == "f" else np.float32)
-    template = da.empty(info.shape, chunks=chunks if not isinstance(chunks, dict)
-                        else (chunks.get("y", "auto"), chunks.get("x", "auto")), dtype=dtype)
-
-    def read(block_info=None):
-        (r0, r1), (c0, c1) = block_info[None]["array-location"]
-        with rasterio.Env(**GDAL_ENV), open_raster(info.path) as ds:
-            try:
-                raw = ds.read(info.band, window=((r0, r1), (c0, c1)))
-            except RasterioError as exc:
-                raise InputError(f"{info.path}: cannot read ({_first_line(exc)})") from None
-        return as_elevation(raw, info.nodata).astype(dtype, copy=False)
-
-    return da.map_blocks(read, dtype=dtype, chunks=template.chunks, meta=np.empty((0, 0), dtype))
 
 
 def elevation_of(dem, *, spacing=None, name: str | None = None):

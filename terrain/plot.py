@@ -67,6 +67,7 @@ class MapData:
     units: str
     method: str | None
     flat_value: float = -1.0
+    source: str = ""  # the DEM's file name, for the title
 
 
 # --------------------------------------------------------------------------- public API
@@ -113,7 +114,7 @@ def plot_dem(src, out_png, *, product: str = "slope", opts=None, band: int = 1, 
     out = check_target(out_png, inputs=[src], overwrite=overwrite)
     data = _dem_map_data(src, info, product, opts, max_pixels, os.path.dirname(out))
     render(out, product, data.values, extent=data.extent, geographic=data.geographic,
-           units=data.units, title=_title(product, src, data.method, opts),
+           units=data.units, title=_title(product, data.source, data.method, opts),
            shade=data.shade, flat_value=data.flat_value, dpi=dpi, axis_unit=data.axis_unit)
     return out
 
@@ -146,6 +147,7 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
     str
         The absolute path written.
     """
+    from .raster import raster_info
     from .writer import check_target
 
     _check_product(product, FILE_PRODUCTS)
@@ -153,14 +155,17 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
     _output_format(out_png)
     product_tif = os.fspath(product_tif)
     dem = os.fspath(dem) if dem is not None else None
-    data = _product_map_data(product_tif, product, dem=dem, band=band, src_crs=src_crs,
-                             method=method, max_pixels=max_pixels)
+    # Refuse bad inputs before touching the output's folder.
+    raster_info(product_tif, band=1, src_crs=src_crs)
+    if dem is not None:
+        raster_info(dem, band=band, src_crs=src_crs)
     inputs = [product_tif] + ([dem] if dem is not None else [])
     out = check_target(out_png, inputs=inputs, overwrite=overwrite)
-    title = _title(product, product_tif, data.method, None)
+    data = _product_map_data(product_tif, product, dem=dem, band=band, src_crs=src_crs,
+                             method=method, max_pixels=max_pixels)
     render(out, product, data.values, extent=data.extent, geographic=data.geographic,
-           units=data.units, title=title, shade=data.shade, flat_value=data.flat_value,
-           dpi=dpi, axis_unit=data.axis_unit)
+           units=data.units, title=_title(product, data.source, data.method, None),
+           shade=data.shade, flat_value=data.flat_value, dpi=dpi, axis_unit=data.axis_unit)
     return out
 
 
@@ -237,6 +242,7 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     fig_h = min(max(map_h + 2.0, 4.0), 9.5)
 
     fig = Figure(figsize=(FIG_WIDTH, fig_h), dpi=dpi, layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.1, h_pad=0.1)
     # Attach the Agg canvas explicitly: no pyplot, no backend switching.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -423,7 +429,7 @@ def _dem_map_data(src, info, product, opts, max_pixels, workdir) -> MapData:
     return MapData(values=values, shade=shade, extent=extent, geographic=geographic,
                    axis_unit=axis_unit, units=units,
                    method=None if product == "elevation" else opts.method,
-                   flat_value=float(opts.flat_value))
+                   flat_value=float(opts.flat_value), source=src)
 
 
 def _stream_then_read(src, info, product, opts, shape, workdir):
@@ -478,7 +484,8 @@ def _product_map_data(path, product, *, dem, band, src_crs, method, max_pixels) 
     shade = None if shade is None else _north_up(shade, info.transform)
     return MapData(values=values, shade=shade, extent=_extent(info.transform, info.shape),
                    geographic=geographic, axis_unit=axis_unit, units=units,
-                   method=method or tags.get("method"), flat_value=flat_value)
+                   method=method or tags.get("method"), flat_value=flat_value,
+                   source=dem or tags.get("source") or path)
 
 
 def _display_dem(path, info, shape):

@@ -64,7 +64,8 @@ def read_padded(ds, info, row0, row1, col0, col1, halo):
 def process_file(src, outputs: dict, opts: Options | None = None, *, band: int = 1,
                  src_crs=None, tile_size: int = 1024, threads: int | None = None,
                  creation_options=None, cog: bool = False, overwrite: bool = False,
-                 progress=None, stop_event: threading.Event | None = None) -> dict:
+                 progress=None, stop_event: threading.Event | None = None,
+                 scheduler: str | None = None) -> dict:
     """Compute products of the DEM ``src`` straight into GeoTIFF files.
 
     Parameters
@@ -77,13 +78,17 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     opts : terrain.engine.Options
         Method, edge order, z factor, units and the products' settings.
     tile_size : int
-        Window edge in pixels; results do not depend on it.
+        Window edge in pixels (the dask chunk with ``scheduler``); results do not
+        depend on it.
     threads : int, optional
         Worker threads (default: all cores).
     progress : callable, optional
         Called with the number of pixels of each finished window.
     stop_event : threading.Event, optional
         Set it (e.g. from a signal handler) to stop: nothing is left behind.
+    scheduler : str, optional
+        Address of a dask.distributed scheduler: the windows are computed by its
+        workers (which must see ``src`` at the same path) and written here.
 
     Returns
     -------
@@ -109,33 +114,15 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
             "software": "terrain"}
     stop_event = stop_event or threading.Event()
     writers = []
-    local = threading.local()
-    handles = []
-    handles_lock = threading.Lock()
     write_lock = threading.Lock()
-    valid = [0]  # set to 1 by the first window with a value
-    out_dtype = output_dtype(info.dtype if np.dtype(info.dtype).kind == "f" else np.float32)
+    valid = [False]
 
-    def reader():
-        ds = getattr(local, "ds", None)
-        if ds is None:
-            with rasterio.Env(**GDAL_ENV):
-                ds = local.ds = open_raster(src)
-            with handles_lock:
-                handles.append(ds)
-        return ds
-
-    def work(win):
-        if stop_event.is_set():
-            return
-        row0, row1, col0, col1 = win
-        zpad = read_padded(reader(), info, row0, row1, col0, col1, opts.halo)
-        res = compute_block(zpad, *grid.window(row0, row1, col0, col1, opts.halo), opts,
-                            products, out_dtype)
+    def emit(row0, row1, col0, col1, res):
+        """Write one finished window of every product (any thread)."""
         window = Window(col0, row0, col1 - col0, row1 - row0)
         # Only "is there any valid cell at all" is needed (the all-nodata warning).
         if not valid[0] and not np.isnan(res[products[0]]).all():
-            valid[0] = 1
+            valid[0] = True
         with write_lock:
             if stop_event.is_set():
                 return
@@ -155,26 +142,13 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                     byte=(kind == "hillshade"), creation_options=creation_options, cog=cog,
                     resampling=resampling, tags=tags)
                 writers.append((writer, names))
-            threads = threads or default_threads()
-            # Windows aligned to the output's 512-pixel blocks keep writes whole-block.
-            wins = list(windows(info.shape, tile_size))
-            if threads == 1:
-                for w in wins:
-                    if stop_event.is_set():
-                        break
-                    work(w)
+            if scheduler is None:
+                _run_threads(info, grid, opts, products, tile_size, threads or default_threads(),
+                             emit, stop_event)
             else:
-                with ThreadPoolExecutor(threads) as pool:
-                    futures = [pool.submit(work, w) for w in wins]
-                    try:
-                        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                        for f in done:
-                            f.result()
-                    except BaseException:
-                        stop_event.set()
-                        for f in futures:
-                            f.cancel()
-                        raise
+                from .dask_runner import run_distributed
+
+                run_distributed(info, grid, opts, products, tile_size, scheduler, emit, stop_event)
             if stop_event.is_set():
                 raise Interrupted(f"{src}: interrupted; no output was written")
             for writer, _ in writers:
@@ -183,6 +157,53 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     finally:
         for writer, _ in writers:
             writer.abort()
+    return {"valid": valid[0], "cells": info.shape[0] * info.shape[1]}
+
+
+def _run_threads(info, grid, opts, products, tile_size, threads, emit, stop_event):
+    """Read, compute and emit every window on a pool of threads, one dataset handle each."""
+    local = threading.local()
+    handles = []
+    handles_lock = threading.Lock()
+    out_dtype = output_dtype(info.dtype if np.dtype(info.dtype).kind == "f" else np.float32)
+
+    def reader():
+        ds = getattr(local, "ds", None)
+        if ds is None:
+            with rasterio.Env(**GDAL_ENV):
+                ds = local.ds = open_raster(info.path)
+            with handles_lock:
+                handles.append(ds)
+        return ds
+
+    def work(win):
+        if stop_event.is_set():
+            return
+        row0, row1, col0, col1 = win
+        zpad = read_padded(reader(), info, row0, row1, col0, col1, opts.halo)
+        res = compute_block(zpad, *grid.window(row0, row1, col0, col1, opts.halo), opts,
+                            products, out_dtype)
+        emit(row0, row1, col0, col1, res)
+
+    wins = list(windows(info.shape, tile_size))
+    try:
+        if threads == 1:
+            for w in wins:
+                if stop_event.is_set():
+                    break
+                work(w)
+            return
+        with ThreadPoolExecutor(threads) as pool:
+            futures = [pool.submit(work, w) for w in wins]
+            try:
+                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                for f in done:
+                    f.result()
+            except BaseException:
+                stop_event.set()
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
         for ds in handles:
             ds.close()
-    return {"valid": bool(valid[0]), "cells": info.shape[0] * info.shape[1]}
