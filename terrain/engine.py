@@ -71,8 +71,14 @@ def as_elevation(raw: np.ndarray, nodata=None) -> np.ndarray:
     else:
         z = raw.astype(np.float32)
     if nodata is not None and not np.isnan(nodata):
-        # Compare in the raw type so that an integer nodata is never rounded.
-        z[raw == raw.dtype.type(nodata) if raw.dtype.kind in "iu" else raw == nodata] = np.nan
+        if raw.dtype.kind in "iu":
+            # Compare in the raw type so that an integer nodata is never rounded; a
+            # value the type cannot hold cannot occur in the data.
+            info = np.iinfo(raw.dtype)
+            if float(nodata).is_integer() and info.min <= nodata <= info.max:
+                z[raw == raw.dtype.type(int(nodata))] = np.nan
+        else:
+            z[raw == nodata] = np.nan
     z[np.isinf(z)] = np.nan
     return z
 

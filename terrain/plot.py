@@ -236,9 +236,8 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     # Display aspect: a degree of longitude is cos(latitude) of a degree of latitude.
     aspect = 1.0 / max(math.cos(math.radians(0.5 * (south + north))), 1e-6) if geographic else 1.0
     ratio = abs(north - south) * aspect / max(abs(east - west), 1e-300)
-    map_w, map_h = 5.6, 5.6 * ratio
-    if map_h > 6.8:
-        map_w, map_h = 6.8 / ratio, 6.8
+    # A first guess of the height; _fit_height trims what the map does not use.
+    map_h = min(5.6 * ratio, 6.8)
     fig_h = min(max(map_h + 2.0, 4.0), 9.5)
 
     fig = Figure(figsize=(FIG_WIDTH, fig_h), dpi=dpi, layout="constrained")
@@ -259,30 +258,35 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     alpha = SHADE_ALPHA.get(product, 1.0) if shade is not None else 1.0
     handles = []
     finite = shown[np.isfinite(shown)]
+    # A wide, short map gets its colorbar underneath, where it has room.
+    horizontal = ratio < 0.6
+    cbkw = dict(ax=ax, shrink=0.85, pad=0.02,
+                orientation="horizontal" if horizontal else "vertical",
+                aspect=30 if horizontal else 20)
 
     if product == "slope":
         vmax = _nice_max(finite)
         im = ax.imshow(np.ma.masked_invalid(shown), cmap=SLOPE_CMAP, vmin=0, vmax=vmax,
                        alpha=alpha, zorder=2, **imkw)
         extend = "max" if finite.size and finite.max() > vmax else "neither"
-        cb = fig.colorbar(_opaque(im), ax=ax, shrink=0.85, extend=extend, pad=0.02)
+        cb = fig.colorbar(_opaque(im), extend=extend, **cbkw)
         cb.set_label(_SLOPE_LABELS.get(units, f"Slope ({units})"))
     elif product == "aspect":
         im = ax.imshow(np.ma.masked_invalid(shown), cmap=ASPECT_CMAP, vmin=0, vmax=360,
                        alpha=alpha, zorder=2, **imkw)
         if flat.any():
+            # Flat cells have no direction: a neutral grey, outside the colour wheel.
             ax.imshow(np.ma.masked_where(~flat, np.ones(values.shape)),
                       cmap=ListedColormap([FLAT_COLOUR]), vmin=0, vmax=1, zorder=3, **imkw)
-        handles.append(Patch(facecolor=FLAT_COLOUR, edgecolor="0.4", linewidth=0.6,
-                             label="Flat (no downslope direction)"))
-        cb = fig.colorbar(_opaque(im), ax=ax, shrink=0.85, pad=0.02,
-                          ticks=[0, 90, 180, 270, 360])
-        cb.ax.set_yticklabels(["N  0°", "E  90°", "S  180°", "W  270°", "N  360°"])
+            handles.append(Patch(facecolor=FLAT_COLOUR, edgecolor="0.4", linewidth=0.6,
+                                 label="Flat (no downslope direction)"))
+        cb = fig.colorbar(_opaque(im), ticks=[0, 90, 180, 270, 360], **cbkw)
+        cb.set_ticklabels(["N  0°", "E  90°", "S  180°", "W  270°", "N  360°"])
         cb.set_label("Aspect: downslope direction (clockwise from north)")
     elif product == "hillshade":
         im = ax.imshow(np.ma.masked_invalid(shown), cmap="gray", vmin=0, vmax=255, zorder=2,
                        **imkw)
-        cb = fig.colorbar(im, ax=ax, shrink=0.85, pad=0.02, ticks=[0, 64, 128, 192, 255])
+        cb = fig.colorbar(im, ticks=[0, 64, 128, 192, 255], **cbkw)
         cb.set_label("Hillshade brightness (0 = shadow, 255 = lit)")
     else:  # elevation
         base = colormaps["terrain"]
@@ -292,14 +296,12 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
             hi = lo + 1.0
         im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=lo, vmax=hi, alpha=alpha,
                        zorder=2, **imkw)
-        cb = fig.colorbar(_opaque(im), ax=ax, shrink=0.85, pad=0.02)
+        cb = fig.colorbar(_opaque(im), **cbkw)
         cb.set_label(f"Elevation ({units})")
 
     if nodata.any():
         handles.append(Patch(facecolor="white", edgecolor=NODATA_HATCH_COLOUR, hatch="////",
                              label="No data"))
-    if product == "aspect" and not flat.any():
-        handles = [h for h in handles if not h.get_label().startswith("Flat")]
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
                    frameon=False, fontsize="small")
@@ -309,22 +311,32 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     if geographic:
         ax.set_xlabel("Longitude (°)")
         ax.set_ylabel("Latitude (°)")
-        fmt = _degree_formatter(max(abs(east - west), abs(north - south)))
-        ax.xaxis.set_major_formatter(FuncFormatter(fmt))
-        ax.yaxis.set_major_formatter(FuncFormatter(fmt))
+        ax.xaxis.set_major_formatter(FuncFormatter(_degree_formatter(abs(east - west))))
+        ax.yaxis.set_major_formatter(FuncFormatter(_degree_formatter(abs(north - south))))
     else:
         ax.set_xlabel(f"Easting ({axis_unit})")
         ax.set_ylabel(f"Northing ({axis_unit})")
         ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
         ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
         ax.tick_params(axis="y", labelrotation=90)
-        for label in ax.get_yticklabels():
-            label.set_verticalalignment("center")
-    ax.locator_params(nbins=5)
     ax.tick_params(labelsize="small")
     ax.set_title(title, fontsize="medium")
+    _set_ticks(fig, ax, geographic)
     _fit_height(fig, ax)
     return fig
+
+
+def _set_ticks(fig, ax, geographic):
+    """As many ticks as the map's sides have room for (long easting labels need more)."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig.canvas.draw()
+    pos = ax.get_position(original=False)
+    per_tick = 0.9 if geographic else 1.2  # inches per label
+    for axis, length in ((ax.xaxis, pos.width * fig.get_figwidth()),
+                         (ax.yaxis, pos.height * fig.get_figheight())):
+        axis.set_major_locator(MaxNLocator(nbins=int(min(max(length / per_tick, 1), 6)),
+                                           steps=[1, 2, 2.5, 5, 10]))
 
 
 def _opaque(im):
@@ -498,7 +510,8 @@ def _display_dem(path, info, shape):
     from .spacing import pixel_centres
 
     rows, cols = info.shape
-    transform = info.transform * Affine.scale(cols / shape[1], rows / shape[0])
+    t = info.transform
+    transform = Affine(t.a * cols / shape[1], 0.0, t.c, 0.0, t.e * rows / shape[0], t.f)
     z = _read_resampled(path, info.band, shape, Resampling.average).astype(np.float32)
     x, y = pixel_centres(transform, shape)
     da = xr.DataArray(z, dims=("y", "x"), coords={"y": y, "x": x}, name="elevation")

@@ -112,6 +112,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     tags = {"method": opts.method, "edge_order": str(opts.edge_order),
             "z_factor": repr(opts.z_factor), "source": os.path.basename(src),
             "software": "terrain"}
+    if "aspect" in products:
+        tags["flat_value"] = repr(float(opts.flat_value))
     stop_event = stop_event or threading.Event()
     writers = []
     write_lock = threading.Lock()

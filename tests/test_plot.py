@@ -1,0 +1,287 @@
+"""Maps: formats, sizes, atomic writes, protection of existing files, and the data drawn."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+
+import terrain
+from terrain import plot
+from terrain.engine import Options
+from terrain.errors import OutputError, TerrainError
+from terrain.stream import process_file
+
+ROOT = Path(__file__).resolve().parents[1]
+WGS84 = ROOT / "sample_data" / "jacksboro_wgs84.tif"
+UTM = ROOT / "sample_data" / "jacksboro_utm16n.tif"
+
+
+def image_size(path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size  # (width, height)
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Replace render with a recorder of what it would draw."""
+    calls = []
+
+    def fake_render(out_png, product, values, **kw):
+        calls.append(dict(out_png=out_png, product=product, values=np.array(values), **kw))
+        return out_png
+
+    monkeypatch.setattr(plot, "render", fake_render)
+    return calls
+
+
+def full_resolution_then_decimated(product_da, shape, resampling, folder):
+    """The reference: a full-resolution product, decimated as GDAL does on read."""
+    ref = folder / "reference.tif"
+    with rasterio.open(WGS84) as ds:
+        profile = dict(driver="GTiff", width=ds.width, height=ds.height, count=1,
+                       dtype="float32", crs=ds.crs, transform=ds.transform, nodata=-9999.0)
+    data = np.asarray(product_da.values, dtype=np.float32).copy()
+    data[np.isnan(data)] = -9999.0
+    with rasterio.open(ref, "w", **profile) as dst:
+        dst.write(data, 1)
+    with rasterio.open(ref) as ds:
+        arr = ds.read(1, out_shape=shape, resampling=resampling, masked=True, out_dtype="float64")
+    return arr.filled(np.nan)
+
+
+# --------------------------------------------------------------------------- imports
+
+
+def test_import_terrain_does_not_import_matplotlib():
+    code = ("import sys, terrain, terrain.api, terrain.stream, terrain.writer, terrain.plot; "
+            "terrain.open_dem; print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- files written
+
+
+@pytest.mark.parametrize("product", ["slope", "aspect", "hillshade", "elevation"])
+def test_each_product_writes_a_png_wide_enough(tmp_path, product):
+    out = tmp_path / "maps" / f"{product}.png"  # the folder does not exist yet
+    written = plot.plot_dem(WGS84, out, product=product)
+    assert written == str(out.resolve())
+    width, height = image_size(out)
+    assert width >= 1000
+    assert 0.6 * width < height < 1.3 * width  # a squarish area stays squarish
+    assert os.listdir(out.parent) == [out.name]  # no temporary file left
+
+
+def test_projected_dem_with_nodata_outside(tmp_path):
+    out = plot.plot_dem(UTM, tmp_path / "utm.png", product="slope", dpi=100)
+    width, _ = image_size(out)
+    assert width == 800  # 8 inches at the dpi asked for
+    assert os.listdir(tmp_path) == ["utm.png"]
+
+
+@pytest.mark.parametrize("ext, magic", [(".pdf", b"%PDF"), (".svg", b"<svg")])
+def test_pdf_and_svg_by_extension(tmp_path, ext, magic):
+    out = tmp_path / f"map{ext}"
+    plot.plot_dem(WGS84, out, product="aspect")
+    head = out.read_bytes()[:4096]
+    assert magic in head
+    assert os.listdir(tmp_path) == [out.name]
+
+
+@pytest.mark.parametrize("name", ["map.jpg", "map.tif", "map"])
+def test_unsupported_extension_raises_and_creates_nothing(tmp_path, name):
+    out = tmp_path / "sub" / name
+    with pytest.raises(OutputError, match=r"\.png, \.pdf or \.svg"):
+        plot.plot_dem(WGS84, out)
+    assert not (tmp_path / "sub").exists()
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    out = tmp_path / "map.png"
+    out.write_bytes(b"keep me")
+    with pytest.raises(OutputError, match="already exists"):
+        plot.plot_dem(WGS84, out)
+    assert out.read_bytes() == b"keep me"
+    assert os.listdir(tmp_path) == ["map.png"]
+    plot.plot_dem(WGS84, out, overwrite=True)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path) == ["map.png"]
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    def broken(self, fname, **kw):
+        Path(fname).write_bytes(b"half a png")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", broken)
+    out = tmp_path / "map.png"
+    with pytest.raises(OutputError, match="No space left"):
+        plot.plot_dem(WGS84, out, product="hillshade")
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_product_and_bad_input(tmp_path):
+    with pytest.raises(TerrainError, match="unknown map product"):
+        plot.plot_dem(WGS84, tmp_path / "m.png", product="curvature")
+    with pytest.raises(TerrainError, match="no such file"):
+        plot.plot_dem(tmp_path / "missing.tif", tmp_path / "out" / "m.png")
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- data drawn
+
+
+def test_small_dem_draws_the_in_memory_product(captured, tmp_path):
+    plot.plot_dem(WGS84, tmp_path / "m.png", product="slope", opts=Options(units="percent"))
+    (call,) = captured
+    expected = terrain.slope(terrain.open_dem(WGS84), units="percent").values
+    np.testing.assert_allclose(call["values"], expected, rtol=1e-6)
+    assert call["units"] == "percent"
+    assert call["geographic"] is True
+    assert call["shade"].shape == expected.shape
+    with rasterio.open(WGS84) as ds:
+        b = ds.bounds
+    np.testing.assert_allclose(call["extent"], (b.left, b.right, b.bottom, b.top))
+    assert "jacksboro_wgs84.tif" in call["title"] and "central" in call["title"]
+
+
+@pytest.mark.parametrize("product, resampling", [("slope", Resampling.average),
+                                                 ("aspect", Resampling.nearest)])
+def test_large_dem_is_computed_at_full_resolution(captured, tmp_path, product, resampling):
+    out_dir = tmp_path / "out"
+    plot.plot_dem(WGS84, out_dir / "m.png", product=product, max_pixels=64)
+    (call,) = captured
+    values = call["values"]
+    assert values.shape == (55, 64)  # 344 x 403 scaled to a long side of 64
+    dem = terrain.open_dem(WGS84)
+    full = terrain.slope(dem) if product == "slope" else terrain.aspect(dem)
+    expected = full_resolution_then_decimated(full, values.shape, resampling, tmp_path)
+    np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-4)
+    assert call["shade"].shape == values.shape
+    assert os.listdir(out_dir) == []  # the streaming folder is gone
+    if product == "slope":
+        # Slope of a decimated DEM would be much gentler: make sure that is not what is shown.
+        with rasterio.open(WGS84) as ds:
+            z = ds.read(1, out_shape=values.shape, resampling=Resampling.average,
+                        out_dtype="float64")
+        dx = ds.transform.a * 403 / 64
+        dy = ds.transform.e * 344 / 55
+        import xarray as xr
+
+        coarse = xr.DataArray(
+            z, dims=("y", "x"),
+            coords={"y": ds.transform.f + (np.arange(55) + 0.5) * dy,
+                    "x": ds.transform.c + (np.arange(64) + 0.5) * dx},
+        ).rio.write_crs("EPSG:4326")
+        on_decimated = terrain.slope(coarse).values
+        assert np.nanmean(values) > 1.2 * np.nanmean(on_decimated)
+
+
+def test_south_up_dem_is_drawn_north_up(captured, tmp_path):
+    with rasterio.open(WGS84) as ds:
+        z = ds.read(1)
+        profile = ds.profile
+        t = ds.transform
+    flipped = tmp_path / "south_up.tif"
+    profile.update(transform=Affine(t.a, 0, t.c, 0, -t.e, t.f + ds.height * t.e))
+    with rasterio.open(flipped, "w", **profile) as dst:
+        dst.write(z[::-1], 1)
+    plot.plot_dem(WGS84, tmp_path / "a.png", product="elevation")
+    plot.plot_dem(flipped, tmp_path / "b.png", product="elevation")
+    a, b = captured
+    np.testing.assert_array_equal(a["values"], b["values"])
+    np.testing.assert_allclose(a["extent"], b["extent"])
+    np.testing.assert_allclose(a["shade"], b["shade"], atol=1e-3)
+
+
+def test_product_file_map(captured, tmp_path):
+    slope_tif = tmp_path / "s.tif"
+    aspect_tif = tmp_path / "a.tif"
+    process_file(UTM, {"slope": slope_tif, "aspect": aspect_tif},
+                 Options(method="horn", units="percent", flat_value=-2))
+    plot.plot_product_file(slope_tif, tmp_path / "s.png", product="slope", dem=UTM)
+    plot.plot_product_file(aspect_tif, tmp_path / "a.png", product="aspect", dem=UTM,
+                           method="my method", max_pixels=100)
+    s, a = captured
+    with rasterio.open(slope_tif) as ds:
+        expected = ds.read(1, masked=True).filled(np.nan)
+    np.testing.assert_array_equal(s["values"], expected)
+    assert np.isnan(s["values"]).any()  # outside the UTM footprint
+    assert s["units"] == "percent" and s["geographic"] is False and s["axis_unit"] == "m"
+    assert "horn" in s["title"] and "jacksboro_utm16n.tif" in s["title"]
+    assert s["shade"].shape == expected.shape
+    assert a["values"].shape == (100, 95) and a["shade"].shape == (100, 95)
+    assert a["flat_value"] == -2.0 and "my method" in a["title"]
+
+
+def test_product_file_written_and_protected(tmp_path):
+    slope_tif = tmp_path / "s.tif"
+    process_file(WGS84, {"slope": slope_tif})
+    out = plot.plot_product_file(slope_tif, tmp_path / "maps" / "s.png", product="slope",
+                                 dem=WGS84)
+    assert image_size(out)[0] >= 1000
+    with pytest.raises(OutputError, match="already exists"):
+        plot.plot_product_file(slope_tif, out, product="slope")
+    assert sorted(os.listdir(tmp_path)) == ["maps", "s.tif"]
+    assert os.listdir(tmp_path / "maps") == ["s.png"]
+
+
+def test_dem_of_another_grid_is_refused(tmp_path):
+    slope_tif = tmp_path / "s.tif"
+    process_file(WGS84, {"slope": slope_tif})
+    with pytest.raises(TerrainError, match="not the grid"):
+        plot.plot_product_file(slope_tif, tmp_path / "s.png", product="slope", dem=UTM)
+
+
+# --------------------------------------------------------------------------- the figure
+
+
+def _figure(product, values, extent, geographic, **kw):
+    kw.setdefault("units", "degrees")
+    return plot._figure(product, np.asarray(values, float), extent, geographic=geographic,
+                        title="t", shade=None, flat_value=-1.0, dpi=50,
+                        axis_unit=kw.pop("axis_unit", "m"), **kw)
+
+
+def test_geographic_map_is_not_stretched():
+    fig = _figure("slope", np.ones((10, 10)), (-84.4, -84.1, 36.4, 36.7), True)
+    ax = fig.axes[0]
+    assert ax.get_aspect() == pytest.approx(1 / math.cos(math.radians(36.55)))
+    assert ax.get_xlabel() == "Longitude (°)" and ax.get_ylabel() == "Latitude (°)"
+    assert fig.axes[1].get_ylabel() == "Slope (degrees)"
+
+
+def test_projected_axes_and_labels():
+    fig = _figure("elevation", np.arange(20.0).reshape(4, 5), (0, 500, 0, 400), False,
+                  units="m", axis_unit="ft")
+    ax = fig.axes[0]
+    assert ax.get_aspect() == 1.0
+    assert ax.get_xlabel() == "Easting (ft)" and ax.get_ylabel() == "Northing (ft)"
+    assert fig.axes[1].get_ylabel() == "Elevation (m)"
+
+
+def test_aspect_compass_and_legend(tmp_path):
+    values = np.array([[0, 90, 180], [270, -1, np.nan], [45, 135, 359.0]])
+    fig = _figure("aspect", values, (0, 3, 0, 3), False)
+    cbar = fig.axes[1]
+    labels = [t.get_text().split()[0] for t in cbar.get_yticklabels()]
+    assert labels == ["N", "E", "S", "W", "N"]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(t.startswith("Flat") for t in legend) and "No data" in legend
+    out = plot.render(tmp_path / "a.png", "aspect", values, extent=(0, 3, 0, 3),
+                      geographic=False, units="degrees", title="tiny")
+    assert image_size(out)[0] >= 1000
