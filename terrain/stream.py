@@ -125,12 +125,13 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
         # Only "is there any valid cell at all" is needed (the all-nodata warning).
         if not valid[0] and not np.isnan(res[products[0]]).all():
             valid[0] = True
+        encoded = [(writer, k, writer.encode(res[name]))
+                   for writer, names in writers for k, name in enumerate(names, start=1)]
         with write_lock:
             if stop_event.is_set():
                 return
-            for writer, names in writers:
-                for k, name in enumerate(names, start=1):
-                    writer.write(k, res[name], window)
+            for writer, k, data in encoded:
+                writer.write(k, data, window)
         if progress is not None:
             progress((row1 - row0) * (col1 - col0))
 

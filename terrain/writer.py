@@ -123,16 +123,20 @@ class GeoTIFFWriter:
             self.abort()
             raise OutputError(f"{self.path}: cannot create the GeoTIFF ({exc}); check --co options") from None
 
-    def write(self, band: int, block: np.ndarray, window) -> None:
-        """Write one band's block; NaN becomes the file's nodata value.
+    def encode(self, block: np.ndarray) -> np.ndarray:
+        """The block in the file's type, NaN replaced by its nodata value.
 
-        A float32 block is converted in place (the caller hands it over).
+        A float32 block is converted in place (the caller hands it over). Needs no
+        lock, so worker threads do it before queueing for :meth:`write`.
         """
         if self.byte:
-            data = np.where(np.isnan(block), BYTE_NODATA, np.floor(block + 0.5)).astype(np.uint8)
-        else:
-            data = block if block.dtype == np.float32 else block.astype(np.float32)
-            np.copyto(data, np.float32(FLOAT_NODATA), where=np.isnan(data))
+            return np.where(np.isnan(block), BYTE_NODATA, np.floor(block + 0.5)).astype(np.uint8)
+        data = block if block.dtype == np.float32 else block.astype(np.float32)
+        np.copyto(data, np.float32(FLOAT_NODATA), where=np.isnan(data))
+        return data
+
+    def write(self, band: int, data: np.ndarray, window) -> None:
+        """Write one band's block already passed through :meth:`encode`."""
         try:
             self.ds.write(data, band, window=window)
         except RasterioError as exc:
