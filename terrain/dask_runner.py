@@ -18,9 +18,11 @@ def _stacked(z, grid, opts: Options, products):
     import dask.array as da
 
     h = opts.halo
-    # Overlap needs every chunk at least as deep as the halo.
-    if min(min(c) for c in z.chunks) < h:
-        z = z.rechunk({0: max(h, max(z.chunks[0])), 1: max(h, max(z.chunks[1]))})
+    # Overlap needs every chunk at least as deep as the halo; rechunk here, not
+    # inside overlap(), so that the output's chunks are the ones computed.
+    from dask.array.overlap import ensure_minimum_chunksize
+
+    z = z.rechunk(tuple(ensure_minimum_chunksize(h, c) for c in z.chunks))
     dtype = output_dtype(z.dtype)
     padded = da.overlap.overlap(z, depth={0: h, 1: h}, boundary=np.nan)
     names = tuple(products)

@@ -1,0 +1,182 @@
+"""The compiled kernels on bare padded blocks: stencils and cell-wise products."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyproj
+import pytest
+
+from terrain import kernels
+from terrain.spacing import grid_from_coords
+
+KERNELS = {"central": kernels.central, "horn": kernels.horn,
+           "zevenbergen-thorne": kernels.zevenbergen_thorne}
+
+
+def run_kernel(method, z, grid, edge_order, z_factor=1.0, halo=2):
+    """The kernel on the whole of ``z`` padded with NaN (the raster's outside)."""
+    zpad = np.pad(z, halo, constant_values=np.nan)
+    dzdx = np.empty(z.shape)
+    dzdy = np.empty(z.shape)
+    KERNELS[method](zpad, *grid.window(0, z.shape[0], 0, z.shape[1], halo), halo, edge_order,
+                    z_factor, dzdx, dzdy)
+    return dzdx, dzdy
+
+
+@pytest.fixture
+def random_grid():
+    rng = np.random.default_rng(7)
+    z = rng.normal(50.0, 10.0, (11, 13))
+    x, y = np.arange(13) * 4.0, 100.0 - np.arange(11) * 2.5  # north-up, metres, no CRS
+    return z, x, y
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+@pytest.mark.parametrize("method", ["central", "zevenbergen-thorne"])
+def test_uniform_grid_is_numpy_gradient(method, edge_order, random_grid):
+    """On a uniform grid both central and Zevenbergen-Thorne are numpy.gradient."""
+    z, x, y = random_grid
+    p, q = run_kernel(method, z, grid_from_coords(x, y), edge_order)
+    ref_y, ref_x = np.gradient(z, y, x, edge_order=edge_order)
+    np.testing.assert_allclose(p, ref_x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(q, ref_y, rtol=1e-12, atol=1e-12)
+
+
+def test_horn_interior_is_gdaldem_formula(random_grid):
+    """((c + 2f + i) - (a + 2d + g)) / (8 dx) and ((a + 2b + c) - (g + 2h + i)) / (8 dy)."""
+    z, x, y = random_grid
+    p, q = run_kernel("horn", z, grid_from_coords(x, y), 1)
+    w = {k: z[1 + di:z.shape[0] - 1 + di, 1 + dj:z.shape[1] - 1 + dj]
+         for k, (di, dj) in zip("abcdefghi", [(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)])}
+    dx, dy = 4.0, 2.5
+    ref_x = ((w["c"] + 2 * w["f"] + w["i"]) - (w["a"] + 2 * w["d"] + w["g"])) / (8 * dx)
+    ref_y = ((w["a"] + 2 * w["b"] + w["c"]) - (w["g"] + 2 * w["h"] + w["i"])) / (8 * dy)
+    np.testing.assert_allclose(p[1:-1, 1:-1], ref_x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(q[1:-1, 1:-1], ref_y, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+@pytest.mark.parametrize("method", list(KERNELS))
+def test_per_row_spacing_plane(method, edge_order):
+    """A geographic grid (x in degrees, metres per degree changing per row): a surface rising
+    0.25 m per ground metre along every row gives 0.25 at every cell, Horn's three rows each
+    on their own scale (dzdy is not checked: the parallels converge, so it is not 0)."""
+    lat = 60.0 - 0.01 * np.arange(6)
+    lon = 10.0 + 0.01 * np.arange(5)
+    grid = grid_from_coords(lon, lat, "EPSG:4326")
+    # Metres along each row from pyproj.Geod: sums of the (equal) neighbour-to-neighbour chords.
+    geod = pyproj.Geod(ellps="WGS84")
+    chord = geod.inv(np.full(6, lon[0]), lat, np.full(6, lon[1]), lat)[2]
+    east = np.arange(5)[None, :] * chord[:, None]
+    z = 0.25 * east + 7.0
+    p, q = run_kernel(method, z, grid, edge_order)
+    np.testing.assert_allclose(p, 0.25, rtol=1e-9)
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+@pytest.mark.parametrize("method", list(KERNELS))
+def test_z_factor(method, edge_order, random_grid):
+    z, x, y = random_grid
+    grid = grid_from_coords(x, y)
+    p1, q1 = run_kernel(method, z, grid, edge_order)
+    p3, q3 = run_kernel(method, z, grid, edge_order, z_factor=0.3048)
+    np.testing.assert_allclose(p3, 0.3048 * p1, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(q3, 0.3048 * q1, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+@pytest.mark.parametrize("method", list(KERNELS))
+def test_block_with_real_halo_equals_whole(method, edge_order, random_grid):
+    """A block padded with its true neighbours gives the same numbers as the whole raster."""
+    z, x, y = random_grid
+    z = z.copy()
+    z[3, 4] = z[5, 5] = z[0, 7] = np.nan
+    grid = grid_from_coords(x, y)
+    p, q = run_kernel(method, z, grid, edge_order)
+    halo = 2
+    zpad = np.pad(z, halo, constant_values=np.nan)
+    r0, r1, c0, c1 = 3, 8, 4, 9
+    block = zpad[r0:r1 + 2 * halo, c0:c1 + 2 * halo]
+    bp = np.empty((r1 - r0, c1 - c0))
+    bq = np.empty_like(bp)
+    KERNELS[method](block, *grid.window(r0, r1, c0, c1, halo), halo, edge_order, 1.0, bp, bq)
+    np.testing.assert_array_equal(bp, p[r0:r1, c0:c1])
+    np.testing.assert_array_equal(bq, q[r0:r1, c0:c1])
+
+
+def random_gradient(n=400, seed=1):
+    rng = np.random.default_rng(seed)
+    p = rng.normal(0, 1.0, n) * rng.choice([1e-3, 1.0, 10.0], n)
+    q = rng.normal(0, 1.0, n) * rng.choice([1e-3, 1.0, 10.0], n)
+    p[:3] = np.nan
+    q[3:6] = np.nan
+    return p.reshape(20, -1), q.reshape(20, -1)
+
+
+@pytest.mark.parametrize("units, truth", [
+    ("degrees", lambda t: np.degrees(np.arctan(t))),
+    ("percent", lambda t: 100 * t),
+    ("radians", np.arctan),
+    ("ratio", lambda t: t),
+])
+def test_slope_units(units, truth):
+    p, q = random_gradient()
+    out = np.empty_like(p)
+    kernels.slope(p, q, kernels.SLOPE_UNITS[units], out)
+    np.testing.assert_allclose(out, truth(np.hypot(p, q)), rtol=1e-13)
+    assert np.array_equal(np.isnan(out), np.isnan(p) | np.isnan(q))
+
+
+@pytest.mark.parametrize("p, q, expected", [
+    (1.0, 0.0, 270.0),    # rises to the east: faces west
+    (-1.0, 0.0, 90.0),
+    (0.0, 1.0, 180.0),    # rises to the north: faces south
+    (0.0, -1.0, 0.0),
+    (-1.0, -1.0, 45.0),   # falls to the north-east
+    (1.0, -1.0, 315.0),
+    (1.0, 1.0, 225.0),
+    (-1.0, 1.0, 135.0),
+    (1e-300, -1.0, 0.0),  # a hair west of north: 360 - 1e-298 wraps to 0
+])
+def test_aspect_compass(p, q, expected):
+    out = np.empty((1, 1))
+    kernels.aspect(np.array([[p]]), np.array([[q]]), -1.0, out)
+    assert 0.0 <= out[0, 0] < 360.0
+    assert abs(out[0, 0] - expected) < 1e-12
+
+
+def test_aspect_float32_never_360():
+    """An azimuth that rounds to 360.0 in float32 wraps to 0."""
+    out = np.empty((1, 1), np.float32)
+    kernels.aspect(np.array([[1e-9]]), np.array([[-1.0]]), -1.0, out)
+    assert out[0, 0] == 0.0
+
+
+@pytest.mark.parametrize("flat_value", [-1.0, 999.0])
+def test_aspect_random_flat_nan(flat_value):
+    p, q = random_gradient(seed=2)
+    p[10, 10] = q[10, 10] = 0.0
+    out = np.empty_like(p)
+    kernels.aspect(p, q, flat_value, out)
+    ref = (np.degrees(np.arctan2(-p, -q)) + 360.0) % 360.0
+    ok = np.isfinite(ref)
+    ok[10, 10] = False
+    np.testing.assert_allclose(out[ok], ref[ok], rtol=1e-13, atol=1e-10)
+    assert out[10, 10] == flat_value
+    assert np.array_equal(np.isnan(out), np.isnan(p) | np.isnan(q))
+
+
+@pytest.mark.parametrize("azimuth, altitude", [(315.0, 45.0), (0.0, 10.0), (135.0, 80.0)])
+def test_hillshade_analytic(azimuth, altitude):
+    p, q = random_gradient(seed=3)
+    out = np.empty(p.shape, np.float64)
+    kernels.hillshade(p, q, azimuth, altitude, False, out)
+    slope = np.arctan(np.hypot(p, q))
+    aspect = np.arctan2(-p, -q)
+    zen = math.radians(90.0 - altitude)
+    cos_i = (math.cos(zen) * np.cos(slope)
+             + math.sin(zen) * np.sin(slope) * np.cos(math.radians(azimuth) - aspect))
+    np.testing.assert_allclose(out, 1.0 + 254.0 * np.maximum(cos_i, 0.0), rtol=1e-12)
+    assert np.array_equal(np.isnan(out), np.isnan(p) | np.isnan(q))
