@@ -4,7 +4,7 @@
 >>> dem = terrain.open_dem("sample_data/jacksboro_wgs84.tif")
 >>> s = terrain.slope(dem, units="degrees")
 
-Heavy modules (xarray, rioxarray, numba, dask, matplotlib) are imported on first
+Heavy modules (xarray, rioxarray, dask, matplotlib) are imported on first
 use, so that ``terrain --help`` and the streaming command line start fast.
 """
 

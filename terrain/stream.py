@@ -2,7 +2,7 @@
 
 Each worker thread reads a window plus the method's halo with its own dataset
 handle, turns nodata into NaN, runs :func:`terrain.engine.compute_block` and
-writes every requested product (one read pass for all of them). Reads, numba
+writes every requested product (one read pass for all of them). Reads, the C
 kernels and writes release the GIL, so threads overlap I/O and compute; memory
 is bounded by the window size and the thread count, not by the raster. The
 outputs are committed only when every window is written.

@@ -1,0 +1,17 @@
+"""Build the compiled kernels (everything else is in pyproject.toml)."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "terrain._ckernels",
+            ["terrain/_ckernels.c"],
+            # No fast-math and no FMA contraction: results must not depend on
+            # vectorisation, i.e. on the block size. errno / trapping semantics
+            # are dropped so that sqrt and the selects vectorise.
+            extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno",
+                                "-fno-trapping-math", "-std=c99"],
+        )
+    ]
+)

@@ -1,0 +1,433 @@
+/*
+ * The stencils and products of terrain, compiled: see terrain/kernels.py for the
+ * contract (padded block, spacing vectors, NaN = missing) and the fallbacks.
+ *
+ * Every function exists for float32 and float64 storage (the KERNELS macro),
+ * computes in double, releases the GIL, and uses plain IEEE arithmetic (built
+ * with -ffp-contract=off, no fast-math), so a cell's value depends only on its
+ * neighbourhood: the same bits for any block size, in vector or scalar code.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdlib.h>
+
+#define PI 3.14159265358979323846
+
+/* The hot loops get an AVX2 clone chosen at load time (no FMA: same bits). */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+#define HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define HOT
+#endif
+
+/* Derivative at p0 of samples f at positions p (l/ll: before, r/rr: after); NaN
+ * marks a missing sample. Central when both neighbours exist (numpy.gradient's
+ * non-uniform formula, or the secant used by Horn / Zevenbergen-Thorne), else
+ * one-sided from the centre (second order with edge_order 2), else NaN. */
+static inline double line_diff(double f0, double fl, double fr, double fll, double frr,
+                               double p0, double pl, double pr, double pll, double prr,
+                               int edge_order, int secant)
+{
+    if (fl == fl && fr == fr) {
+        if (secant)
+            return (fr - fl) / (pr - pl);
+        double hl = p0 - pl, hr = pr - p0;
+        if (hl == hr)
+            return (fr - fl) / (2.0 * hl);
+        double a = -hr / (hl * (hl + hr));
+        double b = (hr - hl) / (hl * hr);
+        double c = hl / (hr * (hl + hr));
+        return a * fl + b * f0 + c * fr;
+    }
+    if (f0 != f0)
+        return NAN;
+    if (fr == fr) {
+        double h1 = pr - p0;
+        if (edge_order == 2 && frr == frr) {
+            double h2 = prr - pr;
+            double a = -(2.0 * h1 + h2) / (h1 * (h1 + h2));
+            double b = (h1 + h2) / (h1 * h2);
+            double c = -h1 / (h2 * (h1 + h2));
+            return a * f0 + b * fr + c * frr;
+        }
+        return (fr - f0) / h1;
+    }
+    if (fl == fl) {
+        double h2 = p0 - pl;
+        if (edge_order == 2 && fll == fll) {
+            double h1 = pl - pll;
+            double a = h2 / (h1 * (h1 + h2));
+            double b = -(h2 + h1) / (h1 * h2);
+            double c = (2.0 * h2 + h1) / (h2 * (h1 + h2));
+            return a * fll + b * fl + c * f0;
+        }
+        return (f0 - fl) / h2;
+    }
+    return NAN;
+}
+
+/* Weights (before, centre, after) of the interior three-point difference at each
+ * of n positions starting at halo; NaN where a neighbour is beyond the block. */
+static void three_point_weights(const double *pos, Py_ssize_t npos, Py_ssize_t halo,
+                                Py_ssize_t n, int secant, double *w)
+{
+    for (Py_ssize_t k = 0; k < n; k++) {
+        Py_ssize_t j = k + halo;
+        if (j >= 1 && j < npos - 1) {
+            double hl = pos[j] - pos[j - 1], hr = pos[j + 1] - pos[j];
+            if (secant || hl == hr) {
+                w[3 * k] = -1.0 / (hl + hr);
+                w[3 * k + 1] = 0.0;
+                w[3 * k + 2] = 1.0 / (hl + hr);
+            } else {
+                w[3 * k] = -hr / (hl * (hl + hr));
+                w[3 * k + 1] = (hr - hl) / (hl * hr);
+                w[3 * k + 2] = hl / (hr * (hl + hr));
+            }
+        } else {
+            w[3 * k] = w[3 * k + 1] = w[3 * k + 2] = NAN;
+        }
+    }
+}
+
+/* Cephes' atan for x >= 0 (1 ulp). Every branch is computed and one selected, so
+ * that the compiler turns the choice into blends and the loops vectorise. */
+static inline double atan_nonneg(double x)
+{
+    const double T3P8 = 2.41421356237309504880, MOREBITS = 6.123233995736765886130e-17;
+    int big = x > T3P8, mid = x > 0.66;
+    double x_big = -1.0 / x, x_mid = (x - 1.0) / (x + 1.0);
+    double xr = big ? x_big : (mid ? x_mid : x);
+    double y0 = big ? PI / 2 : (mid ? PI / 4 : 0.0);
+    double extra = big ? MOREBITS : (mid ? 0.5 * MOREBITS : 0.0);
+    double zz = xr * xr;
+    double p = ((((-8.750608600031904122785e-1 * zz - 1.615753718733365076637e1) * zz
+                  - 7.500855792314704667340e1) * zz - 1.228866684490136173410e2) * zz
+                - 6.485021904942025371773e1);
+    double q = (((((zz + 2.485846490142306297962e1) * zz + 1.650270098316988542046e2) * zz
+                  + 4.328810604912902668951e2) * zz + 4.853903996359136964868e2) * zz
+                + 1.945506571482613964425e2);
+    return y0 + (xr * (zz * p / q) + xr + extra);
+}
+
+/* atan2(y, x) in (-pi, pi] from atan_nonneg; (0, 0) gives 0. */
+static inline double atan2_sel(double y, double x)
+{
+    double ay = fabs(y), ax = fabs(x);
+    int steep = ay > ax;
+    double t_steep = ax / ay, t_flat = ay / ax;
+    double t = steep ? t_steep : (ax > 0.0 ? t_flat : 0.0);
+    double a = atan_nonneg(t);
+    a = steep ? PI / 2 - a : a;
+    a = x < 0.0 ? PI - a : a;
+    return y < 0.0 ? -a : a;
+}
+
+#define KERNELS(T, S)                                                                     \
+static inline double x_diff_##S(const T *z, Py_ssize_t nz, Py_ssize_t mz, Py_ssize_t i,   \
+                                Py_ssize_t j, const double *xpos, double s, int eo,      \
+                                int secant)                                              \
+{                                                                                         \
+    const T *row = z + i * mz;                                                            \
+    (void)nz;                                                                             \
+    double fl = j >= 1 ? row[j - 1] : NAN, fr = j + 1 < mz ? row[j + 1] : NAN;            \
+    double fll = j >= 2 ? row[j - 2] : NAN, frr = j + 2 < mz ? row[j + 2] : NAN;          \
+    double pl = j >= 1 ? xpos[j - 1] * s : 0.0, pr = j + 1 < mz ? xpos[j + 1] * s : 0.0;  \
+    double pll = j >= 2 ? xpos[j - 2] * s : 0.0, prr = j + 2 < mz ? xpos[j + 2] * s : 0.0;\
+    return line_diff(row[j], fl, fr, fll, frr, xpos[j] * s, pl, pr, pll, prr, eo, secant);\
+}                                                                                         \
+                                                                                          \
+static inline double y_diff_##S(const T *z, Py_ssize_t nz, Py_ssize_t mz, Py_ssize_t i,   \
+                                Py_ssize_t j, const double *ypos, int eo, int secant)    \
+{                                                                                         \
+    double fl = i >= 1 ? z[(i - 1) * mz + j] : NAN;                                       \
+    double fr = i + 1 < nz ? z[(i + 1) * mz + j] : NAN;                                   \
+    double fll = i >= 2 ? z[(i - 2) * mz + j] : NAN;                                      \
+    double frr = i + 2 < nz ? z[(i + 2) * mz + j] : NAN;                                  \
+    double pl = i >= 1 ? ypos[i - 1] : 0.0, pr = i + 1 < nz ? ypos[i + 1] : 0.0;          \
+    double pll = i >= 2 ? ypos[i - 2] : 0.0, prr = i + 2 < nz ? ypos[i + 2] : 0.0;        \
+    return line_diff(z[i * mz + j], fl, fr, fll, frr, ypos[i], pl, pr, pll, prr, eo,      \
+                     secant);                                                             \
+}                                                                                         \
+                                                                                          \
+/* central (secant 0) and Zevenbergen-Thorne (secant 1): a branch-free pass with     */  \
+/* per-column / per-row weights, then the fallbacks where it gave NaN.               */  \
+HOT static int three_point_##S(const T *z, Py_ssize_t nz, Py_ssize_t mz, const double *xpos,  \
+                           const double *xscale, const double *ypos, Py_ssize_t h,        \
+                           int eo, double zf, T *dzdx, T *dzdy, int secant)               \
+{                                                                                         \
+    Py_ssize_t rows = nz - 2 * h, cols = mz - 2 * h;                                      \
+    double *wx = malloc(sizeof(double) * 3 * (cols > 0 ? cols : 1));                      \
+    double *wy = malloc(sizeof(double) * 3 * (rows > 0 ? rows : 1));                      \
+    if (!wx || !wy) { free(wx); free(wy); return -1; }                                    \
+    three_point_weights(xpos, mz, h, cols, secant, wx);                                   \
+    three_point_weights(ypos, nz, h, rows, secant, wy);                                   \
+    for (Py_ssize_t r = 0; r < rows; r++) {                                               \
+        Py_ssize_t i = r + h;                                                             \
+        const T *zr = z + i * mz;                                                         \
+        T *ox = dzdx + r * cols, *oy = dzdy + r * cols;                                   \
+        double sx = zf / xscale[i];                                                       \
+        double ya = wy[3 * r] * zf, yb = wy[3 * r + 1] * zf, yc = wy[3 * r + 2] * zf;     \
+        int inside = i >= 1 && i < nz - 1;                                                \
+        /* Columns whose both neighbours are inside the block: branch-free. */          \
+        Py_ssize_t c_lo = h >= 1 ? 0 : 1, c_hi = h >= 1 ? cols : cols - 1;              \
+        for (Py_ssize_t c = 0; c < cols; c++) { ox[c] = (T)NAN; oy[c] = (T)NAN; }         \
+        for (Py_ssize_t c = c_lo; c < c_hi; c++) {                                        \
+            Py_ssize_t j = c + h;                                                         \
+            ox[c] = (T)((wx[3 * c] * zr[j - 1] + wx[3 * c + 1] * zr[j]                    \
+                         + wx[3 * c + 2] * zr[j + 1]) * sx);                              \
+        }                                                                                 \
+        if (inside)                                                                       \
+            for (Py_ssize_t c = 0; c < cols; c++) {                                       \
+                Py_ssize_t j = c + h;                                                     \
+                oy[c] = (T)(ya * zr[j - mz] + yb * zr[j] + yc * zr[j + mz]);              \
+            }                                                                             \
+        for (Py_ssize_t c = 0; c < cols; c++) {                                           \
+            Py_ssize_t j = c + h;                                                         \
+            if (zr[j] != zr[j]) { ox[c] = (T)NAN; oy[c] = (T)NAN; continue; }             \
+            if (ox[c] != ox[c])                                                           \
+                ox[c] = (T)(zf * x_diff_##S(z, nz, mz, i, j, xpos, xscale[i], eo, secant));\
+            if (oy[c] != oy[c])                                                           \
+                oy[c] = (T)(zf * y_diff_##S(z, nz, mz, i, j, ypos, eo, secant));          \
+        }                                                                                 \
+    }                                                                                     \
+    free(wx);                                                                             \
+    free(wy);                                                                             \
+    return 0;                                                                             \
+}                                                                                         \
+                                                                                          \
+/* Horn next to missing cells: mean of the rows' / columns' differences that exist. */   \
+static void horn_fallback_##S(const T *z, Py_ssize_t nz, Py_ssize_t mz, Py_ssize_t i,     \
+                              Py_ssize_t j, const double *xpos, const double *xscale,    \
+                              const double *ypos, int eo, double zf, T *ox, T *oy)       \
+{                                                                                         \
+    double sx = 0.0, wx = 0.0, sy = 0.0, wy = 0.0;                                        \
+    for (int k = -1; k <= 1; k++) {                                                       \
+        double w = k == 0 ? 2.0 : 1.0;                                                    \
+        Py_ssize_t ii = i + k, jj = j + k;                                                \
+        if (ii >= 0 && ii < nz) {                                                         \
+            double d = x_diff_##S(z, nz, mz, ii, j, xpos, xscale[ii], eo, 1);             \
+            if (d == d) { sx += w * d; wx += w; }                                         \
+        }                                                                                 \
+        if (jj >= 0 && jj < mz) {                                                         \
+            double d = y_diff_##S(z, nz, mz, i, jj, ypos, eo, 1);                         \
+            if (d == d) { sy += w * d; wy += w; }                                         \
+        }                                                                                 \
+    }                                                                                     \
+    *ox = wx > 0 ? (T)(zf * sx / wx) : (T)NAN;                                            \
+    *oy = wy > 0 ? (T)(zf * sy / wy) : (T)NAN;                                            \
+}                                                                                         \
+                                                                                          \
+/* Horn: 1-2-1 weighted mean of the three rows' (columns') secants, each row with its */ \
+/* own ground spacing (exact on geographic grids; gdaldem's formula on projected).    */ \
+HOT static int horn_##S(const T *z, Py_ssize_t nz, Py_ssize_t mz, const double *xpos,         \
+                    const double *xscale, const double *ypos, Py_ssize_t h, int eo,       \
+                    double zf, T *dzdx, T *dzdy)                                          \
+{                                                                                         \
+    Py_ssize_t rows = nz - 2 * h, cols = mz - 2 * h;                                      \
+    double *inv4dx = malloc(sizeof(double) * (cols > 0 ? cols : 1));                      \
+    if (!inv4dx) return -1;                                                               \
+    for (Py_ssize_t c = 0; c < cols; c++) {                                               \
+        Py_ssize_t j = c + h;                                                             \
+        inv4dx[c] = (j >= 1 && j < mz - 1) ? 0.25 / (xpos[j + 1] - xpos[j - 1]) : NAN;    \
+    }                                                                                     \
+    for (Py_ssize_t r = 0; r < rows; r++) {                                               \
+        Py_ssize_t i = r + h;                                                             \
+        T *ox = dzdx + r * cols, *oy = dzdy + r * cols;                                   \
+        if (i >= 1 && i < nz - 1) {                                                       \
+            /* Any missing neighbour makes the result NaN, mended below. */              \
+            const T *zn = z + (i - 1) * mz, *z0 = z + i * mz, *zs = z + (i + 1) * mz;     \
+            double isn = 1.0 / xscale[i - 1], is0 = 2.0 / xscale[i];                      \
+            double iss = 1.0 / xscale[i + 1];                                             \
+            double qdy = 0.25 * zf / (ypos[i - 1] - ypos[i + 1]);                         \
+            Py_ssize_t c_lo = h >= 1 ? 0 : 1, c_hi = h >= 1 ? cols : cols - 1;          \
+            for (Py_ssize_t c = 0; c < cols; c++) { ox[c] = (T)NAN; oy[c] = (T)NAN; }     \
+            for (Py_ssize_t c = c_lo; c < c_hi; c++) {                                    \
+                Py_ssize_t j = c + h;                                                     \
+                double a = zn[j - 1], b = zn[j], cc = zn[j + 1];                          \
+                double d = z0[j - 1], f = z0[j + 1];                                      \
+                double g = zs[j - 1], hh = zs[j], k = zs[j + 1];                          \
+                ox[c] = (T)(zf * ((cc - a) * isn + (f - d) * is0 + (k - g) * iss)         \
+                            * inv4dx[c]);                                                 \
+                oy[c] = (T)(((a - g) + 2.0 * (b - hh) + (cc - k)) * qdy);                 \
+            }                                                                             \
+        } else {                                                                          \
+            for (Py_ssize_t c = 0; c < cols; c++) { ox[c] = (T)NAN; oy[c] = (T)NAN; }     \
+        }                                                                                 \
+        for (Py_ssize_t c = 0; c < cols; c++) {                                           \
+            Py_ssize_t j = c + h;                                                         \
+            T e = z[i * mz + j];                                                          \
+            if (e != e) { ox[c] = (T)NAN; oy[c] = (T)NAN; }                               \
+            else if (ox[c] != ox[c] || oy[c] != oy[c])                                    \
+                horn_fallback_##S(z, nz, mz, i, j, xpos, xscale, ypos, eo, zf, ox + c,    \
+                                  oy + c);                                                \
+        }                                                                                 \
+    }                                                                                     \
+    free(inv4dx);                                                                         \
+    return 0;                                                                             \
+}                                                                                         \
+                                                                                          \
+HOT static void slope_##S(const T *restrict p, const T *restrict q, Py_ssize_t n, int units, T *restrict out)            \
+{                                                                                         \
+    if (units == 0 || units == 2) {                                                       \
+        double scale = units == 0 ? 180.0 / PI : 1.0;                                     \
+        for (Py_ssize_t k = 0; k < n; k++) {                                              \
+            double a = p[k], b = q[k];                                                    \
+            out[k] = (T)(atan_nonneg(sqrt(a * a + b * b)) * scale);                       \
+        }                                                                                 \
+    } else {                                                                              \
+        double factor = units == 1 ? 100.0 : 1.0;                                         \
+        for (Py_ssize_t k = 0; k < n; k++) {                                              \
+            double a = p[k], b = q[k];                                                    \
+            out[k] = (T)(factor * sqrt(a * a + b * b));                                   \
+        }                                                                                 \
+    }                                                                                     \
+}                                                                                         \
+                                                                                          \
+HOT static void aspect_##S(const T *restrict p, const T *restrict q, Py_ssize_t n, double flat, T *restrict out)         \
+{                                                                                         \
+    for (Py_ssize_t k = 0; k < n; k++) {                                                  \
+        double a = p[k], b = q[k];                                                        \
+        double az = atan2_sel(-a, -b) * (180.0 / PI);                                     \
+        az = az < 0.0 ? az + 360.0 : az;                                                  \
+        az = (a == 0.0 && b == 0.0) ? flat : az;                                          \
+        out[k] = (a != a || b != b) ? (T)NAN : (T)az;                                     \
+    }                                                                                     \
+    /* Rounding to the storage type may give 360 itself. */                               \
+    for (Py_ssize_t k = 0; k < n; k++)                                                    \
+        if (out[k] >= (T)360.0 && !(p[k] == 0 && q[k] == 0)) out[k] = 0;                  \
+}                                                                                         \
+                                                                                          \
+HOT static void hillshade_##S(const T *restrict p, const T *restrict q, Py_ssize_t n, double az_deg,            \
+                          double alt_deg, int multi, T *restrict out)                              \
+{                                                                                         \
+    double sin_alt = sin(alt_deg * PI / 180.0), cos_alt = cos(alt_deg * PI / 180.0);      \
+    double sin_az = sin(az_deg * PI / 180.0), cos_az = cos(az_deg * PI / 180.0);          \
+    double c225 = cos(225.0 * PI / 180.0);                                                \
+    if (!multi) {                                                                         \
+        /* NaN propagates: cang NaN fails "<= 0" and gives 1 + 254 NaN = NaN. */            \
+        for (Py_ssize_t k = 0; k < n; k++) {                                              \
+            double a = p[k], b = q[k];                                                    \
+            double cang = (sin_alt - a * sin_az * cos_alt - b * cos_az * cos_alt)          \
+                          / sqrt(1.0 + a * a + b * b);                                    \
+            out[k] = (T)(cang <= 0.0 ? 1.0 : 1.0 + 254.0 * cang);                     \
+        }                                                                                 \
+        return;                                                                           \
+    }                                                                                     \
+    for (Py_ssize_t k = 0; k < n; k++) {                                                  \
+        double a = p[k], b = q[k];                                                        \
+        double g2 = a * a + b * b, norm = sqrt(1.0 + g2);                                 \
+        /* gdaldem's x, y: x = -dzdx, y = dzdy; four lights of 127, clipped at 0. */      \
+        double x = -a, y = b;                                                             \
+        double v225 = fmax(0.0, 127.0 * sin_alt + (x - y) * 127.0 * c225 * cos_alt);      \
+        double v270 = fmax(0.0, 127.0 * sin_alt - x * 127.0 * cos_alt);                   \
+        double v315 = fmax(0.0, 127.0 * sin_alt + (x + y) * 127.0 * c225 * cos_alt);      \
+        double v360 = fmax(0.0, 127.0 * sin_alt - y * 127.0 * cos_alt);                   \
+        double w225 = 0.5 * g2 - x * y, w270 = x * x, w315 = g2 - w225, w360 = y * y;     \
+        double total = w225 * v225 + w270 * v270 + w315 * v315 + w360 * v360;             \
+        double shade = 1.0 + (total / g2) / norm;                                         \
+        out[k] = (T)(g2 == 0.0 ? 1.0 + 254.0 * sin_alt : shade);                      \
+    }                                                                                     \
+}
+
+KERNELS(float, f)
+KERNELS(double, d)
+
+/* ---- Python bindings: C-contiguous buffers checked by terrain/kernels.py ---- */
+
+typedef struct { Py_buffer b; int ok; } Buf;
+
+static int get(PyObject *obj, Buf *buf, int writable)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    buf->ok = PyObject_GetBuffer(obj, &buf->b, flags) == 0;
+    return buf->ok;
+}
+
+static void release(Buf *bufs, int n)
+{
+    for (int k = 0; k < n; k++)
+        if (bufs[k].ok) PyBuffer_Release(&bufs[k].b);
+}
+
+static char kind(Buf *buf) { return buf->b.format ? buf->b.format[0] : 'B'; }
+
+static PyObject *py_gradient(PyObject *self, PyObject *args)
+{
+    PyObject *o[6];
+    int method, eo;
+    Py_ssize_t nz, mz, h;
+    double zf;
+    if (!PyArg_ParseTuple(args, "iOnnOOOnidOO", &method, &o[0], &nz, &mz, &o[1], &o[2], &o[3],
+                          &h, &eo, &zf, &o[4], &o[5]))
+        return NULL;
+    Buf b[6] = {{0}};
+    int ok = get(o[0], &b[0], 0) && get(o[1], &b[1], 0) && get(o[2], &b[2], 0)
+             && get(o[3], &b[3], 0) && get(o[4], &b[4], 1) && get(o[5], &b[5], 1);
+    if (!ok) { release(b, 6); return NULL; }
+    char t = kind(&b[0]);
+    int rc = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const double *xp = b[1].b.buf, *xs = b[2].b.buf, *yp = b[3].b.buf;
+    if (t == 'f') {
+        if (method == 1)
+            rc = horn_f(b[0].b.buf, nz, mz, xp, xs, yp, h, eo, zf, b[4].b.buf, b[5].b.buf);
+        else
+            rc = three_point_f(b[0].b.buf, nz, mz, xp, xs, yp, h, eo, zf, b[4].b.buf,
+                               b[5].b.buf, method == 2);
+    } else {
+        if (method == 1)
+            rc = horn_d(b[0].b.buf, nz, mz, xp, xs, yp, h, eo, zf, b[4].b.buf, b[5].b.buf);
+        else
+            rc = three_point_d(b[0].b.buf, nz, mz, xp, xs, yp, h, eo, zf, b[4].b.buf,
+                               b[5].b.buf, method == 2);
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 6);
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_product(PyObject *self, PyObject *args)
+{
+    PyObject *o[3];
+    int product, units, multi;
+    double flat, az, alt;
+    if (!PyArg_ParseTuple(args, "iOOidddiO", &product, &o[0], &o[1], &units, &flat, &az, &alt,
+                          &multi, &o[2]))
+        return NULL;
+    Buf b[3] = {{0}};
+    if (!(get(o[0], &b[0], 0) && get(o[1], &b[1], 0) && get(o[2], &b[2], 1))) {
+        release(b, 3);
+        return NULL;
+    }
+    Py_ssize_t n = b[0].b.len / b[0].b.itemsize;
+    char t = kind(&b[0]);
+    Py_BEGIN_ALLOW_THREADS
+    if (t == 'f') {
+        if (product == 0) slope_f(b[0].b.buf, b[1].b.buf, n, units, b[2].b.buf);
+        else if (product == 1) aspect_f(b[0].b.buf, b[1].b.buf, n, flat, b[2].b.buf);
+        else hillshade_f(b[0].b.buf, b[1].b.buf, n, az, alt, multi, b[2].b.buf);
+    } else {
+        if (product == 0) slope_d(b[0].b.buf, b[1].b.buf, n, units, b[2].b.buf);
+        else if (product == 1) aspect_d(b[0].b.buf, b[1].b.buf, n, flat, b[2].b.buf);
+        else hillshade_d(b[0].b.buf, b[1].b.buf, n, az, alt, multi, b[2].b.buf);
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 3);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"gradient", py_gradient, METH_VARARGS,
+     "gradient(method, z, rows, cols, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy)"},
+    {"product", py_product, METH_VARARGS,
+     "product(kind, dzdx, dzdy, units, flat_value, azimuth, altitude, multidirectional, out)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ckernels",
+                                    "terrain's compiled stencils (see terrain/kernels.py)", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__ckernels(void) { return PyModule_Create(&module); }
