@@ -64,11 +64,13 @@ class DEMInfo:
         return self.shape[0] * self.shape[1]
 
     def as_dict(self) -> dict:
-        """Plain JSON-ready values (lists for tuples, NaN-free)."""
+        """Plain JSON-ready values (lists for tuples; a NaN nodata as the string "nan")."""
         out = asdict(self)
         for k, v in out.items():
             if isinstance(v, tuple):
                 out[k] = list(v)
+        if self.nodata is not None and math.isnan(self.nodata):
+            out["nodata"] = "nan"
         out["cells"] = self.cells
         return out
 
@@ -85,9 +87,11 @@ class DEMInfo:
             out.append(("crs", "none"))
         else:
             out.append(("crs", f"{self.crs} - {self.crs_name} ({self.kind}, {self.crs_units})"))
-        unit = self.crs_units if self.crs is not None else "units"
         px, py = self.pixel_size
-        size = f"{_num(px)} x {_num(py)} {unit} (x, y)"
+        if self.crs is None:
+            size = f"{_num(px)} x {_num(py)} (x, y; units unknown without a CRS)"
+        else:
+            size = f"{_num(px)} x {_num(py)} {self.crs_units} (x, y)"
         if self.kind == "geographic" and self.crs_units == "degree":
             size += f" = {px * 3600:.4g} x {py * 3600:.4g} arc-seconds"
         out.append(("pixel size", size + (", north-up" if self.north_up else ", south-up")))
@@ -159,10 +163,10 @@ def dem_info(path, *, band: int = 1, src_crs=None, stats: bool = True) -> DEMInf
         small, rotated ...). A missing CRS is not an error here: it is reported.
     """
     path = os.fspath(path)
-    if src_crs is not None:
-        src_crs = parse_crs(src_crs)
     notes = []
     with rasterio.Env(**GDAL_ENV):
+        if src_crs is not None:
+            src_crs = parse_crs(src_crs)
         with open_raster(path) as ds:
             try:
                 ri = describe(ds, path, band, src_crs)
@@ -175,7 +179,7 @@ def dem_info(path, *, band: int = 1, src_crs=None, stats: bool = True) -> DEMInf
             nodata = ds.nodatavals[band - 1]
             rows, cols = shape
             west, north = transform.c, transform.f
-            east, south = transform * (cols, rows)
+            east, south = west + transform.a * cols, north + transform.e * rows
             fields = dict(
                 path=path, driver=ds.driver, band=band, count=ds.count, shape=shape,
                 dtype=dtype, nodata=None if nodata is None else float(nodata),
@@ -199,18 +203,24 @@ def dem_info(path, *, band: int = 1, src_crs=None, stats: bool = True) -> DEMInf
 
 
 def _crs_fields(crs) -> dict:
-    from .spacing import _pyproj_crs
-
-    pcrs = _pyproj_crs(crs)
-    epsg = crs.to_epsg() if hasattr(crs, "to_epsg") else pcrs.to_epsg()
-    axis = pcrs.axis_info[0] if pcrs.axis_info else None
-    unit = axis.unit_name if axis is not None else "unknown unit"
+    """EPSG code (or WKT), name, kind and unit of a rasterio CRS."""
+    epsg = crs.to_epsg()
+    geographic = bool(crs.is_geographic)
+    unit = crs.units_factor[0] if geographic else crs.linear_units_factor[0]
     return dict(
-        crs=f"EPSG:{epsg}" if epsg else pcrs.to_string(),
-        crs_name=pcrs.name,
-        kind="geographic" if pcrs.is_geographic else "projected",
+        crs=f"EPSG:{epsg}" if epsg else crs.to_wkt(),
+        crs_name=_crs_name(crs),
+        kind="geographic" if geographic else "projected",
         crs_units=unit,
     )
+
+
+def _crs_name(crs) -> str:
+    """The CRS's own name, the first quoted string of its WKT."""
+    wkt = crs.to_wkt()
+    start = wkt.find('"')
+    end = wkt.find('"', start + 1)
+    return wkt[start + 1:end] if 0 <= start < end else "unnamed CRS"
 
 
 def elevation_range(ds, band: int, nodata, path: str = "the raster"):

@@ -1,0 +1,141 @@
+"""terrain analyze DEM [DEM ...] -d DIR"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from . import options as o
+
+TIFS = ("slope", "aspect", "gradient", "hillshade")
+MAPS = ("slope", "aspect")
+
+
+def targets(dem: str, out_dir: str) -> tuple[dict, dict]:
+    """({kind: tif}, {product: map}) for one input: DIR/<stem>_<kind>.tif / .png."""
+    stem = os.path.splitext(os.path.basename(dem))[0]
+    tifs = {k: os.path.join(out_dir, f"{stem}_{k}.tif") for k in TIFS}
+    maps = {k: os.path.join(out_dir, f"{stem}_{k}.png") for k in MAPS}
+    return tifs, maps
+
+
+@click.command("analyze", short_help="Every product and the slope and aspect maps, per DEM.")
+@o.dem_argument(nargs=-1)
+@click.option("-d", "--out-dir", required=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=str),
+              help="Folder for the outputs (created if missing).")
+@o.units_option
+@o.flat_value_option
+@o.hillshade_options
+@o.gradient_options()
+@o.input_options
+@o.geotiff_options
+@o.dpi_option
+@o.run_options
+@o.verbosity_options
+def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional, method,
+            edge_order, z_factor, band, src_crs, overwrite, creation_options, cog, dpi,
+            threads, tile_size, scheduler):
+    """Slope, aspect, gradient and hillshade GeoTIFFs and slope and aspect maps
+    for each DEM, from one read pass per file.
+
+    \b
+    Writes DIR/<stem>_slope.tif, _aspect.tif, _gradient.tif (dzdx, dzdy),
+    _hillshade.tif, _slope.png and _aspect.png. Units and conventions are those
+    of the single-product commands (see `terrain slope --help` ...). A DEM that
+    fails is reported in one line and skipped; the exit status is 1 if any did.
+    """
+    from .common import build_options, describe_error, state, status, want_file_bar
+
+    dems = list(dem)
+    stems = {}
+    for path in dems:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in stems:
+            raise click.UsageError(
+                f"{stems[stem]} and {path} would write the same outputs "
+                f"(DIR/{stem}_*); run them into different folders")
+        stems[stem] = path
+    opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor, units=units,
+                         flat_value=flat_value, azimuth=azimuth, altitude=altitude,
+                         multidirectional=multidirectional)
+    quiet = state()["quiet"]
+
+    from tqdm import tqdm
+
+    failed, done = [], []
+    several = len(dems) > 1
+    try:
+        with tqdm(dems, desc="analyze", unit="file", file=sys.stderr,
+                  disable=not want_file_bar(len(dems), quiet=quiet), dynamic_ncols=True,
+                  leave=False) as files:
+            for path in files:
+                try:
+                    written = _analyze_one(path, out_dir, opts, several, band=band,
+                                           src_crs=src_crs, creation_options=creation_options,
+                                           cog=cog, overwrite=overwrite, threads=threads,
+                                           tile_size=tile_size, scheduler=scheduler,
+                                           dpi=dpi)
+                except Exception as exc:  # noqa: BLE001 - one bad file never stops the rest
+                    if not several:
+                        raise
+                    failed.append(path)
+                    _log_error(exc, describe_error(exc, path))
+                    continue
+                done.append(path)
+                status(f"{path}: wrote {_brief(written)}")
+    except KeyboardInterrupt:
+        if done:
+            click.echo(f"terrain: {len(done)} of {len(dems)} DEMs were finished before the "
+                       "interruption; their outputs are complete", err=True)
+        raise
+    if failed:
+        click.echo(f"terrain: {len(failed)} of {len(dems)} DEMs failed: {', '.join(failed)}",
+                   err=True)
+        raise click.exceptions.Exit(1)
+
+
+def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_options, cog,
+                 overwrite, threads, tile_size, scheduler, dpi) -> list:
+    """All products and maps of one DEM; the files written."""
+    from .common import compute_to_files, draw_product_map, warn
+
+    tifs, maps = targets(path, out_dir)
+    result = compute_to_files(path, tifs, opts, band=band, src_crs=src_crs,
+                              creation_options=creation_options, cog=cog, overwrite=overwrite,
+                              threads=threads, tile_size=tile_size, scheduler=scheduler,
+                              maps=list(maps.values()),
+                              bar=False if several else None)
+    written = list(tifs.values())
+    if not result["valid"]:
+        warn(f"{path}: no map drawn, there is nothing to show")
+        return written
+    for product, out_map in maps.items():
+        draw_product_map(tifs[product], out_map, product=product, dem=path, band=band,
+                         src_crs=src_crs, dpi=dpi, overwrite=overwrite, method=opts.method)
+        written.append(out_map)
+    return written
+
+
+def _brief(paths) -> str:
+    """out/dem_slope.tif, out/dem_aspect.tif ... as out/dem_{slope,aspect}.tif ..."""
+    groups = {}
+    for p in paths:
+        folder, name = os.path.split(p)
+        stem, kind = os.path.splitext(name)[0].rsplit("_", 1)
+        groups.setdefault((folder, stem, os.path.splitext(name)[1]), []).append(kind)
+    return " and ".join(f"{os.path.join(folder, stem)}_{{{','.join(kinds)}}}{ext}"
+                        for (folder, stem, ext), kinds in groups.items())
+
+
+def _log_error(exc, message):
+    from .common import state
+    from tqdm import tqdm
+
+    if state()["verbose"]:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    tqdm.write(f"terrain: error: {message}", file=sys.stderr)

@@ -1,0 +1,171 @@
+"""What the product commands share: building Options, running the streaming engine
+with a progress bar, warnings and status lines.
+
+The library is imported inside the functions, when a command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from contextlib import contextmanager
+
+import click
+
+# A pixel progress bar for one file: on a terminal from this many cells, and in
+# any case (logs) from the second threshold, where runs take minutes.
+BAR_MIN_CELLS_TTY = 4_000_000
+BAR_MIN_CELLS = 200_000_000
+
+
+def state() -> dict:
+    ctx = click.get_current_context()
+    obj = ctx.ensure_object(dict)
+    obj.setdefault("verbose", 0)
+    obj.setdefault("quiet", False)
+    return obj
+
+
+def status(message: str) -> None:
+    """A status line on stderr, unless -q."""
+    if not state()["quiet"]:
+        _echo(message)
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr (shown even with -q)."""
+    _echo(f"warning: {message}")
+
+
+def _echo(message: str) -> None:
+    from tqdm import tqdm
+
+    # tqdm.write clears and redraws any bar being shown.
+    tqdm.write(message, file=sys.stderr)
+
+
+def _one_line(text: str) -> str:
+    # The library's messages also say how to fix things from Python, e.g.
+    # "use --overwrite (library: overwrite=True)"; on the command line only the option matters.
+    text = re.sub(r" \(library: [^)]*\)", "", str(text))
+    return " ".join(text.split())
+
+
+def describe_error(exc: BaseException, path=None) -> str:
+    """The user-facing line for an exception escaping a command on the input ``path``."""
+    from terrain.errors import TerrainError
+
+    if isinstance(exc, TerrainError):
+        return _one_line(exc)
+    if isinstance(exc, OSError):
+        # Raw OS errors should be wrapped by the library; still say them plainly.
+        where = f"{exc.filename}: " if exc.filename else (f"{path}: " if path else "")
+        return _one_line(f"{where}{exc.strerror or exc}")
+    where = f"{path}: " if path else ""
+    return _one_line(f"{where}unexpected {type(exc).__name__}: {exc} "
+                     "(rerun with -v for the traceback, and please report it)")
+
+
+def build_options(**kwargs):
+    """terrain.engine.Options; its validation errors are usage errors (exit 2)."""
+    from terrain import TerrainError
+    from terrain.engine import Options
+
+    try:
+        return Options(**kwargs)
+    except TerrainError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def want_pixel_bar(cells: int, *, quiet: bool, stream=None) -> bool:
+    """Whether a single file deserves a pixel progress bar."""
+    if quiet:
+        return False
+    stream = sys.stderr if stream is None else stream
+    return cells >= BAR_MIN_CELLS or (_isatty(stream) and cells >= BAR_MIN_CELLS_TTY)
+
+
+def want_file_bar(n_files: int, *, quiet: bool, stream=None) -> bool:
+    """Whether a multi-file run shows a bar over files (on a terminal only: in a log,
+    the one status line per file is the progress report)."""
+    stream = sys.stderr if stream is None else stream
+    return n_files > 1 and not quiet and _isatty(stream)
+
+
+@contextmanager
+def pixel_bar(total: int, label: str, enabled: bool):
+    """A callback for process_file's ``progress``, drawing a tqdm bar when enabled."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=label, unit="px", unit_scale=True, file=sys.stderr,
+              leave=False, dynamic_ncols=True, mininterval=0.5) as bar:
+        yield bar.update
+
+
+def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation_options=None,
+                     cog=False, overwrite=False, threads=None, tile_size=1024, scheduler=None,
+                     maps=(), bar=None) -> dict:
+    """Check everything, then stream ``src`` into the GeoTIFFs ``outputs`` ({kind: path}).
+
+    ``maps`` are the map paths that will be drawn afterwards: they are checked
+    here too, so that every bad input or output is reported before any work.
+    ``bar``: True/False to force the pixel progress bar, None to decide by size.
+    Returns process_file's ``{"valid", "cells"}``; warns when nothing is valid.
+    """
+    from terrain.raster import raster_info
+    from terrain.stream import process_file
+    from terrain.writer import check_target
+
+    info = raster_info(src, band=band, src_crs=src_crs)
+    for path in maps:  # map names end in .png/.pdf/.svg, GeoTIFF names cannot: no clash
+        check_target(path, inputs=[src], overwrite=overwrite)
+    cells = info.shape[0] * info.shape[1]
+    if bar is None:
+        bar = want_pixel_bar(cells, quiet=state()["quiet"])
+    with pixel_bar(cells, os.path.basename(src), bar) as progress:
+        result = process_file(src, outputs, opts, band=band, src_crs=src_crs,
+                              tile_size=tile_size, threads=threads, scheduler=scheduler,
+                              creation_options=creation_options, cog=cog, overwrite=overwrite,
+                              progress=progress, stop_event=state().get("stop_event"))
+    if not result["valid"]:  # a count, or a bool in newer versions of process_file
+        warn(f"{src}: no valid elevation; outputs are all nodata")
+    return result
+
+
+def draw_product_map(product_tif, out_map, *, product, dem, band=1, src_crs=None, dpi=150,
+                     overwrite=False, method=None) -> str:
+    """Map of a written product GeoTIFF, with the DEM's hillshade underneath."""
+    from terrain.plot import plot_product_file
+
+    return plot_product_file(product_tif, out_map, product=product, dem=dem, band=band,
+                             src_crs=src_crs, dpi=dpi, overwrite=overwrite, method=method)
+
+
+def run_product_command(kind: str, dem, output, opts, *, plot=None, dpi=150, band=1,
+                        src_crs=None, creation_options=None, cog=False, overwrite=False,
+                        threads=None, tile_size=1024, scheduler=None) -> None:
+    """Body of ``terrain slope|aspect|gradient|hillshade``: one GeoTIFF and an optional map."""
+    maps = [plot] if plot else []
+    result = compute_to_files(dem, {kind: output}, opts, band=band, src_crs=src_crs,
+                              creation_options=creation_options, cog=cog, overwrite=overwrite,
+                              threads=threads, tile_size=tile_size, scheduler=scheduler,
+                              maps=maps)
+    status(f"wrote {output}")
+    if plot:
+        if not result["valid"]:
+            warn(f"{dem}: no map drawn, there is nothing to show")
+            return
+        draw_product_map(output, plot, product=kind, dem=dem, band=band, src_crs=src_crs,
+                         dpi=dpi, overwrite=overwrite, method=opts.method)
+        status(f"wrote {plot}")

@@ -1,0 +1,192 @@
+"""The ``terrain`` command group: verbosity, signals, and the one place errors are printed.
+
+Every command runs inside :meth:`TerrainGroup.invoke`, which turns a library error
+(:class:`terrain.TerrainError`) into one line ``terrain: error: <message>`` on
+stderr and exit status 1 (the traceback only with ``-v``), and an interruption
+(Ctrl-C, SIGTERM) into ``terrain: interrupted; no output written`` and status 130.
+Usage errors are click's: status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import sys
+import threading
+import traceback
+import warnings
+
+import click
+
+from terrain import __version__
+from terrain.errors import Interrupted
+
+from . import analyze, aspect, gradient, hillshade, info, plot, slope
+from .common import describe_error
+from .options import verbosity_options
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+class _OneShotInterrupt:
+    """SIGINT / SIGTERM handler: sets ``stop`` (the streaming runner's stop_event, so
+    its worker threads drop the windows still queued) and raises KeyboardInterrupt,
+    once; repeats are ignored, so a second Ctrl-C cannot break the clean-up."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.fired = False
+
+    def __call__(self, signum, frame):
+        self.stop.set()
+        if not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+
+
+def _install_signal_handlers(ctx: click.Context) -> None:
+    stop = ctx.obj["stop_event"] = threading.Event()
+    handler = _OneShotInterrupt(stop)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous = signal.getsignal(signum)
+            if previous is signal.SIG_IGN:  # e.g. started with nohup: keep it ignored
+                continue
+            signal.signal(signum, handler)
+        except (ValueError, OSError):  # not the main thread (embedded use)
+            continue
+        ctx.call_on_close(lambda s=signum, p=previous: signal.signal(s, p))
+
+
+class _GdalWarnings(logging.Handler):
+    """Collects GDAL's warnings (e.g. an ignored --co value), shown as
+    ``warning: GDAL: ...`` lines when the command succeeds. After a failure the
+    one error line says it all (a corrupt file makes GDAL warn again and again);
+    GDAL's errors are never shown: the library raises its own error for them."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        if record.levelno == logging.WARNING:
+            text = re.sub(r"^CPLE_\w+ in ", "", record.getMessage())
+            if text not in self.messages:
+                self.messages.append(text)
+
+    def flush_to_stderr(self):
+        from .common import warn
+
+        for text in self.messages:
+            warn("GDAL: " + text)
+        self.messages.clear()
+
+
+def _configure_logging(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Log records on stderr: warnings (errors with -q), INFO with -v, DEBUG with -vv;
+    GDAL's (rasterio's) records: warnings only, all of them with -v. The previous
+    state is restored when the command ends (embedded or tested use)."""
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else (
+        logging.ERROR if quiet else logging.WARNING)
+    root = logging.getLogger()
+    rio = logging.getLogger("rasterio")
+    previous = root.level, rio.level, rio.propagate
+    handlers = []
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+        root.addHandler(handler)
+        handlers.append((root, handler))
+    root.setLevel(level)
+    if verbose:
+        rio.setLevel(level)
+    else:
+        rio.setLevel(logging.WARNING)
+        rio.propagate = False
+        gdal = ctx.obj["gdal_warnings"] = _GdalWarnings()
+        rio.addHandler(gdal)
+        handlers.append((rio, gdal))
+
+    def restore():
+        for logger, handler in handlers:
+            logger.removeHandler(handler)
+        root.setLevel(previous[0])
+        rio.setLevel(previous[1])
+        rio.propagate = previous[2]
+
+    ctx.call_on_close(restore)
+
+
+class TerrainGroup(click.Group):
+    """A click group printing library errors and interruptions the terrain way."""
+
+    def invoke(self, ctx: click.Context):
+        # Python warnings (e.g. rasterio's NotGeoreferencedWarning before the library's
+        # own error) only with -v; the filter is restored when the command returns.
+        obj = ctx.ensure_object(dict)
+        with warnings.catch_warnings():
+            if not obj.get("verbose"):
+                warnings.simplefilter("ignore")
+            obj["warnings_guarded"] = True
+            try:
+                result = self._invoke(ctx)
+            finally:
+                obj["warnings_guarded"] = False
+        gdal = obj.get("gdal_warnings")
+        if gdal is not None:
+            gdal.flush_to_stderr()
+        return result
+
+    def _invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except (KeyboardInterrupt, Interrupted):
+            self._traceback(ctx)
+            click.echo("terrain: interrupted; no output written", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # noqa: BLE001 - the one place errors become messages
+            self._traceback(ctx)
+            inputs = (ctx.obj or {}).get("inputs", ())
+            where = inputs[0] if len(inputs) == 1 else None
+            click.echo(f"terrain: error: {describe_error(exc, where)}", err=True)
+            ctx.exit(EXIT_ERROR)
+
+    @staticmethod
+    def _traceback(ctx: click.Context) -> None:
+        if (ctx.obj or {}).get("verbose"):
+            traceback.print_exc(file=sys.stderr)
+
+
+@click.group(cls=TerrainGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@verbosity_options
+@click.version_option(__version__, "-V", "--version", prog_name="terrain")
+@click.pass_context
+def cli(ctx):
+    """Slope, aspect, gradient and hillshade GeoTIFFs and maps from DEM files.
+
+    Gradients are true ground derivatives: metres of rise per metre, projected
+    CRS units converted to metres, and lat/lon DEMs measured on the ellipsoid at
+    each row's latitude (no 111120 rule). Elevations are taken as metres; use
+    --z-factor for other units. Outputs keep the input's grid, CRS and nodata
+    cells, are written atomically (nothing is left behind on error or Ctrl-C) and
+    never replace the input.
+
+    \b
+    Examples:
+      terrain info dem.tif
+      terrain slope dem.tif -o slope.tif --plot slope.png
+      terrain analyze dems/*.tif -d out
+    """
+    obj = ctx.ensure_object(dict)
+    obj.setdefault("verbose", 0)
+    obj.setdefault("quiet", False)
+    _install_signal_handlers(ctx)
+    _configure_logging(ctx, obj["verbose"], obj["quiet"])
+
+
+for _module in (info, slope, aspect, gradient, hillshade, plot, analyze):
+    cli.add_command(_module.command)

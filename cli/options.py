@@ -1,0 +1,239 @@
+"""Options shared by the terrain commands, each defined once as a decorator.
+
+Only click is imported here: the library is imported inside the callbacks that
+need it, when the option is actually given.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import click
+
+# Mirrors terrain.engine.METHODS / terrain.kernels.SLOPE_UNITS (kept light: importing
+# the engine loads numba); tests/test_cli.py checks they stay equal.
+METHODS = ("central", "horn", "zevenbergen-thorne")
+SLOPE_UNITS = ("degrees", "percent", "radians", "ratio")
+PLOT_PRODUCTS = ("slope", "aspect", "hillshade", "elevation")
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+# Picture names refused for a GeoTIFF -o (a likely mix-up with --plot).
+MAP_SUFFIXES = PLOT_SUFFIXES + (".jpg", ".jpeg", ".gif", ".bmp", ".webp")
+DEFAULT_TILE_SIZE = 1024
+
+
+def _compose(*decorators):
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+# --- verbosity (on the group, and accepted after a command too) ---------------------
+
+def _state(ctx: click.Context) -> dict:
+    ctx.ensure_object(dict)
+    ctx.obj.setdefault("verbose", 0)
+    ctx.obj.setdefault("quiet", False)
+    return ctx.obj
+
+
+def _set_verbose(ctx, param, value):
+    if value:
+        state = _state(ctx)
+        state["verbose"] += value
+        if state.get("warnings_guarded"):  # -v after the command: inside catch_warnings()
+            warnings.simplefilter("default")
+    return value
+
+
+def _set_quiet(ctx, param, value):
+    if value:
+        _state(ctx)["quiet"] = True
+    return value
+
+
+verbose_option = click.option(
+    "-v", "--verbose", count=True, expose_value=False, callback=_set_verbose,
+    help="More messages; show the Python traceback of an error.")
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quiet,
+    help="No progress bar and no status messages (warnings and errors still show).")
+verbosity_options = _compose(verbose_option, quiet_option)
+
+
+# --- input ------------------------------------------------------------------------
+
+def _remember_inputs(ctx, param, value):
+    # Kept for the error line of an unexpected failure (cli.main names the input).
+    _state(ctx)["inputs"] = (value,) if isinstance(value, str) else tuple(value or ())
+    return value
+
+
+def dem_argument(nargs: int = 1):
+    return click.argument("dem", metavar="DEM..." if nargs != 1 else "DEM", nargs=nargs,
+                          required=True, type=click.Path(path_type=str),
+                          callback=_remember_inputs)
+
+
+band_option = click.option(
+    "--band", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Elevation band of the DEM (1-based).")
+
+
+def _check_crs(ctx, param, value):
+    if value is None:
+        return None
+    import rasterio
+
+    from terrain import TerrainError
+    from terrain.raster import parse_crs
+
+    try:
+        with rasterio.Env():  # GDAL's own message goes to logging, not straight to stderr
+            parse_crs(value)
+    except TerrainError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[-1]) from None
+    return value
+
+
+src_crs_option = click.option(
+    "--src-crs", metavar="CRS", callback=_check_crs,
+    help="CRS to use for a DEM whose file has none (or overriding it), "
+         "e.g. EPSG:32616, a WKT or a PROJ string.")
+input_options = _compose(band_option, src_crs_option)
+
+
+# --- gradient -----------------------------------------------------------------------
+
+def method_option(default: str | None = "central", note: str = ""):
+    return click.option(
+        "--method", type=click.Choice(METHODS), default=default,
+        show_default=default is not None,
+        help="Gradient stencil: central (numpy.gradient's), horn (gdaldem's / ArcGIS's 3x3) "
+             "or zevenbergen-thorne." + (f" {note}" if note else ""))
+
+
+edge_order_option = click.option(
+    "--edge-order", type=click.Choice(["1", "2"]), default="1", show_default=True,
+    callback=lambda ctx, param, value: int(value),
+    help="Order of the one-sided differences used at edges and next to nodata.")
+def _check_z_factor(ctx, param, value):
+    if not (math.isfinite(value) and value != 0):
+        raise click.BadParameter(f"{value} is not a finite, non-zero number")
+    return value
+
+
+z_factor_option = click.option(
+    "--z-factor", type=float, default=1.0, show_default=True, callback=_check_z_factor,
+    help="Multiplier turning elevation units into metres (0.3048 for feet).")
+
+
+def gradient_options(method_default: str | None = "central", method_note: str = ""):
+    return _compose(method_option(method_default, method_note), edge_order_option,
+                    z_factor_option)
+
+
+units_option = click.option(
+    "--units", type=click.Choice(SLOPE_UNITS), default="degrees", show_default=True,
+    help="Slope units: degrees, percent (100 x rise/run), radians or ratio (rise/run).")
+flat_value_option = click.option(
+    "--flat-value", type=float, default=-1.0, show_default=True,
+    help="Aspect written on flat cells (no downslope direction); distinct from nodata.")
+azimuth_option = click.option(
+    "--azimuth", type=float, default=315.0, show_default=True,
+    help="Compass direction the light comes from, degrees clockwise from north.")
+altitude_option = click.option(
+    "--altitude", type=click.FloatRange(0, 90), default=45.0, show_default=True,
+    help="Height of the light above the horizon, degrees.")
+multidirectional_option = click.option(
+    "--multidirectional", is_flag=True,
+    help="Blend gdaldem's four lights (225, 270, 315, 360 degrees) instead of one.")
+hillshade_options = _compose(azimuth_option, altitude_option, multidirectional_option)
+
+
+# --- outputs ------------------------------------------------------------------------
+
+def _check_geotiff_path(ctx, param, value):
+    if value is not None and os.path.splitext(value)[1].lower() in MAP_SUFFIXES:
+        raise click.BadParameter(
+            f"{value!r}: -o writes a GeoTIFF; for a picture use --plot {value} "
+            "(or `terrain plot`) and give -o a .tif name")
+    return value
+
+
+def _check_map_path(ctx, param, value):
+    if value is not None and os.path.splitext(value)[1].lower() not in PLOT_SUFFIXES:
+        raise click.BadParameter(
+            f"{value!r}: the map's format comes from its extension; use one of "
+            f"{', '.join(PLOT_SUFFIXES)}")
+    return value
+
+
+def output_option(map_file: bool = False):
+    """-o/--output: a GeoTIFF, or for `terrain plot` a map."""
+    if map_file:
+        return click.option("-o", "--output", required=True, metavar="MAP.png",
+                            type=click.Path(dir_okay=False, path_type=str),
+                            callback=_check_map_path,
+                            help="Output map: PNG, PDF or SVG by extension. "
+                                 "Missing folders are created.")
+    return click.option("-o", "--output", required=True, metavar="OUT.tif",
+                        type=click.Path(dir_okay=False, path_type=str),
+                        callback=_check_geotiff_path,
+                        help="Output GeoTIFF. Missing folders are created.")
+
+
+overwrite_option = click.option(
+    "--overwrite", is_flag=True,
+    help="Replace existing outputs (the input is never overwritten).")
+
+
+def _parse_co(ctx, param, value):
+    if not value:
+        return {}
+    from terrain import TerrainError
+    from terrain.writer import parse_creation_options
+
+    try:
+        return parse_creation_options(value)
+    except TerrainError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+co_option = click.option(
+    "--co", "creation_options", metavar="NAME=VALUE", multiple=True, callback=_parse_co,
+    help="GDAL GeoTIFF creation option, repeatable; overrides the defaults "
+         "(TILED=YES, 512x512 blocks, COMPRESS=ZSTD, PREDICTOR=3, BIGTIFF=IF_SAFER), "
+         "e.g. --co COMPRESS=DEFLATE.")
+cog_option = click.option(
+    "--cog", is_flag=True,
+    help="Write Cloud Optimized GeoTIFFs with overviews (nearest for aspect, average otherwise).")
+geotiff_options = _compose(overwrite_option, co_option, cog_option)
+
+
+plot_option = click.option(
+    "--plot", metavar="MAP.png", type=click.Path(dir_okay=False, path_type=str),
+    callback=_check_map_path,
+    help="Also draw a map of the result (PNG, PDF or SVG by extension).")
+dpi_option = click.option(
+    "--dpi", type=click.IntRange(min=10, max=2400), default=150, show_default=True,
+    help="Resolution of PNG maps.")
+
+
+# --- execution ----------------------------------------------------------------------
+
+threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Worker threads (default: all cores).")
+tile_size_option = click.option(
+    "--tile-size", type=click.IntRange(min=16), default=DEFAULT_TILE_SIZE, show_default=True,
+    metavar="N", help="Pixels per side of the windows processed at once; "
+                      "bounds memory, never changes the results.")
+scheduler_option = click.option(
+    "--scheduler", metavar="ADDRESS", default=None,
+    help="Compute on a dask.distributed cluster (e.g. tcp://host:8786); the workers must "
+         "see the DEM at the same path. Outputs are written here.")
+run_options = _compose(threads_option, tile_size_option, scheduler_option)

@@ -1,0 +1,195 @@
+"""terrain.info.dem_info and `terrain info`, against independent truths: the file read
+whole with rasterio and masked with numpy, and geodesic distances from pyproj.Geod."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyproj
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+
+import terrain.info
+from cli.main import cli
+from conftest import UTM_SAMPLE, WGS84_SAMPLE, write_tif
+from terrain.info import dem_info
+
+FTUS = 1200.0 / 3937.0  # metres per US survey foot (definition)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def fields(text) -> dict:
+    """`terrain info` lines as {key: value} (the last value of a repeated key)."""
+    return dict((k, v.strip()) for k, v in (line.split(":", 1) for line in text.splitlines()))
+
+
+def truth_range(path):
+    with rasterio.open(path) as ds:
+        z = ds.read(1).astype(np.float64)
+        if ds.nodata is not None:
+            z[z == ds.nodata] = np.nan
+    z[~np.isfinite(z)] = np.nan
+    valid = z[~np.isnan(z)]
+    return valid.min(), valid.max(), valid.size
+
+
+def test_projected_sample():
+    info = dem_info(UTM_SAMPLE)
+    assert (info.crs, info.kind, info.crs_units) == ("EPSG:32616", "projected", "metre")
+    assert info.crs_name == "WGS 84 / UTM zone 16N"
+    assert info.shape == (1088, 1033) and info.dtype == "float32" and info.nodata == -9999
+    assert info.pixel_size == (30.0, 30.0) and info.north_up
+    assert info.dx_m == (30.0, 30.0) and info.dy_m == (30.0, 30.0)
+    with rasterio.open(UTM_SAMPLE) as ds:
+        assert info.bounds == tuple(ds.bounds)
+    lo, hi, n = truth_range(UTM_SAMPLE)
+    assert (info.elevation_min, info.elevation_max, info.valid_cells) == (lo, hi, n)
+    assert n < info.cells  # the -9999 collar is excluded
+
+
+def test_geographic_sample_ground_spacing_is_geodesic():
+    info = dem_info(WGS84_SAMPLE)
+    assert (info.crs, info.kind, info.crs_units) == ("EPSG:4326", "geographic", "degree")
+    geod = pyproj.Geod(ellps="WGS84")
+    with rasterio.open(WGS84_SAMPLE) as ds:
+        t, (rows, cols) = ds.transform, ds.shape
+    lat = t.f + (np.arange(rows) + 0.5) * t.e
+    lon = t.c + 0.5 * t.a
+    _, _, dx = geod.inv(np.full(rows, lon), lat, np.full(rows, lon + t.a), lat)
+    _, _, dy = geod.inv(np.full(rows - 1, lon), lat[:-1], np.full(rows - 1, lon), lat[1:])
+    np.testing.assert_allclose(info.dx_m, (dx.min(), dx.max()), atol=1e-3)
+    np.testing.assert_allclose(info.dy_m, (dy.min(), dy.max()), atol=1e-3)
+    assert info.dx_m[1] - info.dx_m[0] > 0.2  # dx shrinks northward over 0.29 degrees
+    lo, hi, n = truth_range(WGS84_SAMPLE)
+    assert (info.elevation_min, info.elevation_max, info.valid_cells) == (lo, hi, n)
+
+
+def test_feet_crs_ground_spacing(tmp_path):
+    dem = write_tif(tmp_path / "ft.tif", np.ones((5, 6), np.float32),
+                    transform=Affine(100.0, 0, 6e6, 0, -50.0, 2e6), crs="EPSG:2229")
+    info = dem_info(dem)
+    assert info.crs_units == "US survey foot"
+    np.testing.assert_allclose(info.dx_m, (100 * FTUS,) * 2, rtol=1e-9)
+    np.testing.assert_allclose(info.dy_m, (50 * FTUS,) * 2, rtol=1e-9)
+
+
+def test_south_up_raster(tmp_path):
+    dem = write_tif(tmp_path / "s.tif", np.ones((4, 5), np.float32),
+                    transform=Affine(10.0, 0, 500000, 0, 20.0, 4e6))
+    info = dem_info(dem)
+    assert not info.north_up
+    assert info.bounds == (500000, 4e6, 500050, 4e6 + 80)
+    assert info.dy_m == (20.0, 20.0)
+
+
+def test_without_crs_is_described_with_a_note(tmp_path):
+    dem = write_tif(tmp_path / "nocrs.tif", np.ones((4, 5), np.float32), crs=None)
+    info = dem_info(dem)
+    assert info.crs is None and info.dx_m is None
+    assert any("--src-crs" in note for note in info.notes)
+    info = dem_info(dem, src_crs="EPSG:32616")
+    assert info.crs == "EPSG:32616" and info.dx_m == (30.0, 30.0) and info.notes == ()
+
+
+@pytest.mark.parametrize("dtype, nodata", [("float32", -9999.0), ("float64", None),
+                                           ("int16", -32768), ("uint16", 0)])
+def test_elevation_range_streams_and_excludes_nodata(tmp_path, monkeypatch, dtype, nodata):
+    rng = np.random.default_rng(2)
+    z = (rng.random((203, 57)) * 1000 + 10).astype(dtype)
+    if nodata is not None:
+        z[5, 7] = nodata
+    if np.dtype(dtype).kind == "f":
+        z[10, 3], z[11, 4], z[12, 5] = np.nan, np.inf, -np.inf
+    z[200, 50] = 5  # the minimum, in the last window
+    path = tmp_path / "z.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=57, height=203, count=1, dtype=dtype,
+                       crs="EPSG:32616", transform=Affine(30, 0, 5e5, 0, -30, 4e6),
+                       nodata=nodata, blockysize=3) as ds:  # striped: 3 rows per block
+        ds.write(z, 1)
+    monkeypatch.setattr(terrain.info, "_WINDOW_CELLS", 57 * 10)  # about 10 rows at a time
+    reads = []
+    with rasterio.open(path) as ds:
+        read = ds.read
+
+        def counting_read(*args, **kwargs):
+            reads.append(kwargs["window"])
+            return read(*args, **kwargs)
+
+        ds.read = counting_read
+        lo, hi, n = terrain.info.elevation_range(ds, 1, ds.nodata, str(path))
+    assert len(reads) == 23 and all(w.height in (9, 5) for w in reads)  # whole 3-row blocks
+    assert (lo, hi, n) == truth_range(path)
+    assert lo == 5
+
+
+def test_all_nodata(tmp_path):
+    dem = write_tif(tmp_path / "void.tif", np.full((4, 5), -9999, np.float32), nodata=-9999)
+    info = dem_info(dem)
+    assert (info.elevation_min, info.elevation_max, info.valid_cells) == (None, None, 0)
+    assert "elevation:    no valid cell (all nodata)" in info.lines()
+    assert any("all nodata" in note for note in info.notes)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_info_text():
+    result = invoke("info", WGS84_SAMPLE)
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    lo, hi, n = truth_range(WGS84_SAMPLE)
+    text = result.stdout
+    assert f"file:         {WGS84_SAMPLE}\n" in text
+    assert "crs:          EPSG:4326 - WGS 84 (geographic, degree)\n" in text
+    assert "size:         403 x 344 pixels (columns x rows), 138,632 cells\n" in text
+    assert "= 3 x 3 arc-seconds, north-up\n" in text
+    assert "ground pixel: dx 74.435 to 74.710 m, dy 92.473 to 92.477 m" in text
+    assert "nodata:       -32768\n" in text
+    assert f"elevation:    {lo:.0f} to {hi:.0f} ({n:,} valid cells, 100.0 %)\n" in text
+
+
+def test_cli_info_projected_text():
+    result = invoke("info", UTM_SAMPLE)
+    assert result.exit_code == 0
+    assert "(projected, metre)" in result.stdout
+    assert "pixel size:   30 x 30 metre (x, y), north-up\n" in result.stdout
+    assert "ground pixel: dx 30.000 m, dy 30.000 m\n" in result.stdout
+
+
+def test_cli_info_json_and_no_stats():
+    result = invoke("info", UTM_SAMPLE, "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data == json.loads(json.dumps(dem_info(UTM_SAMPLE).as_dict()))
+    assert data["crs"] == "EPSG:32616" and data["cells"] == 1088 * 1033
+    result = invoke("info", UTM_SAMPLE, "--no-stats")
+    assert result.exit_code == 0 and "elevation:" not in result.stdout
+
+
+def test_cli_info_without_crs(tmp_path):
+    dem = write_tif(tmp_path / "nocrs.tif", np.ones((4, 5), np.float32), crs=None)
+    result = invoke("info", dem)
+    assert result.exit_code == 0
+    info = fields(result.stdout)
+    assert info["crs"] == "none"
+    assert "ground pixel" not in info
+    assert "--src-crs" in info["note"]
+    result = invoke("info", dem, "--src-crs", "EPSG:32616")
+    info = fields(result.stdout)
+    assert info["crs"].startswith("EPSG:32616 - ") and "note" not in info
+
+
+def test_nan_nodata_in_json(tmp_path):
+    z = np.ones((4, 5), np.float32)
+    z[0, 0] = np.nan
+    dem = write_tif(tmp_path / "nan.tif", z, nodata=np.nan)
+    result = invoke("info", dem, "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    assert data["nodata"] == "nan" and data["valid_cells"] == 19
