@@ -6,13 +6,14 @@ so both refuse the same files with the same words.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 import rasterio
 from rasterio.errors import RasterioError
 
-from .errors import CRSMissingError, InputError
+from .errors import CRSMissingError, InputError, OutputError
 from .spacing import Grid, check_shape, check_transform, grid_from_transform
 
 # GDAL keeps decoded blocks in a cache that defaults to 5 % of RAM; a streamed run
@@ -44,7 +45,9 @@ def parse_crs(src_crs, name: str = "--src-crs"):
     if src_crs is None or isinstance(src_crs, CRS):
         return src_crs
     try:
-        return CRS.from_user_input(src_crs)
+        # Inside an Env, PROJ's complaints become the exception, not stderr noise.
+        with rasterio.Env():
+            return CRS.from_user_input(src_crs)
     except (RasterioError, ValueError, TypeError) as exc:
         raise InputError(f"{name}: {src_crs!r} is not a CRS rasterio understands ({exc})") from None
 
@@ -107,3 +110,34 @@ def raster_info(path, *, band: int = 1, src_crs=None) -> RasterInfo:
         with open_raster(path) as ds:
             return describe(ds, path, band, src_crs)
 
+
+
+class GdalErrors(logging.Handler):
+    """Collects the errors GDAL reports through rasterio's logger while active.
+
+    GDAL only logs some failures (a cached block flushed to a full disk, say);
+    a writer checks this before committing a file. Use as a context manager;
+    worker threads must run inside ``rasterio.Env`` for their errors to arrive.
+    """
+
+    _logger = logging.getLogger("rasterio._env")
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.removeHandler(self)
+
+    def check(self, path: str) -> None:
+        if self.messages:
+            first = self.messages[0].strip().splitlines()[0]
+            raise OutputError(f"{path}: GDAL could not write it ({first}); "
+                              "is the disk full or the folder read-only?")

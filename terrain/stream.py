@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numpy as np
 import rasterio
@@ -22,7 +22,7 @@ from rasterio.windows import Window
 from .engine import (Options, as_elevation, compute_block, default_threads, output_dtype,
                      product_description, product_units, windows)
 from .errors import InputError, Interrupted, OutputError, TerrainError
-from .raster import GDAL_ENV, open_raster, raster_info
+from .raster import GDAL_ENV, GdalErrors, open_raster, raster_info
 from .writer import GeoTIFFWriter, check_target
 
 # What each file kind holds: its bands, and its overview resampling for --cog.
@@ -135,8 +135,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
         if progress is not None:
             progress((row1 - row0) * (col1 - col0))
 
-    try:
-        with rasterio.Env(**GDAL_ENV):
+    with rasterio.Env(**GDAL_ENV), GdalErrors() as gdal_errors:
+        try:
             for kind, path in targets.items():
                 names, resampling = FILE_KINDS[kind]
                 writer = GeoTIFFWriter(
@@ -155,11 +155,11 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
             if stop_event.is_set():
                 raise Interrupted(f"{src}: interrupted; no output was written")
             for writer, _ in writers:
-                writer.commit()
+                writer.commit(gdal_errors)
             writers.clear()
-    finally:
-        for writer, _ in writers:
-            writer.abort()
+        finally:
+            for writer, _ in writers:
+                writer.abort()
     return {"valid": valid[0], "cells": info.shape[0] * info.shape[1]}
 
 
@@ -183,30 +183,37 @@ def _run_threads(info, grid, opts, products, tile_size, threads, emit, stop_even
         if stop_event.is_set():
             return
         row0, row1, col0, col1 = win
-        zpad = read_padded(reader(), info, row0, row1, col0, col1, opts.halo)
-        res = compute_block(zpad, *grid.window(row0, row1, col0, col1, opts.halo), opts,
-                            products, out_dtype)
-        emit(row0, row1, col0, col1, res)
+        # GDAL's error handler is per thread: inside an Env its messages reach
+        # Python logging (and GdalErrors), not stderr.
+        with rasterio.Env(**GDAL_ENV):
+            zpad = read_padded(reader(), info, row0, row1, col0, col1, opts.halo)
+            res = compute_block(zpad, *grid.window(row0, row1, col0, col1, opts.halo), opts,
+                                products, out_dtype)
+            emit(row0, row1, col0, col1, res)
 
-    wins = list(windows(info.shape, tile_size))
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    pending = set()
     try:
-        if threads == 1:
-            for w in wins:
-                if stop_event.is_set():
-                    break
-                work(w)
-            return
-        with ThreadPoolExecutor(threads) as pool:
-            futures = [pool.submit(work, w) for w in wins]
-            try:
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for win in windows(info.shape, tile_size):
+            if stop_event.is_set():
+                break
+            if pool is None:
+                work(win)
+                continue
+            pending.add(pool.submit(work, win))
+            # A short queue: memory stays bounded and a stop takes effect at once.
+            if len(pending) >= 2 * threads:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
                     f.result()
-            except BaseException:
-                stop_event.set()
-                for f in futures:
-                    f.cancel()
-                raise
+        done, pending = wait(pending)
+        for f in done:
+            f.result()
+    except BaseException:
+        stop_event.set()
+        raise
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         for ds in handles:
             ds.close()

@@ -17,6 +17,9 @@ from rasterio.errors import RasterioError
 from .errors import OutputError
 
 FLOAT_NODATA = -9999.0
+# The process's umask, read once (reading it means setting it, which is not thread-safe).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 BYTE_NODATA = 0
 
 DEFAULT_CREATION_OPTIONS = {
@@ -100,12 +103,14 @@ class GeoTIFFWriter:
             opts.pop("BLOCKXSIZE", None)
         self.creation_options = opts
         folder, base = os.path.split(self.path)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".part.tif", dir=folder)
-        os.close(fd)
-        # mkstemp makes the file private; give it the mode a plain create would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)
+        try:
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".part.tif", dir=folder)
+            os.close(fd)
+            # mkstemp makes the file private; give it the mode a plain create would.
+            os.chmod(self.tmp, 0o666 & ~_UMASK)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write in {folder} ({exc.strerror}); "
+                              "choose another output") from None
         self.nodata = BYTE_NODATA if byte else FLOAT_NODATA
         rows, cols = info.shape
         try:
@@ -142,16 +147,26 @@ class GeoTIFFWriter:
         except RasterioError as exc:
             raise OutputError(f"{self.path}: write failed ({exc}); is the disk full?") from None
 
-    def commit(self) -> None:
-        """Close, convert to COG if asked, and rename into place."""
+    def commit(self, gdal_errors=None) -> None:
+        """Close, convert to COG if asked, and rename into place.
+
+        ``gdal_errors``, a :class:`terrain.raster.GdalErrors` that watched the run,
+        turns errors GDAL only logged (a block flushed to a full disk ...) into a
+        failure instead of a silently short file.
+        """
         try:
             self.ds.close()
+            if gdal_errors is not None:
+                gdal_errors.check(self.path)
             if self.cog:
                 self._to_cog()
             os.replace(self.tmp, self.path)
         except (RasterioError, OSError) as exc:
             self.abort()
             raise OutputError(f"{self.path}: could not finish writing ({exc})") from None
+        except OutputError:
+            self.abort()
+            raise
 
     def _to_cog(self) -> None:
         from rasterio.shutil import copy as gdal_copy
