@@ -1,0 +1,208 @@
+"""Streaming file -> file (issue 4, seams): tiled output equals the in-memory library.
+
+Truths: the in-memory result of ``terrain.compute`` on ``terrain.open_dem`` of the
+same file (one block: the test rasters are smaller than the in-memory tile), cast
+to float32 with NaN -> -9999 as the writer does; and ``numpy.gradient`` for the
+``central`` method. Tile sizes go down to one pixel so that every seam falls inside
+the raster, and nodata cells sit on the seams of every tile size used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+import terrain
+import terrain.stream
+from conftest import METHODS, write_tif
+from terrain.engine import Options
+from terrain.stream import process_file
+
+TILE_SIZES = (1, 2, 3, 7, 16, 1024)
+# (tile size, threads): every tile size; 1 and 2 threads on the same tile size too.
+RUNS = ((1, 2), (2, 1), (3, 2), (7, 1), (7, 2), (16, 2), (1024, 1))
+SHAPE = (23, 19)  # rows, cols; not a multiple of any tile size above but 1
+NODATA = -9999.0
+
+# Output file kinds and the bands (products) they hold: every product once.
+KINDS = {"slope": ("slope",), "aspect": ("aspect",), "gradient": ("dzdx", "dzdy"),
+         "hillshade": ("hillshade",)}
+# The single-band gradient kinds, checked on fewer runs.
+EXTRA_KINDS = {"dzdx": ("dzdx",), "dzdy": ("dzdy",)}
+
+GRIDS = {
+    "utm": ("EPSG:32616", Affine(30.0, 0, 731000.0, 0, -20.0, 4069000.0)),
+    "wgs84": ("EPSG:4326", Affine(1 / 1200, 0, -84.41, 0, -1 / 1200, 36.73)),
+    "utm-south-up": ("EPSG:32616", Affine(10.0, 0, 731000.0, 0, 25.0, 4060000.0)),
+}
+
+
+def seam_nodata_mask(shape):
+    """Nodata on the seams of every tile size: rows/columns 2, 3, 6, 7, 14, 16, ..."""
+    mask = np.zeros(shape, bool)
+    mask[7, 0:6] = True          # along the seam between tile rows 0-6 / 7-13 (tile 7)
+    mask[3:11, 16] = True        # down the seam of tile 16 (and 1, 2)
+    mask[6, 6] = mask[3, 3] = mask[2, 2] = mask[14, 14] = True  # tile corners (3, 7, 2 ...)
+    mask[15:17, 6:8] = True      # a 2x2 void crossing the seams of tiles 2 and 16
+    mask[0, 9] = mask[22, 18] = True  # on the raster's edge and corner
+    mask[20, 0:3] = True
+    return mask
+
+
+def make_dem(path, grid, *, nodata_cells=True, dtype=np.float32):
+    """A rough random surface (not a plane: seams must matter) with nodata on the seams."""
+    rng = np.random.default_rng(42)
+    rows, cols = SHAPE
+    z = 200.0 + np.cumsum(rng.normal(0, 3, SHAPE), axis=0) + np.cumsum(rng.normal(0, 3, SHAPE), 1)
+    z = z.astype(dtype)
+    if nodata_cells:
+        z[seam_nodata_mask(SHAPE)] = NODATA
+    crs, transform = GRIDS[grid]
+    return write_tif(path, z, transform=transform, crs=crs, nodata=NODATA)
+
+
+def read_file(path):
+    with rasterio.open(path) as ds:
+        return ds.read(), ds.profile, ds.descriptions
+
+
+def expected_bands(dem_path, kind, method, edge_order):
+    """The in-memory library's products for a file kind, encoded as the writer encodes them."""
+    names = {**KINDS, **EXTRA_KINDS}[kind]
+    dem = terrain.open_dem(dem_path)
+    res = terrain.compute(dem, names, method=method, edge_order=edge_order)
+    bands = []
+    for name in names:
+        v = res[name].values
+        if name == "hillshade":
+            bands.append(np.where(np.isnan(v), 0, np.floor(v + 0.5)).astype(np.uint8))
+        else:
+            bands.append(np.where(np.isnan(v), np.float32(NODATA), v.astype(np.float32)))
+    return np.stack(bands)
+
+
+def assert_bitwise_equal(a, b, msg=""):
+    assert a.shape == b.shape and a.dtype == b.dtype, msg
+    view = np.uint32 if a.dtype == np.float32 else a.dtype
+    diff = a.view(view) != b.view(view)
+    assert not diff.any(), f"{msg}: {diff.sum()} cells differ, first at {np.argwhere(diff)[:5].tolist()}"
+
+
+@pytest.fixture(scope="module")
+def dems(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("seams")
+    return {g: make_dem(folder / f"{g}.tif", g) for g in GRIDS}
+
+
+@pytest.fixture(scope="module")
+def truths(dems):
+    cache = {}
+
+    def get(grid, method, edge_order):
+        key = (grid, method, edge_order)
+        if key not in cache:
+            cache[key] = {k: expected_bands(dems[grid], k, method, edge_order) for k in KINDS}
+        return cache[key]
+
+    return get
+
+
+def test_dem_has_nodata_on_every_seam():
+    """The fixture really puts voids on the seams (the test below is only as good as this)."""
+    mask = seam_nodata_mask(SHAPE)
+    for tile in TILE_SIZES[:-1]:
+        seam_rows = [r for r in range(tile, SHAPE[0], tile)]
+        seam_cols = [c for c in range(tile, SHAPE[1], tile)]
+        touching = mask[[r for s in seam_rows for r in (s - 1, s)], :].any() or \
+            mask[:, [c for s in seam_cols for c in (s - 1, s)]].any()
+        assert touching, tile
+
+
+CASES = [(g, m, e) for g in ("utm", "wgs84") for m in METHODS for e in (1, 2)] + [
+    ("utm-south-up", "central", 1), ("utm-south-up", "horn", 2)]
+
+
+@pytest.mark.parametrize("grid, method, edge_order", CASES)
+def test_tiled_equals_in_memory_every_tile_size(grid, method, edge_order, dems, truths, tmp_path):
+    """Every product, every tile size, 1 and 2 threads: bit for bit the in-memory result."""
+    truth = truths(grid, method, edge_order)
+    opts = Options(method=method, edge_order=edge_order)
+    assert {t for t, _ in RUNS} == set(TILE_SIZES)
+    for tile, threads in RUNS:
+        out = tmp_path / f"t{tile}_n{threads}"
+        outputs = {k: out / f"{k}.tif" for k in KINDS}
+        res = process_file(dems[grid], outputs, opts, tile_size=tile, threads=threads)
+        assert res == {"valid": True, "cells": SHAPE[0] * SHAPE[1]}
+        for kind, path in outputs.items():
+            data, profile, descriptions = read_file(path)
+            assert descriptions == KINDS[kind]
+            assert profile["nodata"] == (0 if kind == "hillshade" else NODATA)
+            assert_bitwise_equal(data, truth[kind], f"{kind} tile={tile} threads={threads}")
+    # The voids really are voids in the outputs, and their neighbours got values.
+    slope = truth["slope"][0]
+    mask = seam_nodata_mask(SHAPE)
+    assert np.all(slope[mask] == NODATA)
+    assert np.all(slope[~mask] != NODATA)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("tile", [2, 7])
+def test_single_band_gradient_files(tile, method, dems, tmp_path):
+    """The dzdx and dzdy file kinds equal the in-memory result too (geographic DEM)."""
+    outputs = {k: tmp_path / f"{k}.tif" for k in EXTRA_KINDS}
+    process_file(dems["wgs84"], outputs, Options(method=method, edge_order=2), tile_size=tile,
+                 threads=2)
+    for kind, path in outputs.items():
+        data, _, descriptions = read_file(path)
+        assert descriptions == EXTRA_KINDS[kind]
+        assert_bitwise_equal(data, expected_bands(dems["wgs84"], kind, method, 2), kind)
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+@pytest.mark.parametrize("tile", [1, 3, 16])
+def test_central_stream_is_numpy_gradient(tile, edge_order, tmp_path):
+    """Independent truth for the streamed numbers: numpy.gradient on a void-free DEM."""
+    dem = make_dem(tmp_path / "dem.tif", "utm", nodata_cells=False, dtype=np.float64)
+    with rasterio.open(dem) as ds:
+        z = ds.read(1)
+        dx, dy = ds.transform.a, -ds.transform.e
+    out = tmp_path / "g.tif"
+    process_file(dem, {"gradient": out}, Options(method="central", edge_order=edge_order),
+                 tile_size=tile, threads=2)
+    gy, gx = np.gradient(z, dy, dx, edge_order=edge_order)
+    with rasterio.open(out) as ds:
+        np.testing.assert_allclose(ds.read(1), gx.astype(np.float32), rtol=2e-6, atol=1e-7)
+        np.testing.assert_allclose(ds.read(2), (-gy).astype(np.float32), rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("tile", [4, 1024])
+def test_one_read_pass_for_all_products(tile, threads, dems, tmp_path, monkeypatch):
+    """Four output files from one process_file call: each window is read exactly once."""
+    calls = []
+    real = terrain.stream.read_padded
+
+    def counting(ds, info, row0, row1, col0, col1, halo):
+        calls.append((row0, row1, col0, col1))
+        return real(ds, info, row0, row1, col0, col1, halo)
+
+    monkeypatch.setattr(terrain.stream, "read_padded", counting)
+    outputs = {k: tmp_path / f"{k}.tif" for k in ("slope", "aspect", "gradient", "hillshade")}
+    process_file(dems["utm"], outputs, Options(method="horn"), tile_size=tile, threads=threads)
+    rows, cols = SHAPE
+    expected = [(r, min(r + tile, rows), c, min(c + tile, cols))
+                for r in range(0, rows, tile) for c in range(0, cols, tile)]
+    assert sorted(calls) == sorted(expected)  # every window once, none twice
+    assert all(p.exists() for p in outputs.values())
+
+
+def test_output_georeferencing_is_the_input(dems, tmp_path):
+    out = tmp_path / "slope.tif"
+    process_file(dems["wgs84"], {"slope": out}, tile_size=5, threads=2)
+    with rasterio.open(dems["wgs84"]) as src, rasterio.open(out) as dst:
+        assert dst.crs == src.crs
+        assert dst.transform == src.transform
+        assert (dst.height, dst.width) == (src.height, src.width)
+        assert dst.dtypes[0] == "float32"
