@@ -9,10 +9,13 @@ Usage errors are click's: status 2.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import traceback
 import warnings
@@ -119,6 +122,40 @@ def _configure_logging(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.call_on_close(restore)
 
 
+@contextlib.contextmanager
+def _native_stderr_held():
+    """Hold back what C libraries print straight to file descriptor 2.
+
+    libtiff reports some write errors (a full disk) there itself, besides the error
+    GDAL hands to terrain; held back, a failure stays one line. Python's own stderr
+    keeps the real terminal. Yields the held text as a file (None if fd 2 is not
+    a real file).
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield None
+        return
+    held = tempfile.TemporaryFile()
+    os.dup2(held.fileno(), 2)
+    python_stderr = sys.stderr
+    real = None
+    if python_stderr is sys.__stderr__:
+        real = os.fdopen(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding,
+                         errors="backslashreplace")
+        sys.stderr = real
+    try:
+        yield held
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        if real is not None:
+            sys.stderr = python_stderr
+            real.close()
+        held.seek(0)
+
+
 class TerrainGroup(click.Group):
     """A click group printing library errors and interruptions the terrain way."""
 
@@ -141,7 +178,13 @@ class TerrainGroup(click.Group):
 
     def _invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            if (ctx.obj or {}).get("verbose"):
+                return super().invoke(ctx)
+            with _native_stderr_held() as held:
+                result = super().invoke(ctx)
+            # Success: whatever C libraries printed is shown after all.
+            sys.stderr.write(held.read().decode("utf-8", "replace") if held else "")
+            return result
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except (KeyboardInterrupt, Interrupted):

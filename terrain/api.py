@@ -47,7 +47,8 @@ def compute(dem, products, *, spacing=None, **options):
 
         results = run_dask(data, grid, opts, products)
     else:
-        results = run_in_memory(data, grid, opts, products)
+        label = dem.attrs.get("source", "the DEM") if isinstance(dem, xr.DataArray) else "the array"
+        results = run_in_memory(data, grid, opts, products, name=label)
     if template is None:
         return results
     return {name: _wrap(arr, template, name, opts) for name, arr in results.items()}

@@ -57,6 +57,12 @@ def open_dem(path, *, band: int = 1, src_crs=None, chunks=None) -> xr.DataArray:
             if chunks is None:
                 try:
                     raw = ds.read(band)
+                except MemoryError:
+                    rows, cols = info.shape
+                    raise InputError(
+                        f"{path}: {rows} x {cols} pixels do not fit in memory; open it with "
+                        "chunks= (dask) or use the terrain command line, which streams"
+                    ) from None
                 except RasterioError as exc:
                     raise InputError(
                         f"{path}: cannot read band {band} ({_first_line(exc)}); "

@@ -87,7 +87,8 @@ def output_dtype(z_dtype) -> np.dtype:
     return np.dtype(np.float64) if np.dtype(z_dtype) == np.float64 else np.dtype(np.float32)
 
 
-def compute_block(zpad, xpos, xscale, ypos, opts: Options, products, out_dtype=None):
+def compute_block(zpad, xpos, xscale, ypos, opts: Options, products, out_dtype=None, *,
+                  name: str = "the DEM"):
     """Products of one padded block.
 
     ``zpad`` has ``opts.halo`` extra cells on every side (NaN beyond the raster),
@@ -100,7 +101,18 @@ def compute_block(zpad, xpos, xscale, ypos, opts: Options, products, out_dtype=N
     dzdx = np.empty(shape, dtype)
     dzdy = np.empty(shape, dtype)
     METHODS[opts.method](zpad, xpos, xscale, ypos, h, opts.edge_order, float(opts.z_factor), dzdx, dzdy)
-    return products_from_gradient(dzdx, dzdy, opts, products)
+    out = products_from_gradient(dzdx, dzdy, opts, products)
+    if dtype == np.float32:
+        # Finite elevations cannot give an infinite gradient in float64, but can
+        # overflow float32 (a -3.4e38 fill value nobody declared as nodata).
+        checked = [dzdx, dzdy] + [out[n] for n in ("slope",) if n in out and opts.units in ("percent", "ratio")]
+        if any(np.isinf(a).any() for a in checked):
+            raise TerrainError(
+                f"{name}: gradient beyond float32's range (about 3.4e38): the DEM probably holds an "
+                "undeclared nodata value such as -3.4e38; declare it (gdal_edit.py -a_nodata) "
+                "or pass float64 elevations"
+            )
+    return out
 
 
 def products_from_gradient(dzdx, dzdy, opts: Options, products):
@@ -148,21 +160,23 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def run_in_memory(z, grid, opts: Options, products, *, tile: int = 512, threads: int | None = None):
+def run_in_memory(z, grid, opts: Options, products, *, tile: int = 512, threads: int | None = None,
+                  name: str = "the DEM"):
     """Products of a whole in-memory elevation array, tile by tile on a thread pool."""
     out_dtype = output_dtype(z.dtype)
     out = {
-        name: np.empty(z.shape, np.float32 if name == "hillshade" else out_dtype)
-        for name in products
+        product: np.empty(z.shape, np.float32 if product == "hillshade" else out_dtype)
+        for product in products
     }
     h = opts.halo
 
     def work(win):
         row0, row1, col0, col1 = win
         zpad = pad_from_array(z, row0, row1, col0, col1, h)
-        res = compute_block(zpad, *grid.window(row0, row1, col0, col1, h), opts, products, out_dtype)
-        for name, block in res.items():
-            out[name][row0:row1, col0:col1] = block
+        res = compute_block(zpad, *grid.window(row0, row1, col0, col1, h), opts, products,
+                            out_dtype, name=name)
+        for product, block in res.items():
+            out[product][row0:row1, col0:col1] = block
 
     wins = list(windows(z.shape, tile))
     threads = threads or default_threads()

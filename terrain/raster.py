@@ -62,7 +62,17 @@ def open_raster(path):
     if os.path.getsize(path) == 0:
         raise InputError(f"{path}: file is empty; download or copy it again")
     try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise InputError(f"{shown}: file name is not UTF-8, which GDAL "
+                         "cannot open; rename the file") from None
+    try:
         return rasterio.open(path)
+    except (UnicodeError, ValueError) as exc:
+        # A CRS or metadata text that is not UTF-8 (rasterio cannot decode it).
+        raise InputError(f"{path}: unreadable georeferencing text ({type(exc).__name__}); "
+                         "rewrite the CRS, e.g. with gdal_translate -a_srs EPSG:XXXX") from None
     except RasterioError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
@@ -115,26 +125,44 @@ def raster_info(path, *, band: int = 1, src_crs=None) -> RasterInfo:
 class GdalErrors(logging.Handler):
     """Collects the errors GDAL reports through rasterio's logger while active.
 
-    GDAL only logs some failures (a cached block flushed to a full disk, say);
-    a writer checks this before committing a file. Use as a context manager;
-    worker threads must run inside ``rasterio.Env`` for their errors to arrive.
+    GDAL only logs some failures (a cached block flushed to a full disk, say:
+    rasterio logs "GDAL signalled an error" at INFO); a writer checks this before
+    committing a file. Use as a context manager; worker threads must run inside
+    ``rasterio.Env`` for their errors to arrive. The logger is process-wide, so
+    two runs at once in one process would see each other's errors.
     """
 
     _logger = logging.getLogger("rasterio._env")
+    _SIGNAL = "GDAL signalled an error"
 
     def __init__(self):
-        super().__init__(level=logging.ERROR)
+        super().__init__(level=logging.INFO)
         self.messages: list[str] = []
 
     def emit(self, record):
-        self.messages.append(record.getMessage())
+        text = record.getMessage()
+        if record.levelno >= logging.ERROR or text.startswith(self._SIGNAL):
+            self.messages.append(text)
+        if self._forward and record.levelno >= self._user_level and self._logger.parent:
+            # What the user's logging would have seen anyway still reaches it.
+            self._logger.parent.handle(record)
 
     def __enter__(self):
+        self._saved = (self._logger.level, self._logger.propagate)
+        self._user_level = self._logger.getEffectiveLevel()
+        self._forward = False
         self._logger.addHandler(self)
+        if self._user_level > logging.INFO:
+            # See rasterio's INFO records without passing them on to the user.
+            self._forward = self._logger.propagate
+            self._logger.setLevel(logging.INFO)
+            self._logger.propagate = False
         return self
 
     def __exit__(self, *exc):
         self._logger.removeHandler(self)
+        self._logger.setLevel(self._saved[0])
+        self._logger.propagate = self._saved[1]
 
     def check(self, path: str) -> None:
         if self.messages:

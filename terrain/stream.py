@@ -154,8 +154,11 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                 run_distributed(info, grid, opts, products, tile_size, scheduler, emit, stop_event)
             if stop_event.is_set():
                 raise Interrupted(f"{src}: interrupted; no output was written")
+            # All or nothing: every file is finished before any is renamed into place.
             for writer, _ in writers:
-                writer.commit(gdal_errors)
+                writer.finish(gdal_errors)
+            for writer, _ in writers:
+                writer.publish()
             writers.clear()
         finally:
             for writer, _ in writers:
@@ -188,7 +191,7 @@ def _run_threads(info, grid, opts, products, tile_size, threads, emit, stop_even
         with rasterio.Env(**GDAL_ENV):
             zpad = read_padded(reader(), info, row0, row1, col0, col1, opts.halo)
             res = compute_block(zpad, *grid.window(row0, row1, col0, col1, opts.halo), opts,
-                                products, out_dtype)
+                                products, out_dtype, name=info.path)
             emit(row0, row1, col0, col1, res)
 
     pool = ThreadPoolExecutor(threads) if threads > 1 else None

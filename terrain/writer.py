@@ -127,6 +127,9 @@ class GeoTIFFWriter:
         except (RasterioError, ValueError, TypeError) as exc:
             self.abort()
             raise OutputError(f"{self.path}: cannot create the GeoTIFF ({exc}); check --co options") from None
+        except BaseException:  # Ctrl-C while creating: leave no temporary file
+            self.abort()
+            raise
 
     def encode(self, block: np.ndarray) -> np.ndarray:
         """The block in the file's type, NaN replaced by its nodata value.
@@ -147,8 +150,8 @@ class GeoTIFFWriter:
         except RasterioError as exc:
             raise OutputError(f"{self.path}: write failed ({exc}); is the disk full?") from None
 
-    def commit(self, gdal_errors=None) -> None:
-        """Close, convert to COG if asked, and rename into place.
+    def finish(self, gdal_errors=None) -> None:
+        """Close and convert to COG if asked; the result stays in the temporary file.
 
         ``gdal_errors``, a :class:`terrain.raster.GdalErrors` that watched the run,
         turns errors GDAL only logged (a block flushed to a full disk ...) into a
@@ -160,13 +163,21 @@ class GeoTIFFWriter:
                 gdal_errors.check(self.path)
             if self.cog:
                 self._to_cog()
-            os.replace(self.tmp, self.path)
         except (RasterioError, OSError) as exc:
             self.abort()
             raise OutputError(f"{self.path}: could not finish writing ({exc})") from None
-        except OutputError:
+        except BaseException:
             self.abort()
             raise
+
+    def publish(self) -> None:
+        """Rename the finished temporary file into place."""
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise OutputError(f"{self.path}: could not move the finished file into place "
+                              f"({exc.strerror})") from None
 
     def _to_cog(self) -> None:
         from rasterio.shutil import copy as gdal_copy

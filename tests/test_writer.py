@@ -127,9 +127,9 @@ def test_stop_event_interrupts_and_leaves_nothing(dem, tmp_path):
 
 
 def test_failing_close_of_second_output_leaves_no_output(dem, tmp_path, monkeypatch):
-    """Commit is all or nothing: a close that fails (disk full while flushing) for the
-    second output must not leave the first output in place."""
-    real_commit = GeoTIFFWriter.commit
+    """Committing is all or nothing: a close that fails (disk full while flushing) for
+    the second output must not leave the first output in place."""
+    real_finish = GeoTIFFWriter.finish
     commits = []
 
     class FailingClose:
@@ -143,13 +143,13 @@ def test_failing_close_of_second_output_leaves_no_output(dem, tmp_path, monkeypa
             self._ds.close()
             raise rasterio.errors.RasterioError("injected: No space left on device")
 
-    def commit(self, *args, **kwargs):
+    def finish(self, *args, **kwargs):
         commits.append(self.path)
         if len(commits) == 2:
             self.ds = FailingClose(self.ds)
-        return real_commit(self, *args, **kwargs)
+        return real_finish(self, *args, **kwargs)
 
-    monkeypatch.setattr(GeoTIFFWriter, "commit", commit)
+    monkeypatch.setattr(GeoTIFFWriter, "finish", finish)
     out = tmp_path / "out"
     with pytest.raises(OutputError, match="injected"):
         process_file(dem, {"slope": out / "slope.tif", "aspect": out / "aspect.tif"},
