@@ -33,11 +33,13 @@ def targets(dem: str, out_dir: str) -> tuple[dict, dict]:
 @o.input_options
 @o.geotiff_options
 @o.dpi_option
+@click.option("--no-maps", is_flag=True,
+              help="GeoTIFFs only: skip the slope and aspect maps (faster for batches).")
 @o.run_options
 @o.verbosity_options
 def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional, method,
             edge_order, z_factor, band, src_crs, overwrite, creation_options, cog, dpi,
-            threads, tile_size, scheduler):
+            no_maps, threads, tile_size, scheduler):
     """Slope, aspect, gradient and hillshade GeoTIFFs and slope and aspect maps
     for each DEM, from one read pass per file.
 
@@ -77,7 +79,7 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
                                            src_crs=src_crs, creation_options=creation_options,
                                            cog=cog, overwrite=overwrite, threads=threads,
                                            tile_size=tile_size, scheduler=scheduler,
-                                           dpi=dpi)
+                                           dpi=dpi, draw_maps=not no_maps)
                 except Exception as exc:  # noqa: BLE001 - one bad file never stops the rest
                     if not several:
                         raise
@@ -98,11 +100,13 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
 
 
 def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_options, cog,
-                 overwrite, threads, tile_size, scheduler, dpi) -> list:
+                 overwrite, threads, tile_size, scheduler, dpi, draw_maps=True) -> list:
     """All products and maps of one DEM; the files written."""
     from .common import compute_to_files, draw_product_map, warn
 
     tifs, maps = targets(path, out_dir)
+    if not draw_maps:
+        maps = {}
     result = compute_to_files(path, tifs, opts, band=band, src_crs=src_crs,
                               creation_options=creation_options, cog=cog, overwrite=overwrite,
                               threads=threads, tile_size=tile_size, scheduler=scheduler,

@@ -71,6 +71,13 @@ def test_analyze_writes_every_product_and_both_maps(tmp_path):
         assert width >= 1000 and height >= 500
 
 
+def test_analyze_no_maps_writes_the_geotiffs_only(tmp_path):
+    dem = small_dem(tmp_path / "small.tif")
+    out = tmp_path / "out"
+    assert invoke("-q", "analyze", dem, "-d", out, "--no-maps").exit_code == 0
+    assert sorted(os.listdir(out)) == sorted(f"small_{k}.tif" for k in KINDS)
+
+
 def test_analyze_passes_the_product_options(tmp_path):
     dem = small_dem(tmp_path / "dem.tif")
     result = invoke("-q", "analyze", dem, "-d", tmp_path / "out", "--units", "percent",
