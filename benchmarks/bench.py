@@ -7,7 +7,7 @@ Run from the repository root with the venv's python:
 It makes (or reuses) a SIZE x SIZE float32 GeoTIFF DEM (tiled 512, uncompressed,
 EPSG:32616, 10 m pixels, nodata -9999, deterministic synthetic relief) under
 --workdir (default benchmarks/data/, git-ignored), warms every command up once
-(numba's on-disk cache, the page cache), then runs each case --repeat times as
+(the page cache), then runs each case --repeat times as
 separate processes, alternating the cases round by round so that machine drift
 hits them alike. Each process is measured with ``/usr/bin/time -f "%e %M"``:
 wall seconds and peak resident memory. Cases:
@@ -348,7 +348,7 @@ def main(argv=None) -> None:
     skip_maps, maps_note = analyze_flags(terrain)
     print(maps_note, flush=True)
     cases = all_cases(terrain, dem, out, skip_maps)
-    print(f"one untimed warm-up run of each command (numba cache, page cache), then "
+    print(f"one untimed warm-up run of each command (page cache), then "
           f"{args.repeat} timed round(s), the cases alternating ...", flush=True)
     try:
         stats = {name: summarise(runs)

@@ -138,7 +138,7 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
                               tile_size=tile_size, threads=threads, scheduler=scheduler,
                               creation_options=creation_options, cog=cog, overwrite=overwrite,
                               progress=progress, stop_event=state().get("stop_event"))
-    if not result["valid"]:  # a count, or a bool in newer versions of process_file
+    if not result["valid"]:
         warn(f"{src}: no valid elevation; outputs are all nodata")
     return result
 

@@ -12,8 +12,8 @@ import warnings
 
 import click
 
-# Mirrors terrain.engine.METHODS / terrain.kernels.SLOPE_UNITS (kept light: importing
-# the engine loads numba); tests/test_cli.py checks they stay equal.
+# Mirrors terrain.engine.METHODS / terrain.kernels.SLOPE_UNITS (kept light: `--help` need
+# not import numpy and the kernels); tests/test_cli.py checks they stay equal.
 METHODS = ("central", "horn", "zevenbergen-thorne")
 SLOPE_UNITS = ("degrees", "percent", "radians", "ratio")
 PLOT_PRODUCTS = ("slope", "aspect", "hillshade", "elevation")
