@@ -68,10 +68,8 @@ def lazy_elevation(info, chunks):
     """A dask array reading windows of ``info.path`` on demand, nodata already NaN."""
     import dask.array as da
     import rasterio
-    from rasterio.errors import RasterioError
 
-    from .errors import InputError
-    from .raster import GDAL_ENV, open_raster
+    from .raster import GDAL_ENV, open_raster, read_band
 
     dtype = output_dtype(info.dtype if np.dtype(info.dtype).kind == "f" else np.float32)
     if isinstance(chunks, dict):
@@ -81,11 +79,7 @@ def lazy_elevation(info, chunks):
     def read(block_info=None):
         (r0, r1), (c0, c1) = block_info[None]["array-location"]
         with rasterio.Env(**GDAL_ENV), open_raster(info.path) as ds:
-            try:
-                raw = ds.read(info.band, window=((r0, r1), (c0, c1)))
-            except RasterioError as exc:
-                raise InputError(f"{info.path}: cannot read rows {r0}-{r1} ({exc}); "
-                                 "the file may be truncated or corrupt") from None
+            raw = read_band(ds, info.path, info.band, ((r0, r1), (c0, c1)))
         return as_elevation(raw, info.nodata).astype(dtype, copy=False)
 
     return da.map_blocks(read, dtype=dtype, chunks=template.chunks,

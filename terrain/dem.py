@@ -7,11 +7,10 @@ import os
 import numpy as np
 import rasterio
 import xarray as xr
-from rasterio.errors import RasterioError
 
 from .engine import as_elevation
-from .errors import GeometryError, InputError, TerrainError
-from .raster import GDAL_ENV, describe, open_raster
+from .errors import GeometryError, TerrainError
+from .raster import GDAL_ENV, describe, open_raster, read_band
 from .spacing import Grid, grid_from_coords, grid_from_spacing, pixel_centres
 
 
@@ -55,20 +54,7 @@ def open_dem(path, *, band: int = 1, src_crs=None, chunks=None) -> xr.DataArray:
         with open_raster(path) as ds:
             info = describe(ds, path, band, src_crs)
             if chunks is None:
-                try:
-                    raw = ds.read(band)
-                except MemoryError:
-                    rows, cols = info.shape
-                    raise InputError(
-                        f"{path}: {rows} x {cols} pixels do not fit in memory; open it with "
-                        "chunks= (dask) or use the terrain command line, which streams"
-                    ) from None
-                except RasterioError as exc:
-                    raise InputError(
-                        f"{path}: cannot read band {band} ({_first_line(exc)}); "
-                        "the file may be truncated or corrupt"
-                    ) from None
-                data = as_elevation(raw, info.nodata)
+                data = as_elevation(read_band(ds, path, band), info.nodata)
     if chunks is not None:
         from .dask_runner import lazy_elevation
 
@@ -85,11 +71,6 @@ def open_dem(path, *, band: int = 1, src_crs=None, chunks=None) -> xr.DataArray:
     return dem
 
 
-def _first_line(exc) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def elevation_of(dem, *, spacing=None, name: str | None = None):
     """(elevation array, Grid, template DataArray or None) for any accepted input.
 
@@ -97,6 +78,8 @@ def elevation_of(dem, *, spacing=None, name: str | None = None):
     x / y coordinates are metres; a bare array needs ``spacing=(dy, dx)``.
     """
     if isinstance(dem, xr.DataArray):
+        import rioxarray  # noqa: F401  (the .rio accessor)
+
         label = name or dem.attrs.get("source") or f"DataArray {dem.name or ''}".strip()
         da2 = dem.squeeze(drop=True) if dem.ndim > 2 else dem
         if da2.ndim != 2:
@@ -105,7 +88,7 @@ def elevation_of(dem, *, spacing=None, name: str | None = None):
         da2 = da2.transpose(ydim, xdim)
         if spacing is not None:
             raise TerrainError(f"{label}: spacing= is for bare arrays; a DataArray has coordinates")
-        crs = da2.rio.crs if _has_rio() else None
+        crs = da2.rio.crs
         if xdim not in da2.coords or ydim not in da2.coords:
             raise GeometryError(f"{label}: needs {ydim} and {xdim} coordinates to know its spacing")
         grid = grid_from_coords(da2[xdim].values, da2[ydim].values, crs, name=label)
@@ -127,12 +110,6 @@ def elevation_of(dem, *, spacing=None, name: str | None = None):
         raise GeometryError(f"{label}: a bare array needs spacing=(dy, dx) in metres")
     grid = grid_from_spacing(arr.shape, spacing, name=label)
     return as_elevation(np.array(arr)), grid, None
-
-
-def _has_rio() -> bool:
-    import rioxarray  # noqa: F401
-
-    return True
 
 
 def _spatial_dims(da2) -> tuple[str, str]:

@@ -16,11 +16,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioError
-from rasterio.windows import Window
 
-from .errors import CRSMissingError, InputError
-from .raster import GDAL_ENV, describe, open_raster, parse_crs
+from .errors import CRSMissingError
+from .raster import GDAL_ENV, describe, open_raster, parse_crs, read_band
 from .spacing import check_transform, grid_from_transform
 
 # Cells read at a time for the elevation range (rounded to whole block rows).
@@ -237,13 +235,7 @@ def elevation_range(ds, band: int, nodata, path: str = "the raster"):
     lo, hi, n = math.inf, -math.inf, 0
     for r0 in range(0, rows, step):
         h = min(step, rows - r0)
-        try:
-            raw = ds.read(band, window=Window(0, r0, cols, h))
-        except RasterioError as exc:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"{path}: cannot read rows {r0}-{r0 + h} ({text}); "
-                             "the file may be truncated or corrupt") from None
-        z = as_elevation(raw, nodata)
+        z = as_elevation(read_band(ds, path, band, ((r0, r0 + h), (0, cols))), nodata)
         valid = z[~np.isnan(z)]
         if valid.size:
             lo = min(lo, float(valid.min()))

@@ -531,16 +531,12 @@ def _display_hillshade(path, info, shape, opts):
 def _read_resampled(path, band, shape, resampling):
     """Band ``band`` of ``path`` at ``shape`` (GDAL resampling ignores nodata), NaN for nodata."""
     import rasterio
-    from rasterio.errors import RasterioError
 
-    from .raster import GDAL_ENV, open_raster
+    from .raster import GDAL_ENV, open_raster, read_band
 
     with rasterio.Env(**GDAL_ENV), open_raster(path) as ds:
-        try:
-            arr = ds.read(band, out_shape=shape, resampling=resampling, masked=True,
-                          out_dtype="float64")
-        except RasterioError as exc:
-            raise InputError(f"{path}: cannot read band {band} ({exc}); the file may be corrupt") from None
+        arr = read_band(ds, path, band, out_shape=shape, resampling=resampling, masked=True,
+                        out_dtype="float64")
     out = arr.filled(np.nan)
     out[~np.isfinite(out)] = np.nan
     return out

@@ -74,10 +74,34 @@ def open_raster(path):
         raise InputError(f"{path}: unreadable georeferencing text ({type(exc).__name__}); "
                          "rewrite the CRS, e.g. with gdal_translate -a_srs EPSG:XXXX") from None
     except RasterioError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(
-            f"{path}: not a raster GDAL can read ({first}); check the file is a complete DEM"
+            f"{path}: not a raster GDAL can read ({first_line(exc)}); check the file is a complete DEM"
         ) from None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (GDAL's can run over several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_band(ds, path: str, band: int, window=None, **kwargs):
+    """``ds.read(band, window=...)`` with a failure said in one line naming the file.
+
+    ``window`` is ``((row0, row1), (col0, col1))`` or None for the whole band;
+    other keywords go to rasterio (``out_shape``, ``resampling`` ...).
+    """
+    where = "" if window is None else f" rows {window[0][0]}-{window[0][1]}"
+    try:
+        return ds.read(band, window=window, **kwargs)
+    except MemoryError:
+        raise InputError(
+            f"{path}: band {band}{where} does not fit in memory; open it with chunks= (dask) "
+            "or use the terrain command line, which streams"
+        ) from None
+    except RasterioError as exc:
+        raise InputError(f"{path}: cannot read band {band}{where} ({first_line(exc)}); "
+                         "the file may be truncated or corrupt") from None
 
 
 def describe(ds, path: str, band: int = 1, src_crs=None) -> RasterInfo:
@@ -166,6 +190,6 @@ class GdalErrors(logging.Handler):
 
     def check(self, path: str) -> None:
         if self.messages:
-            first = self.messages[0].strip().splitlines()[0]
+            first = first_line(self.messages[0])
             raise OutputError(f"{path}: GDAL could not write it ({first}); "
                               "is the disk full or the folder read-only?")

@@ -16,13 +16,12 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from .engine import (Options, as_elevation, compute_block, default_threads, output_dtype,
                      product_description, product_units, windows)
-from .errors import InputError, Interrupted, OutputError, TerrainError
-from .raster import GDAL_ENV, GdalErrors, open_raster, raster_info
+from .errors import Interrupted, OutputError, TerrainError
+from .raster import GDAL_ENV, GdalErrors, open_raster, raster_info, read_band
 from .writer import GeoTIFFWriter, check_target
 
 # What each file kind holds: its bands, and its overview resampling for --cog.
@@ -47,12 +46,7 @@ def read_padded(ds, info, row0, row1, col0, col1, halo):
     rows, cols = info.shape
     r0, r1 = max(row0 - halo, 0), min(row1 + halo, rows)
     c0, c1 = max(col0 - halo, 0), min(col1 + halo, cols)
-    try:
-        raw = ds.read(info.band, window=Window(c0, r0, c1 - c0, r1 - r0))
-    except RasterioError as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{info.path}: cannot read rows {r0}-{r1} ({text}); "
-                         "the file may be truncated or corrupt") from None
+    raw = read_band(ds, info.path, info.band, ((r0, r1), (c0, c1)))
     z = as_elevation(raw, info.nodata)
     if (r0, r1, c0, c1) == (row0 - halo, row1 + halo, col0 - halo, col1 + halo):
         return z
