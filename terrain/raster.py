@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import rasterio
 from rasterio.errors import RasterioError
+from rasterio.windows import Window
 
 from .errors import CRSMissingError, InputError, OutputError
 from .spacing import Grid, check_shape, check_transform, grid_from_transform
@@ -91,7 +92,11 @@ def read_band(ds, path: str, band: int, window=None, **kwargs):
     ``window`` is ``((row0, row1), (col0, col1))`` or None for the whole band;
     other keywords go to rasterio (``out_shape``, ``resampling`` ...).
     """
-    where = "" if window is None else f" rows {window[0][0]}-{window[0][1]}"
+    where = ""
+    if window is not None:
+        (row0, row1), (col0, col1) = window
+        where = f" rows {row0}-{row1}"
+        window = Window(col0, row0, col1 - col0, row1 - row0)
     try:
         return ds.read(band, window=window, **kwargs)
     except MemoryError:
