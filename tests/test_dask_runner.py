@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import dask
 import dask.array as da
 import numpy as np
@@ -105,3 +107,55 @@ def test_real_sample_chunked():
     lazy = terrain.open_dem(UTM_SAMPLE, chunks=(300, 257))
     check_same({m: (terrain.slope(lazy, method=m), terrain.slope(eager, method=m))
                 for m in ("horn", "central")})
+
+
+@pytest.fixture(scope="module")
+def two_worker_cluster():
+    """A dask.distributed cluster of two worker processes on this machine."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        yield cluster
+
+
+def _read_bands(path):
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+@pytest.mark.parametrize("crs", ["utm", "wgs84"])
+def test_distributed_process_file_equals_local(crs, two_worker_cluster, make_tif, tmp_path):
+    """Windows computed on two worker processes, written here: the same file as the threads."""
+    from terrain.engine import Options
+    from terrain.stream import process_file
+
+    src = rough_file(make_tif, (37, 29), crs)
+    outputs = lambda tag: {k: tmp_path / f"{tag}_{k}.tif" for k in ("gradient", "slope", "aspect")}
+    opts = Options(method="horn", edge_order=2)
+    process_file(src, outputs("local"), opts, tile_size=1024)
+    process_file(src, outputs("cluster"), opts, tile_size=8,
+                 scheduler=two_worker_cluster.scheduler_address)
+    for kind in ("gradient", "slope", "aspect"):
+        local = _read_bands(tmp_path / f"local_{kind}.tif")
+        assert np.array_equal(local, _read_bands(tmp_path / f"cluster_{kind}.tif")), kind
+        assert (local != -9999).any()
+
+
+def test_cli_scheduler_on_two_worker_processes(two_worker_cluster, tmp_path):
+    """`terrain slope --scheduler ADDRESS` in its own process, as a user would run it."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("terrain", path=os.path.dirname(sys.executable)) or shutil.which("terrain")
+    local, remote = tmp_path / "local.tif", tmp_path / "remote.tif"
+    for out, extra in ((local, []), (remote, ["--scheduler", two_worker_cluster.scheduler_address,
+                                              "--tile-size", "100"])):
+        res = subprocess.run([exe, "-q", "slope", str(UTM_SAMPLE), "-o", str(out),
+                              "--method", "horn", *extra], capture_output=True, text=True,
+                             timeout=300)
+        assert res.returncode == 0, res.stderr
+    assert np.array_equal(_read_bands(local), _read_bands(remote))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local.tif", "remote.tif"]
