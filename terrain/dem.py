@@ -99,7 +99,8 @@ def elevation_of(dem, *, spacing=None, name: str | None = None):
         if not _is_dask(data):
             data = as_elevation(np.array(data), nodata)
         else:
-            data = data.map_blocks(as_elevation, nodata,
+            # Copy: a block may be a view of the caller's own array.
+            data = data.map_blocks(lambda block: as_elevation(np.array(block), nodata),
                                    dtype=np.float64 if data.dtype == np.float64 else np.float32)
         return data, grid, da2
     if isinstance(dem, xr.Dataset):
