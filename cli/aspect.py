@@ -8,18 +8,8 @@ from . import options as o
 
 
 @click.command("aspect", short_help="Aspect GeoTIFF (downslope azimuth, degrees from north).")
-@o.dem_argument()
-@o.output_option()
-@o.flat_value_option
-@o.gradient_options()
-@o.input_options
-@o.geotiff_options
-@o.plot_option
-@o.dpi_option
-@o.run_options
-@o.verbosity_options
-def command(dem, output, flat_value, method, edge_order, z_factor, band, src_crs, overwrite,
-            creation_options, cog, plot, dpi, threads, tile_size, scheduler):
+@o.product_options(o.flat_value_option)
+def command(flat_value, **shared):
     """Aspect of DEM into a float32 GeoTIFF: the compass direction the slope faces.
 
     Degrees in [0, 360), clockwise from north, of the downslope direction
@@ -27,11 +17,6 @@ def command(dem, output, flat_value, method, edge_order, z_factor, band, src_crs
     nodata cells stay nodata (-9999). Computed on the true ground spacing
     (ellipsoidal for lat/lon DEMs); COG overviews use nearest resampling.
     """
-    from .common import build_options, run_product_command
+    from .common import run_product_command
 
-    opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor,
-                         flat_value=flat_value)
-    run_product_command("aspect", dem, output, opts, plot=plot, dpi=dpi, band=band,
-                        src_crs=src_crs, creation_options=creation_options, cog=cog,
-                        overwrite=overwrite, threads=threads, tile_size=tile_size,
-                        scheduler=scheduler)
+    run_product_command("aspect", dict(flat_value=flat_value), **shared)

@@ -237,3 +237,13 @@ scheduler_option = click.option(
     help="Compute on a dask.distributed cluster (e.g. tcp://host:8786); the workers must "
          "see the DEM at the same path. Outputs are written here.")
 run_options = _compose(threads_option, tile_size_option, scheduler_option)
+
+
+def product_options(*specific, method_default: str = "central", maps: bool = True):
+    """Everything a single-product command takes (``terrain slope|aspect|...``):
+    the DEM, -o, the product's own ``specific`` options, the gradient, input,
+    GeoTIFF and run options, and --plot/--dpi when the product has a map."""
+    return _compose(dem_argument(), output_option(), *specific,
+                    gradient_options(method_default=method_default), input_options,
+                    geotiff_options, *((plot_option, dpi_option) if maps else ()), run_options,
+                    verbosity_options)
