@@ -188,15 +188,23 @@ class TerrainGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except (KeyboardInterrupt, Interrupted):
-            self._traceback(ctx)
-            click.echo("terrain: interrupted; no output written", err=True)
-            ctx.exit(EXIT_INTERRUPTED)
+            self._interrupted(ctx)
         except Exception as exc:  # noqa: BLE001 - the one place errors become messages
+            stop = (ctx.obj or {}).get("stop_event")
+            if stop is not None and stop.is_set():
+                # After a signal, whatever unwinds (e.g. rasterio's EnvError when the
+                # interrupt landed inside an Env's exit) is the interruption itself.
+                self._interrupted(ctx)
             self._traceback(ctx)
             inputs = (ctx.obj or {}).get("inputs", ())
             where = inputs[0] if len(inputs) == 1 else None
             click.echo(f"terrain: error: {describe_error(exc, where)}", err=True)
             ctx.exit(EXIT_ERROR)
+
+    def _interrupted(self, ctx: click.Context) -> None:
+        self._traceback(ctx)
+        click.echo("terrain: interrupted; no output written", err=True)
+        ctx.exit(EXIT_INTERRUPTED)
 
     @staticmethod
     def _traceback(ctx: click.Context) -> None:

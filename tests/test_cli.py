@@ -563,3 +563,18 @@ def test_gdal_warnings_are_shown_after_success_only(tmp_path):
     result = invoke("slope", dem, "-o", tmp_path / "s.tif", "--co", "COMPRESS=BOGUS")
     assert result.exit_code == 1
     assert len(result.stderr.splitlines()) == 1 and "already exists" in result.stderr
+
+
+def test_any_error_unwinding_after_a_signal_is_the_interruption(tmp_path, monkeypatch):
+    """A signal can land inside library clean-up (rasterio raised EnvError when a second
+    Ctrl-C hit an Env's exit): once a signal arrived, the CLI reports the interruption."""
+    import terrain.stream
+
+    def interrupted_then_broken(*args, stop_event=None, **kwargs):
+        stop_event.set()  # what the signal handler does first
+        raise RuntimeError("No GDAL environment exists")
+
+    monkeypatch.setattr(terrain.stream, "process_file", interrupted_then_broken)
+    result = invoke("slope", UTM_SAMPLE, "-o", tmp_path / "s.tif")
+    assert result.exit_code == 130
+    assert result.stderr.splitlines() == ["terrain: interrupted; no output written"]
