@@ -133,11 +133,20 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
     cells = info.shape[0] * info.shape[1]
     if bar is None:
         bar = want_pixel_bar(cells, quiet=state()["quiet"])
+    obj = state()
+    stop = obj.get("stop_event")
     with pixel_bar(cells, os.path.basename(src), bar) as progress:
-        result = process_file(src, outputs, opts, band=band, src_crs=src_crs,
-                              tile_size=tile_size, threads=threads, scheduler=scheduler,
-                              creation_options=creation_options, cog=cog, overwrite=overwrite,
-                              progress=progress, stop_event=state().get("stop_event"))
+        # process_file watches the stop event: signals only set it meanwhile.
+        obj["stop_watched"] = stop is not None
+        try:
+            result = process_file(src, outputs, opts, band=band, src_crs=src_crs,
+                                  tile_size=tile_size, threads=threads, scheduler=scheduler,
+                                  creation_options=creation_options, cog=cog,
+                                  overwrite=overwrite, progress=progress, stop_event=stop)
+        finally:
+            obj["stop_watched"] = False
+    if stop is not None and stop.is_set():
+        raise KeyboardInterrupt  # arrived as the files were renamed into place
     if not result["valid"]:
         warn(f"{src}: no valid elevation; outputs are all nodata")
     return result

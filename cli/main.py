@@ -36,22 +36,28 @@ EXIT_INTERRUPTED = 130
 class _OneShotInterrupt:
     """SIGINT / SIGTERM handler: sets ``stop`` (the streaming runner's stop_event, so
     its worker threads drop the windows still queued) and raises KeyboardInterrupt,
-    once; repeats are ignored, so a second Ctrl-C cannot break the clean-up."""
+    once; repeats are ignored, so a second Ctrl-C cannot break the clean-up.
 
-    def __init__(self, stop: threading.Event):
+    While the streaming runner watches ``stop`` itself (``obj["stop_watched"]``), no
+    exception is raised: an exception landing inside rasterio's dataset creation
+    or clean-up can leave GDAL state that crashes the interpreter; the runner
+    stops at its next window instead and raises ``Interrupted``."""
+
+    def __init__(self, stop: threading.Event, obj: dict):
         self.stop = stop
+        self.obj = obj
         self.fired = False
 
     def __call__(self, signum, frame):
         self.stop.set()
-        if not self.fired:
+        if not self.fired and not self.obj.get("stop_watched"):
             self.fired = True
             raise KeyboardInterrupt
 
 
 def _install_signal_handlers(ctx: click.Context) -> None:
     stop = ctx.obj["stop_event"] = threading.Event()
-    handler = _OneShotInterrupt(stop)
+    handler = _OneShotInterrupt(stop, ctx.obj)
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             previous = signal.getsignal(signum)

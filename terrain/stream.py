@@ -151,6 +151,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
             # All or nothing: every file is finished before any is renamed into place.
             for writer, _ in writers:
                 writer.finish(gdal_errors)
+            if stop_event.is_set():
+                raise Interrupted(f"{src}: interrupted; no output was written")
             for writer, _ in writers:
                 writer.publish()
             writers.clear()
