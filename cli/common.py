@@ -145,7 +145,7 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
                                   overwrite=overwrite, progress=progress, stop_event=stop)
         finally:
             obj["stop_watched"] = False
-    if stop is not None and stop.is_set():
+    if obj.get("signalled"):
         raise KeyboardInterrupt  # arrived as the files were renamed into place
     if not result["valid"]:
         warn(f"{src}: no valid elevation; outputs are all nodata")

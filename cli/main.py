@@ -49,6 +49,7 @@ class _OneShotInterrupt:
         self.fired = False
 
     def __call__(self, signum, frame):
+        self.obj["signalled"] = True  # the stop event is also set by the library's own failures
         self.stop.set()
         if not self.fired and not self.obj.get("stop_watched"):
             self.fired = True
@@ -196,8 +197,7 @@ class TerrainGroup(click.Group):
         except (KeyboardInterrupt, Interrupted):
             self._interrupted(ctx)
         except Exception as exc:  # noqa: BLE001 - the one place errors become messages
-            stop = (ctx.obj or {}).get("stop_event")
-            if stop is not None and stop.is_set():
+            if (ctx.obj or {}).get("signalled"):
                 # After a signal, whatever unwinds (e.g. rasterio's EnvError when the
                 # interrupt landed inside an Env's exit) is the interruption itself.
                 self._interrupted(ctx)

@@ -571,10 +571,28 @@ def test_any_error_unwinding_after_a_signal_is_the_interruption(tmp_path, monkey
     import terrain.stream
 
     def interrupted_then_broken(*args, stop_event=None, **kwargs):
-        stop_event.set()  # what the signal handler does first
+        os.kill(os.getpid(), signal.SIGINT)  # the handler only sets the stop event here
+        assert stop_event.is_set()
         raise RuntimeError("No GDAL environment exists")
 
     monkeypatch.setattr(terrain.stream, "process_file", interrupted_then_broken)
     result = invoke("slope", UTM_SAMPLE, "-o", tmp_path / "s.tif")
     assert result.exit_code == 130
     assert result.stderr.splitlines() == ["terrain: interrupted; no output written"]
+
+
+def test_a_failing_window_is_an_error_not_an_interruption(tmp_path, monkeypatch):
+    """The runner sets its stop event when a window fails, to stop the others; that is
+    not a signal, and the CLI must report the error itself."""
+    import terrain.stream
+    from terrain.errors import InputError
+
+    def failing(*args, **kwargs):
+        raise InputError("dem.tif: cannot read band 1 rows 0-16 (corrupt)")
+
+    monkeypatch.setattr(terrain.stream, "compute_block", failing)
+    result = invoke("slope", UTM_SAMPLE, "-o", tmp_path / "s.tif")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "terrain: error: dem.tif: cannot read band 1 rows 0-16 (corrupt)"]
+    assert os.listdir(tmp_path) == []
