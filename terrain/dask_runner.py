@@ -41,7 +41,11 @@ def _stacked(z, grid, opts: Options, products):
 
 def run_dask(z, grid, opts: Options, products):
     """``{name: dask array}`` for a dask elevation array ``z`` (NaN = no data)."""
-    stacked, names = _stacked(z, grid, opts, products)
+    return _split(*_stacked(z, grid, opts, products))
+
+
+def _split(stacked, names):
+    """``{name: lazy 2-D array}`` from a stacked result (hillshade stored as float32)."""
     return {n: stacked[k] if n != "hillshade" else stacked[k].astype(np.float32)
             for k, n in enumerate(names)}
 
@@ -60,8 +64,7 @@ def run_dask_gradient(dzdx, dzdy, opts: Options, products):
     stacked = da.map_blocks(block, dzdx, dzdy.rechunk(dzdx.chunks), new_axis=0,
                             chunks=((len(names),),) + dzdx.chunks, dtype=dtype,
                             meta=np.empty((0, 0, 0), dtype))
-    return {n: stacked[k] if n != "hillshade" else stacked[k].astype(np.float32)
-            for k, n in enumerate(names)}
+    return _split(stacked, names)
 
 
 def lazy_elevation(info, chunks):
@@ -71,7 +74,7 @@ def lazy_elevation(info, chunks):
 
     from .raster import GDAL_ENV, open_raster, read_band
 
-    dtype = output_dtype(info.dtype if np.dtype(info.dtype).kind == "f" else np.float32)
+    dtype = output_dtype(info.dtype)
     if isinstance(chunks, dict):
         chunks = (chunks.get("y", "auto"), chunks.get("x", "auto"))
     template = da.empty(info.shape, chunks=chunks, dtype=dtype)

@@ -84,6 +84,7 @@ def as_elevation(raw: np.ndarray, nodata=None) -> np.ndarray:
 
 
 def output_dtype(z_dtype) -> np.dtype:
+    """Storage type of results: float64 for float64 elevations, float32 for all others."""
     return np.dtype(np.float64) if np.dtype(z_dtype) == np.float64 else np.dtype(np.float32)
 
 
@@ -138,14 +139,29 @@ def products_from_gradient(dzdx, dzdy, opts: Options, products):
     return out
 
 
-def pad_from_array(z: np.ndarray, row0: int, row1: int, col0: int, col1: int, halo: int):
-    """Rows row0:row1, cols col0:col1 of ``z`` with ``halo`` cells around, NaN beyond ``z``."""
-    rows, cols = z.shape
-    out = np.full((row1 - row0 + 2 * halo, col1 - col0 + 2 * halo), np.nan, dtype=z.dtype)
-    r0, r1 = max(row0 - halo, 0), min(row1 + halo, rows)
-    c0, c1 = max(col0 - halo, 0), min(col1 + halo, cols)
-    out[r0 - (row0 - halo):r1 - (row0 - halo), c0 - (col0 - halo):c1 - (col0 - halo)] = z[r0:r1, c0:c1]
+def halo_bounds(shape, row0: int, row1: int, col0: int, col1: int, halo: int):
+    """(r0, r1, c0, c1): the window plus ``halo`` cells around, clipped to ``shape``."""
+    rows, cols = shape
+    return max(row0 - halo, 0), min(row1 + halo, rows), max(col0 - halo, 0), min(col1 + halo, cols)
+
+
+def pad_block(block: np.ndarray, row0: int, row1: int, col0: int, col1: int, halo: int, shape):
+    """``block`` (the :func:`halo_bounds` part of the raster) padded with NaN to the full halo."""
+    r0, r1, c0, c1 = halo_bounds(shape, row0, row1, col0, col1, halo)
+    if (r0, r1, c0, c1) == (row0 - halo, row1 + halo, col0 - halo, col1 + halo):
+        return block
+    out = np.full((row1 - row0 + 2 * halo, col1 - col0 + 2 * halo), np.nan, dtype=block.dtype)
+    out[r0 - row0 + halo:r1 - row0 + halo, c0 - col0 + halo:c1 - col0 + halo] = block
     return out
+
+
+def pad_from_array(z: np.ndarray, row0: int, row1: int, col0: int, col1: int, halo: int):
+    """Rows row0:row1, cols col0:col1 of ``z`` with ``halo`` cells around, NaN beyond ``z``.
+
+    Always a contiguous copy, as the kernels want.
+    """
+    r0, r1, c0, c1 = halo_bounds(z.shape, row0, row1, col0, col1, halo)
+    return pad_block(z[r0:r1, c0:c1].copy(), row0, row1, col0, col1, halo, z.shape)
 
 
 def windows(shape, tile: int):

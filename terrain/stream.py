@@ -18,8 +18,8 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from .engine import (Options, as_elevation, compute_block, default_threads, output_dtype,
-                     product_description, product_units, windows)
+from .engine import (Options, as_elevation, compute_block, default_threads, halo_bounds,
+                     output_dtype, pad_block, product_description, product_units, windows)
 from .errors import Interrupted, OutputError, TerrainError
 from .raster import GDAL_ENV, GdalErrors, open_raster, raster_info, read_band
 from .writer import GeoTIFFWriter, check_target
@@ -43,16 +43,9 @@ def _check_kinds(outputs):
 
 def read_padded(ds, info, row0, row1, col0, col1, halo):
     """Window plus halo of the elevation band, NaN for nodata and beyond the raster."""
-    rows, cols = info.shape
-    r0, r1 = max(row0 - halo, 0), min(row1 + halo, rows)
-    c0, c1 = max(col0 - halo, 0), min(col1 + halo, cols)
+    r0, r1, c0, c1 = halo_bounds(info.shape, row0, row1, col0, col1, halo)
     raw = read_band(ds, info.path, info.band, ((r0, r1), (c0, c1)))
-    z = as_elevation(raw, info.nodata)
-    if (r0, r1, c0, c1) == (row0 - halo, row1 + halo, col0 - halo, col1 + halo):
-        return z
-    out = np.full((row1 - row0 + 2 * halo, col1 - col0 + 2 * halo), np.nan, z.dtype)
-    out[r0 - row0 + halo:r1 - row0 + halo, c0 - col0 + halo:c1 - col0 + halo] = z
-    return out
+    return pad_block(as_elevation(raw, info.nodata), row0, row1, col0, col1, halo, info.shape)
 
 
 def process_file(src, outputs: dict, opts: Options | None = None, *, band: int = 1,
@@ -167,7 +160,7 @@ def _run_threads(info, grid, opts, products, tile_size, threads, emit, stop_even
     local = threading.local()
     handles = []
     handles_lock = threading.Lock()
-    out_dtype = output_dtype(info.dtype if np.dtype(info.dtype).kind == "f" else np.float32)
+    out_dtype = output_dtype(info.dtype)
 
     def reader():
         ds = getattr(local, "ds", None)
