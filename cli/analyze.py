@@ -38,7 +38,7 @@ def targets(dem: str, out_dir: str) -> tuple[dict, dict]:
 @o.run_options
 @o.verbosity_options
 def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional, method,
-            edge_order, z_factor, band, src_crs, overwrite, creation_options, cog, dpi,
+            edge_order, z_factor, geometry, band, src_crs, overwrite, creation_options, cog, dpi,
             no_maps, threads, tile_size, scheduler):
     """Slope, aspect, gradient and hillshade GeoTIFFs and slope and aspect maps
     for each DEM, from one read pass per file.
@@ -62,7 +62,7 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
         stems[stem] = path
     opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor, units=units,
                          flat_value=flat_value, azimuth=azimuth, altitude=altitude,
-                         multidirectional=multidirectional)
+                         multidirectional=multidirectional, geometry=geometry)
     quiet = state()["quiet"]
 
     from tqdm import tqdm

@@ -162,7 +162,7 @@ def draw_product_map(product_tif, out_map, *, product, dem, band=1, src_crs=None
 
 
 def run_product_command(kind: str, product_settings: dict, *, dem, output, method, edge_order,
-                        z_factor, plot=None, dpi=150, band=1, src_crs=None,
+                        z_factor, geometry, plot=None, dpi=150, band=1, src_crs=None,
                         creation_options=None, cog=False, overwrite=False, threads=None,
                         tile_size=1024, scheduler=None) -> None:
     """Body of ``terrain slope|aspect|gradient|hillshade``: one GeoTIFF and an optional map.
@@ -171,7 +171,7 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, metho
     the other keywords are the shared options of :func:`cli.options.product_options`.
     """
     opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor,
-                         **product_settings)
+                         geometry=geometry, **product_settings)
     maps = [plot] if plot else []
     result = compute_to_files(dem, {kind: output}, opts, band=band, src_crs=src_crs,
                               creation_options=creation_options, cog=cog, overwrite=overwrite,

@@ -12,10 +12,11 @@ import warnings
 
 import click
 
-# Mirrors terrain.engine.METHODS / terrain.kernels.SLOPE_UNITS (kept light: `--help` need
+# Mirrors terrain.engine.METHODS / terrain.kernels.SLOPE_UNITS / terrain.spacing.GEOMETRIES (kept light: `--help` need
 # not import numpy and the kernels); tests/test_cli.py checks they stay equal.
 METHODS = ("central", "horn", "zevenbergen-thorne")
 SLOPE_UNITS = ("degrees", "percent", "radians", "ratio")
+GEOMETRIES = ("geodesic", "planar")
 PLOT_PRODUCTS = ("slope", "aspect", "hillshade", "elevation")
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 # Picture names refused for a GeoTIFF -o (a likely mix-up with --plot).
@@ -131,9 +132,16 @@ z_factor_option = click.option(
     help="Multiplier turning elevation units into metres (0.3048 for feet).")
 
 
+geometry_option = click.option(
+    "--geometry", type=click.Choice(GEOMETRIES), default="geodesic", show_default=True,
+    help="geodesic: derivatives along true east and north on the ground, whatever the "
+         "projection (Web Mercator, polar stereographic ...); planar: in the projected CRS's "
+         "units and grid north, as gdaldem and ArcGIS do. The same on lat/lon DEMs.")
+
+
 def gradient_options(method_default: str | None = "central", method_note: str = ""):
     return _compose(method_option(method_default, method_note), edge_order_option,
-                    z_factor_option)
+                    z_factor_option, geometry_option)
 
 
 units_option = click.option(

@@ -21,7 +21,7 @@ from . import options as o
 @o.dpi_option
 @o.verbosity_options
 def command(dem, output, product, units, flat_value, azimuth, altitude, multidirectional,
-            method, edge_order, z_factor, band, src_crs, overwrite, dpi):
+            method, edge_order, z_factor, geometry, band, src_crs, overwrite, dpi):
     """Draw a map of DEM with matplotlib.
 
     Slope (in --units) with a sequential colormap over a hillshade, aspect with
@@ -37,7 +37,7 @@ def command(dem, output, product, units, flat_value, azimuth, altitude, multidir
         method = "horn" if product == "hillshade" else "central"
     opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor, units=units,
                          flat_value=flat_value, azimuth=azimuth, altitude=altitude,
-                         multidirectional=multidirectional)
+                         multidirectional=multidirectional, geometry=geometry)
     plot_dem(dem, output, product=product, opts=opts, band=band, src_crs=src_crs, dpi=dpi,
              overwrite=overwrite)
     status(f"wrote {output}")

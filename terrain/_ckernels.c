@@ -35,10 +35,11 @@ static inline double line_diff(double f0, double fl, double fr, double fll, doub
         double hl = p0 - pl, hr = pr - p0;
         if (hl == hr)
             return (fr - fl) / (2.0 * hl);
+        /* numpy.gradient's weights a, b = -(a + c), c, applied to differences from the
+         * centre: the same value to round-off, and exactly 0 on a flat surface. */
         double a = -hr / (hl * (hl + hr));
-        double b = (hr - hl) / (hl * hr);
         double c = hl / (hr * (hl + hr));
-        return a * fl + b * f0 + c * fr;
+        return a * (fl - f0) + c * (fr - f0);
     }
     if (f0 != f0)
         return NAN;
@@ -46,10 +47,9 @@ static inline double line_diff(double f0, double fl, double fr, double fll, doub
         double h1 = pr - p0;
         if (edge_order == 2 && frr == frr) {
             double h2 = prr - pr;
-            double a = -(2.0 * h1 + h2) / (h1 * (h1 + h2));
             double b = (h1 + h2) / (h1 * h2);
             double c = -h1 / (h2 * (h1 + h2));
-            return a * f0 + b * fr + c * frr;
+            return b * (fr - f0) + c * (frr - f0);
         }
         return (fr - f0) / h1;
     }
@@ -59,8 +59,7 @@ static inline double line_diff(double f0, double fl, double fr, double fll, doub
             double h1 = pl - pll;
             double a = h2 / (h1 * (h1 + h2));
             double b = -(h2 + h1) / (h1 * h2);
-            double c = (2.0 * h2 + h1) / (h2 * (h1 + h2));
-            return a * fll + b * fl + c * f0;
+            return a * (fll - f0) + b * (fl - f0);
         }
         return (f0 - fl) / h2;
     }
@@ -168,20 +167,22 @@ HOT static int three_point_##S(const T *z, Py_ssize_t nz, Py_ssize_t mz, const d
         const T *zr = z + i * mz;                                                         \
         T *ox = dzdx + r * cols, *oy = dzdy + r * cols;                                   \
         double sx = zf / xscale[i];                                                       \
-        double ya = wy[3 * r] * zf, yb = wy[3 * r + 1] * zf, yc = wy[3 * r + 2] * zf;     \
+        double ya = wy[3 * r] * zf, yc = wy[3 * r + 2] * zf;                              \
         int inside = i >= 1 && i < nz - 1;                                                \
         /* Columns whose both neighbours are inside the block: branch-free. */          \
         Py_ssize_t c_lo = h >= 1 ? 0 : 1, c_hi = h >= 1 ? cols : cols - 1;              \
         for (Py_ssize_t c = 0; c < cols; c++) { ox[c] = (T)NAN; oy[c] = (T)NAN; }         \
         for (Py_ssize_t c = c_lo; c < c_hi; c++) {                                        \
             Py_ssize_t j = c + h;                                                         \
-            ox[c] = (T)((wx[3 * c] * zr[j - 1] + wx[3 * c + 1] * zr[j]                    \
-                         + wx[3 * c + 2] * zr[j + 1]) * sx);                              \
+            double z0 = zr[j];                                                            \
+            ox[c] = (T)((wx[3 * c] * (zr[j - 1] - z0) + wx[3 * c + 2] * (zr[j + 1] - z0)) \
+                        * sx);                                                            \
         }                                                                                 \
         if (inside)                                                                       \
             for (Py_ssize_t c = 0; c < cols; c++) {                                       \
                 Py_ssize_t j = c + h;                                                     \
-                oy[c] = (T)(ya * zr[j - mz] + yb * zr[j] + yc * zr[j + mz]);              \
+                double z0 = zr[j];                                                        \
+                oy[c] = (T)(ya * (zr[j - mz] - z0) + yc * (zr[j + mz] - z0));             \
             }                                                                             \
         for (Py_ssize_t c = 0; c < cols; c++) {                                           \
             Py_ssize_t j = c + h;                                                         \
@@ -331,8 +332,43 @@ HOT static void hillshade_##S(const T *restrict p, const T *restrict q, Py_ssize
     }                                                                                     \
 }
 
+/* The ground map (see terrain/spacing.py GroundMap): each cell's 2x2 matrix is the
+ * bilinear interpolation of the lattice (nr x nc nodes, 4 entries each) at the
+ * cell's node interval rk / ck and fractions rf / cf, and (ox, oy) = M (px, py).
+ * A cell's matrix depends only on its own indices: the same bits in any window. */
+#define GROUND(T, S)                                                                      \
+HOT static int ground_##S(const T *px, const T *py, Py_ssize_t rows, Py_ssize_t cols,     \
+                          const double *lat, Py_ssize_t nc, const Py_ssize_t *rk,         \
+                          const double *rf, const Py_ssize_t *ck, const double *cf,       \
+                          T *ox, T *oy)                                                   \
+{                                                                                         \
+    double *row = malloc(sizeof(double) * 4 * (nc > 0 ? nc : 1));                         \
+    if (!row) return -1;                                                                  \
+    for (Py_ssize_t r = 0; r < rows; r++) {                                               \
+        const double *top = lat + 4 * rk[r] * nc, *bottom = top + 4 * nc;                 \
+        double f = rf[r];                                                                 \
+        for (Py_ssize_t e = 0; e < 4 * nc; e++)                                           \
+            row[e] = top[e] * (1.0 - f) + bottom[e] * f;                                  \
+        const T *x = px + r * cols, *y = py + r * cols;                                   \
+        T *gx = ox + r * cols, *gy = oy + r * cols;                                       \
+        for (Py_ssize_t c = 0; c < cols; c++) {                                           \
+            const double *a = row + 4 * ck[c], *b = a + 4;                                \
+            double g = cf[c], h = 1.0 - g;                                                \
+            double m0 = a[0] * h + b[0] * g, m1 = a[1] * h + b[1] * g;                    \
+            double m2 = a[2] * h + b[2] * g, m3 = a[3] * h + b[3] * g;                    \
+            double vx = x[c], vy = y[c];                                                  \
+            gx[c] = (T)(m0 * vx + m1 * vy);                                               \
+            gy[c] = (T)(m2 * vx + m3 * vy);                                               \
+        }                                                                                 \
+    }                                                                                     \
+    free(row);                                                                            \
+    return 0;                                                                             \
+}
+
 KERNELS(float, f)
 KERNELS(double, d)
+GROUND(float, f)
+GROUND(double, d)
 
 /* ---- Python bindings: C-contiguous buffers checked by terrain/kernels.py ---- */
 
@@ -419,7 +455,57 @@ static PyObject *py_product(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_ground(PyObject *self, PyObject *args)
+{
+    PyObject *o[9];
+    Py_ssize_t rows, cols, nr, nc;
+    if (!PyArg_ParseTuple(args, "OOnnOnnOOOOOO", &o[0], &o[1], &rows, &cols, &o[2], &nr, &nc,
+                          &o[3], &o[4], &o[5], &o[6], &o[7], &o[8]))
+        return NULL;
+    Buf b[9] = {{0}};
+    int ok = get(o[0], &b[0], 0) && get(o[1], &b[1], 0) && get(o[2], &b[2], 0)
+             && get(o[3], &b[3], 0) && get(o[4], &b[4], 0) && get(o[5], &b[5], 0)
+             && get(o[6], &b[6], 0) && get(o[7], &b[7], 1) && get(o[8], &b[8], 1);
+    if (!ok) { release(b, 9); return NULL; }
+    Py_ssize_t n = rows * cols;
+    char t = kind(&b[0]);
+    Py_ssize_t isz = t == 'f' ? 4 : 8;
+    /* Sizes checked here, not only by the caller: a wrong one would read out of bounds. */
+    int sizes = b[0].b.len == n * isz && b[1].b.len == n * isz && b[7].b.len == n * isz
+                && b[8].b.len == n * isz && kind(&b[1]) == t && kind(&b[7]) == t
+                && kind(&b[8]) == t && (t == 'f' || t == 'd')
+                && b[2].b.len == (Py_ssize_t)sizeof(double) * 4 * nr * nc && nr >= 2 && nc >= 2
+                && b[3].b.len == (Py_ssize_t)sizeof(Py_ssize_t) * rows
+                && b[4].b.len == (Py_ssize_t)sizeof(double) * rows
+                && b[5].b.len == (Py_ssize_t)sizeof(Py_ssize_t) * cols
+                && b[6].b.len == (Py_ssize_t)sizeof(double) * cols;
+    if (sizes) {
+        const Py_ssize_t *rk = b[3].b.buf, *ck = b[5].b.buf;
+        for (Py_ssize_t r = 0; r < rows && sizes; r++) sizes = rk[r] >= 0 && rk[r] <= nr - 2;
+        for (Py_ssize_t c = 0; c < cols && sizes; c++) sizes = ck[c] >= 0 && ck[c] <= nc - 2;
+    }
+    if (!sizes) {
+        release(b, 9);
+        PyErr_SetString(PyExc_ValueError, "ground: arrays of inconsistent sizes or types");
+        return NULL;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    if (t == 'f')
+        rc = ground_f(b[0].b.buf, b[1].b.buf, rows, cols, b[2].b.buf, nc, b[3].b.buf,
+                      b[4].b.buf, b[5].b.buf, b[6].b.buf, b[7].b.buf, b[8].b.buf);
+    else
+        rc = ground_d(b[0].b.buf, b[1].b.buf, rows, cols, b[2].b.buf, nc, b[3].b.buf,
+                      b[4].b.buf, b[5].b.buf, b[6].b.buf, b[7].b.buf, b[8].b.buf);
+    Py_END_ALLOW_THREADS
+    release(b, 9);
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"ground", py_ground, METH_VARARGS,
+     "ground(px, py, rows, cols, lattice, nr, nc, rk, rf, ck, cf, ox, oy)"},
     {"gradient", py_gradient, METH_VARARGS,
      "gradient(method, z, rows, cols, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy)"},
     {"product", py_product, METH_VARARGS,

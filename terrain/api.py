@@ -29,7 +29,7 @@ def compute(dem, products, *, spacing=None, **options):
         ``(dy, dx)`` in metres, for a bare array only (row 0 is north).
     **options
         Fields of :class:`terrain.engine.Options` (method, edge_order, z_factor,
-        units, flat_value, azimuth, altitude, multidirectional).
+        units, flat_value, azimuth, altitude, multidirectional, geometry).
 
     Returns
     -------
@@ -41,7 +41,7 @@ def compute(dem, products, *, spacing=None, **options):
     products = tuple(products)
     if isinstance(dem, xr.Dataset):
         return _from_gradient(dem, opts, products)
-    data, grid, template = elevation_of(dem, spacing=spacing)
+    data, grid, template = elevation_of(dem, spacing=spacing, geometry=opts.geometry)
     if _is_dask(data):
         from .dask_runner import run_dask
 
@@ -60,14 +60,30 @@ def _from_gradient(ds: xr.Dataset, opts: Options, products):
     if opts.z_factor != 1.0:
         raise TerrainError("z_factor applies to elevations; the gradient Dataset already has it")
     dzdx, dzdy = ds["dzdx"], ds["dzdy"]
+    rotation = _map_rotation(dzdx, ds.attrs.get("geometry")) if "hillshade" in products else None
     if _is_dask(dzdx.data):
         from .dask_runner import run_dask_gradient
 
-        results = run_dask_gradient(dzdx.data, dzdy.data, opts, products)
+        results = run_dask_gradient(dzdx.data, dzdy.data, opts, products, rotation=rotation)
     else:
-        results = products_from_gradient(np.asarray(dzdx.values), np.asarray(dzdy.values), opts, products)
+        rows, cols = dzdx.shape
+        results = products_from_gradient(
+            np.asarray(dzdx.values), np.asarray(dzdy.values), opts, products,
+            rotation=None if rotation is None else (rotation, (0, rows, 0, cols)))
     method = ds.attrs.get("method", dzdx.attrs.get("method", opts.method))
     return {name: _wrap(arr, dzdx, name, opts, method=method) for name, arr in results.items()}
+
+
+def _map_rotation(dzdx: xr.DataArray, geometry):
+    """The ground map of a geodesic gradient on a projected CRS, or None.
+
+    Hillshade's light is relative to the map's up: a ground gradient is turned into
+    the map's axes first, as :func:`terrain.engine.compute_block` does.
+    """
+    if geometry != "geodesic" or "spatial_ref" not in dzdx.coords:
+        return None
+    _, grid, _ = elevation_of(dzdx, geometry="geodesic")
+    return grid.ground
 
 
 def _wrap(arr, template: xr.DataArray, name: str, opts: Options, method=None) -> xr.DataArray:
@@ -76,6 +92,7 @@ def _wrap(arr, template: xr.DataArray, name: str, opts: Options, method=None) ->
         "units": product_units(name, opts),
         "long_name": product_description(name, opts),
         "method": method or opts.method,
+        "geometry": opts.geometry,
     }
     if name in ("dzdx", "dzdy"):
         out.attrs["edge_order"] = opts.edge_order
@@ -85,7 +102,7 @@ def _wrap(arr, template: xr.DataArray, name: str, opts: Options, method=None) ->
 
 
 def gradient(dem, *, method: str = "central", edge_order: int = 1, z_factor: float = 1.0,
-             spacing=None) -> xr.Dataset:
+             geometry: str = "geodesic", spacing=None) -> xr.Dataset:
     """dz/dx (towards east) and dz/dy (towards north) in metres per metre.
 
     Parameters
@@ -100,6 +117,11 @@ def gradient(dem, *, method: str = "central", edge_order: int = 1, z_factor: flo
         Order of the one-sided differences at edges and next to nodata.
     z_factor : float
         Converts elevation units to metres (0.3048 for feet).
+    geometry : {"geodesic", "planar"}
+        On a projected CRS, ``geodesic`` measures the derivatives along true east and
+        north on the ground (the projection's scale and meridian convergence
+        removed); ``planar`` keeps CRS units and grid north, as gdaldem does. The
+        same on lat/lon grids (ellipsoidal spacing) and without CRS.
     spacing : (float, float), optional
         ``(dy, dx)`` in metres, for a bare array only (row 0 is north).
 
@@ -118,14 +140,15 @@ def gradient(dem, *, method: str = "central", edge_order: int = 1, z_factor: flo
     [2.0, 1.5, 1.0, 1.0, 1.0, 1.0]
     """
     res = compute(dem, ("dzdx", "dzdy"), spacing=spacing, method=method,
-                  edge_order=edge_order, z_factor=z_factor)
+                  edge_order=edge_order, z_factor=z_factor, geometry=geometry)
     if not isinstance(res["dzdx"], xr.DataArray):
         return res["dzdx"], res["dzdy"]
-    return xr.Dataset(res, attrs={"method": method, "edge_order": edge_order})
+    return xr.Dataset(res, attrs={"method": method, "edge_order": edge_order,
+                                  "geometry": geometry})
 
 
 def slope(dem, *, units: str = "degrees", method: str = "central", edge_order: int = 1,
-          z_factor: float = 1.0, spacing=None):
+          z_factor: float = 1.0, geometry: str = "geodesic", spacing=None):
     """Slope of the surface: degrees (default), percent (100 tan), radians or ratio (tan).
 
     ``dem`` is anything :func:`gradient` accepts, or the Dataset it returns.
@@ -138,15 +161,17 @@ def slope(dem, *, units: str = "degrees", method: str = "central", edge_order: i
     np.float64(10.0)
     """
     return _one(dem, "slope", spacing, units=units, method=method, edge_order=edge_order,
-                z_factor=z_factor)
+                z_factor=z_factor, geometry=geometry)
 
 
 def aspect(dem, *, method: str = "central", edge_order: int = 1, z_factor: float = 1.0,
-           flat_value: float = -1.0, spacing=None):
+           flat_value: float = -1.0, geometry: str = "geodesic", spacing=None):
     """Compass azimuth of the downslope direction in [0, 360), clockwise from north.
 
     Flat cells get ``flat_value``; cells without data stay NaN. Right on
-    non-square pixels and south-up rasters.
+    non-square pixels and south-up rasters; with the default
+    ``geometry="geodesic"`` a true-north azimuth on projected grids too (grid north
+    with ``"planar"``).
 
     Examples
     --------
@@ -156,19 +181,21 @@ def aspect(dem, *, method: str = "central", edge_order: int = 1, z_factor: float
     270.0
     """
     return _one(dem, "aspect", spacing, method=method, edge_order=edge_order,
-                z_factor=z_factor, flat_value=flat_value)
+                z_factor=z_factor, flat_value=flat_value, geometry=geometry)
 
 
 def hillshade(dem, *, azimuth: float = 315.0, altitude: float = 45.0, method: str = "horn",
               multidirectional: bool = False, edge_order: int = 1, z_factor: float = 1.0,
-              spacing=None):
+              geometry: str = "geodesic", spacing=None):
     """gdaldem's hillshade (1..255, NaN where no data) on the true ground spacing.
 
-    ``azimuth`` is the light's compass direction, ``altitude`` its height above the
-    horizon, in degrees; ``multidirectional`` blends gdaldem's four lights.
+    ``azimuth`` is the light's direction, clockwise from the map's up, ``altitude``
+    its height above the horizon, in degrees; ``multidirectional`` blends gdaldem's
+    four lights. The slope it shades is the ground slope (``geometry``).
     """
     return _one(dem, "hillshade", spacing, azimuth=azimuth, altitude=altitude, method=method,
-                multidirectional=multidirectional, edge_order=edge_order, z_factor=z_factor)
+                multidirectional=multidirectional, edge_order=edge_order, z_factor=z_factor,
+                geometry=geometry)
 
 
 def _one(dem, name, spacing, **options):

@@ -29,7 +29,7 @@ def _stacked(z, grid, opts: Options, products):
 
     def block(zpad, block_info=None):
         (row0, row1), (col0, col1) = block_info[None]["array-location"][1:]
-        res = compute_block(zpad, *grid.window(row0, row1, col0, col1, h), opts, names, dtype)
+        res = compute_block(zpad, grid, (row0, row1, col0, col1), opts, names, dtype)
         return np.stack([res[n].astype(dtype, copy=False) for n in names])
 
     stacked = da.map_blocks(
@@ -50,15 +50,22 @@ def _split(stacked, names):
             for k, n in enumerate(names)}
 
 
-def run_dask_gradient(dzdx, dzdy, opts: Options, products):
-    """Products of a dask gradient: cell by cell, no halo needed."""
+def run_dask_gradient(dzdx, dzdy, opts: Options, products, *, rotation=None):
+    """Products of a dask gradient: cell by cell, no halo needed.
+
+    ``rotation``: the raster's GroundMap (hillshade in the map's axes), or None.
+    """
     import dask.array as da
 
     names = tuple(products)
     dtype = output_dtype(dzdx.dtype)
 
-    def block(p, q):
-        res = products_from_gradient(p, q, opts, names)
+    def block(p, q, block_info=None):
+        rot = None
+        if rotation is not None:
+            (row0, row1), (col0, col1) = block_info[0]["array-location"]
+            rot = (rotation, (row0, row1, col0, col1))
+        res = products_from_gradient(p, q, opts, names, rotation=rot)
         return np.stack([res[n].astype(dtype, copy=False) for n in names])
 
     stacked = da.map_blocks(block, dzdx, dzdy.rechunk(dzdx.chunks), new_axis=0,

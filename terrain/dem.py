@@ -71,11 +71,12 @@ def open_dem(path, *, band: int = 1, src_crs=None, chunks=None) -> xr.DataArray:
     return dem
 
 
-def elevation_of(dem, *, spacing=None, name: str | None = None):
+def elevation_of(dem, *, spacing=None, geometry: str = "geodesic", name: str | None = None):
     """(elevation array, Grid, template DataArray or None) for any accepted input.
 
-    A DataArray with a CRS (rioxarray) is measured on its CRS; without CRS its
-    x / y coordinates are metres; a bare array needs ``spacing=(dy, dx)``.
+    A DataArray with a CRS (rioxarray) is measured on its CRS (on the ground, or in
+    CRS units with ``geometry="planar"``); without CRS its x / y coordinates are
+    metres; a bare array needs ``spacing=(dy, dx)``.
     """
     if isinstance(dem, xr.DataArray):
         import rioxarray  # noqa: F401  (the .rio accessor)
@@ -91,7 +92,8 @@ def elevation_of(dem, *, spacing=None, name: str | None = None):
         crs = da2.rio.crs
         if xdim not in da2.coords or ydim not in da2.coords:
             raise GeometryError(f"{label}: needs {ydim} and {xdim} coordinates to know its spacing")
-        grid = grid_from_coords(da2[xdim].values, da2[ydim].values, crs, name=label)
+        grid = grid_from_coords(da2[xdim].values, da2[ydim].values, crs, geometry=geometry,
+                                name=label)
         nodata = da2.rio.encoded_nodata if crs is not None else None
         if nodata is None and crs is not None:
             nodata = da2.rio.nodata

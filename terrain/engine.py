@@ -17,6 +17,7 @@ import numpy as np
 
 from . import kernels
 from .errors import TerrainError
+from .spacing import check_geometry
 
 METHODS = {
     "central": kernels.central,
@@ -37,6 +38,7 @@ class Options:
     azimuth: float = 315.0
     altitude: float = 45.0
     multidirectional: bool = False
+    geometry: str = "geodesic"
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -54,6 +56,7 @@ class Options:
             raise TerrainError(f"z_factor must be finite and non-zero, got {self.z_factor!r}")
         if not 0 <= self.altitude <= 90:
             raise TerrainError(f"altitude must be within 0..90 degrees, got {self.altitude!r}")
+        check_geometry(self.geometry)
 
     @property
     def halo(self) -> int:
@@ -88,21 +91,29 @@ def output_dtype(z_dtype) -> np.dtype:
     return np.dtype(np.float64) if np.dtype(z_dtype) == np.float64 else np.dtype(np.float32)
 
 
-def compute_block(zpad, xpos, xscale, ypos, opts: Options, products, out_dtype=None, *,
+def compute_block(zpad, grid, window, opts: Options, products, out_dtype=None, *,
                   name: str = "the DEM"):
     """Products of one padded block.
 
-    ``zpad`` has ``opts.halo`` extra cells on every side (NaN beyond the raster),
-    the spacing vectors cover the padded block. Returns ``{name: array}`` for the
-    unpadded block, in ``out_dtype`` (hillshade in float32).
+    ``window`` is ``(row0, row1, col0, col1)`` of the block in ``grid`` (a
+    :class:`terrain.spacing.Grid`); ``zpad`` holds it with ``opts.halo`` extra
+    cells on every side (NaN beyond the raster). Where the grid has a ground map
+    (projected CRS, geodesic geometry) the stencil's CRS-metre derivatives are
+    carried onto true east / north. Returns ``{name: array}`` for the unpadded
+    block, in ``out_dtype`` (hillshade in float32).
     """
     h = opts.halo
+    xpos, xscale, ypos = grid.window(*window, h)
+    ground = grid.ground_window(*window)
     shape = (zpad.shape[0] - 2 * h, zpad.shape[1] - 2 * h)
     dtype = out_dtype or output_dtype(zpad.dtype)
     dzdx = np.empty(shape, dtype)
     dzdy = np.empty(shape, dtype)
     METHODS[opts.method](zpad, xpos, xscale, ypos, h, opts.edge_order, float(opts.z_factor), dzdx, dzdy)
-    out = products_from_gradient(dzdx, dzdy, opts, products)
+    if ground is not None:
+        # CRS-metre derivatives -> true east / north on the ellipsoid (in place).
+        to_ground(dzdx, dzdy, ground, "ground", dzdx, dzdy)
+    out = products_from_gradient(dzdx, dzdy, opts, products, rotation=ground)
     if dtype == np.float32:
         # Finite elevations cannot give an infinite gradient in float64, but can
         # overflow float32 (a -3.4e38 fill value nobody declared as nodata).
@@ -116,8 +127,30 @@ def compute_block(zpad, xpos, xscale, ypos, opts: Options, products, out_dtype=N
     return out
 
 
-def products_from_gradient(dzdx, dzdy, opts: Options, products):
-    """Slope, aspect and hillshade from a gradient block (dzdx / dzdy passed through)."""
+def to_ground(px, py, ground, which: str, ox, oy) -> None:
+    """``(ox, oy) = M (px, py)`` per cell with a ground map's ``which`` matrices
+    (``"ground"`` or ``"rotation"``); ``ground`` is ``(GroundMap, window)`` from
+    :meth:`terrain.spacing.Grid.ground_window`. The outputs may be the inputs."""
+    gmap, window = ground
+    (whole, coarse), *refined = gmap.pieces(which, *window)
+    # Refined blocks read the untouched input before the coarse pass overwrites it.
+    finer = []
+    for sl, piece in refined:
+        fx, fy = np.empty(px[sl].shape, ox.dtype), np.empty(py[sl].shape, oy.dtype)
+        kernels.ground(px[sl], py[sl], *piece, fx, fy)
+        finer.append((sl, fx, fy))
+    kernels.ground(px, py, *coarse, ox, oy)
+    for sl, fx, fy in finer:
+        ox[sl], oy[sl] = fx, fy
+
+
+def products_from_gradient(dzdx, dzdy, opts: Options, products, *, rotation=None):
+    """Slope, aspect and hillshade from a gradient block (dzdx / dzdy passed through).
+
+    ``rotation``, a window of a ground map (see :func:`compute_block`), turns the
+    ground gradient into the map's axes for hillshade, whose light is relative to
+    the map's up.
+    """
     out = {}
     for name in products:
         if name == "dzdx":
@@ -132,7 +165,11 @@ def products_from_gradient(dzdx, dzdy, opts: Options, products):
             kernels.aspect(dzdx, dzdy, float(opts.flat_value), out[name])
         elif name == "hillshade":
             out[name] = np.empty(dzdx.shape, np.float32)
-            kernels.hillshade(dzdx, dzdy, float(opts.azimuth), float(opts.altitude),
+            px, py = dzdx, dzdy
+            if rotation is not None:
+                px, py = np.empty_like(dzdx), np.empty_like(dzdy)
+                to_ground(dzdx, dzdy, rotation, "rotation", px, py)
+            kernels.hillshade(px, py, float(opts.azimuth), float(opts.altitude),
                               bool(opts.multidirectional), out[name])
         else:
             raise TerrainError(f"unknown product {name!r}; choose from {', '.join(PRODUCTS)}")
@@ -189,8 +226,7 @@ def run_in_memory(z, grid, opts: Options, products, *, tile: int = 512, threads:
     def work(win):
         row0, row1, col0, col1 = win
         zpad = pad_from_array(z, row0, row1, col0, col1, h)
-        res = compute_block(zpad, *grid.window(row0, row1, col0, col1, h), opts, products,
-                            out_dtype, name=name)
+        res = compute_block(zpad, grid, win, opts, products, out_dtype, name=name)
         for product, block in res.items():
             out[product][row0:row1, col0:col1] = block
 

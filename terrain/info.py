@@ -98,7 +98,8 @@ class DEMInfo:
                 out.append(("ground pixel", f"dx {_rng(self.dx_m)} m, dy {_rng(self.dy_m)} m "
                                             "(ellipsoidal; dx varies with latitude)"))
             else:
-                out.append(("ground pixel", f"dx {_rng(self.dx_m)} m, dy {_rng(self.dy_m)} m"))
+                out.append(("ground pixel", f"dx {_rng(self.dx_m)} m, dy {_rng(self.dy_m)} m "
+                                            "(on the ellipsoid, the projection's scale removed)"))
         w, s, e, n = self.bounds
         out.append(("bounds", f"west {_num(w)}, south {_num(s)}, east {_num(e)}, north {_num(n)}"))
         out.append(("nodata", "none" if self.nodata is None else _num(self.nodata)))
@@ -188,10 +189,14 @@ def dem_info(path, *, band: int = 1, src_crs=None, stats: bool = True) -> DEMInf
             if crs is not None:
                 fields.update(_crs_fields(crs))
                 grid = grid_from_transform(transform, shape, crs, name=path)
-                dx = grid.xscale * abs(grid.xpos[1] - grid.xpos[0])
-                dy = np.abs(np.diff(grid.ypos))
-                fields["dx_m"] = (float(dx.min()), float(dx.max()))
-                fields["dy_m"] = (float(dy.min()), float(dy.max()))
+                if grid.ground is not None:
+                    # Projected: the true ground size of a pixel, wherever it varies.
+                    fields["dx_m"], fields["dy_m"] = grid.ground.dx_m, grid.ground.dy_m
+                else:
+                    dx = grid.xscale * abs(grid.xpos[1] - grid.xpos[0])
+                    dy = np.abs(np.diff(grid.ypos))
+                    fields["dx_m"] = (float(dx.min()), float(dx.max()))
+                    fields["dy_m"] = (float(dy.min()), float(dy.max()))
             if stats:
                 lo, hi, n = elevation_range(ds, band, nodata, path)
                 fields.update(elevation_min=lo, elevation_max=hi, valid_cells=n)

@@ -81,6 +81,24 @@ def zevenbergen_thorne(z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, 
     _gradient("zevenbergen-thorne", z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy)
 
 
+def ground(px, py, lattice, rk, rf, ck, cf, ox, oy):
+    """``(ox, oy) = M (px, py)`` per cell, M interpolated from ``lattice`` (see GroundMap).
+
+    ``lattice`` is (nodes in y, nodes in x, 4) float64; ``rk`` / ``ck`` are each
+    row's / column's node interval, ``rf`` / ``cf`` the fractions within it. The
+    outputs may be the inputs (in place).
+    """
+    p = _storage(px)
+    q = np.ascontiguousarray(py, dtype=p.dtype)
+    lat = np.ascontiguousarray(lattice, dtype=np.float64)
+    rows, cols = p.shape
+    idx = [np.ascontiguousarray(v, dtype=np.intp) for v in (rk, ck)]
+    frac = [np.ascontiguousarray(v, dtype=np.float64) for v in (rf, cf)]
+    _run_into((ox, oy), p.dtype, lambda gx, gy: _ckernels.ground(
+        p, q, rows, cols, lat, lat.shape[0], lat.shape[1], idx[0], frac[0], idx[1], frac[1],
+        gx, gy))
+
+
 def _product(code, dzdx, dzdy, out, units=0, flat_value=-1.0, azimuth=0.0,
              altitude=0.0, multidirectional=False):
     p = _storage(dzdx)

@@ -35,8 +35,9 @@ class RasterInfo:
     transform: object  # affine.Affine
     block_shape: tuple[int, int]
 
-    def grid(self) -> Grid:
-        return grid_from_transform(self.transform, self.shape, self.crs, name=self.path)
+    def grid(self, geometry: str = "geodesic") -> Grid:
+        return grid_from_transform(self.transform, self.shape, self.crs, geometry=geometry,
+                                   name=self.path)
 
 
 def parse_crs(src_crs, name: str = "--src-crs"):

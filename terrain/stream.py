@@ -90,7 +90,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
         raise TerrainError(f"tile size must be a positive number of pixels, got {tile_size}")
     src = os.fspath(src)
     info = raster_info(src, band=band, src_crs=src_crs)
-    grid = info.grid()
+    grid = info.grid(opts.geometry)
     targets = {kind: check_target(path, inputs=[src], overwrite=overwrite)
                for kind, path in outputs.items()}
     if len(set(targets.values())) != len(targets):
@@ -179,8 +179,7 @@ def _run_threads(info, grid, opts, products, tile_size, threads, emit, stop_even
         # Python logging (and GdalErrors), not stderr.
         with rasterio.Env(**GDAL_ENV):
             zpad = read_padded(reader(), info, row0, row1, col0, col1, opts.halo)
-            res = compute_block(zpad, *grid.window(row0, row1, col0, col1, opts.halo), opts,
-                                products, out_dtype, name=info.path)
+            res = compute_block(zpad, grid, win, opts, products, out_dtype, name=info.path)
             emit(row0, row1, col0, col1, res)
 
     pool = ThreadPoolExecutor(threads) if threads > 1 else None

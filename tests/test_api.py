@@ -71,7 +71,11 @@ PROJECTED = {
 
 
 def projected_plane(case, source, make_tif):
-    """(input, z_factor, a, b) for a plane z = a*E + b*N (E, N ground metres, z in metres)."""
+    """(input, z_factor, a, b) for a plane z = a*E + b*N (E, N CRS metres, z in metres).
+
+    A plane in the CRS's own coordinates: the truth of ``geometry="planar"``; planes on
+    the ground are in tests/test_spacing.py.
+    """
     crs, transform, shape, unit, zunit, a, b = PROJECTED[case]
     x, y = centres(transform, shape)
     east, north = np.meshgrid((x - x[0]) * unit, (y - y[0]) * unit)
@@ -82,9 +86,11 @@ def projected_plane(case, source, make_tif):
     return dem, zunit, a, b
 
 
-def check_plane(dem, a, b, *, tol, method, edge_order, z_factor=1.0, spacing=None):
+def check_plane(dem, a, b, *, tol, method, edge_order, z_factor=1.0, spacing=None,
+                geometry="geodesic"):
     """dzdx, dzdy, slope in every unit and aspect at every cell against the analytic plane."""
-    kw = dict(method=method, edge_order=edge_order, z_factor=z_factor, spacing=spacing)
+    kw = dict(method=method, edge_order=edge_order, z_factor=z_factor, spacing=spacing,
+              geometry=geometry)
     p, q = as_arrays(terrain.gradient(dem, **kw))
     a = np.broadcast_to(a, p.shape)
     b = np.broadcast_to(b, p.shape)
@@ -109,7 +115,8 @@ def check_plane(dem, a, b, *, tol, method, edge_order, z_factor=1.0, spacing=Non
 @pytest.mark.parametrize("case", list(PROJECTED))
 def test_plane_projected(case, source, method, edge_order, make_tif):
     dem, zf, a, b = projected_plane(case, source, make_tif)
-    check_plane(dem, a, b, tol=1e-9, method=method, edge_order=edge_order, z_factor=zf)
+    check_plane(dem, a, b, tol=1e-9, method=method, edge_order=edge_order, z_factor=zf,
+                geometry="planar")
 
 
 @pytest.mark.parametrize("case", ["utm-nonsquare", "south-up"])
@@ -117,7 +124,7 @@ def test_plane_same_answer_north_up_south_up(case, make_tif):
     """The south-up file, its north-up flip and an ascending-y DataArray agree."""
     dem, _, a, b = projected_plane(case, "file", make_tif)
     flipped = dem.isel(y=slice(None, None, -1))
-    results = [terrain.gradient(d, method="horn") for d in (dem, flipped)]
+    results = [terrain.gradient(d, method="horn", geometry="planar") for d in (dem, flipped)]
     np.testing.assert_allclose(results[1]["dzdx"].values[::-1], results[0]["dzdx"].values,
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(results[1]["dzdy"].values[::-1], results[0]["dzdy"].values,
@@ -321,7 +328,8 @@ def test_nodata_holes(kind, method, edge_order, make_tif):
         z = np.where(hole, -32768, z).astype(np.int16)
         path, tol = make_tif(z, nodata=-32768), 1e-6
     dem = terrain.open_dem(path)
-    p, q = as_arrays(terrain.gradient(dem, method=method, edge_order=edge_order))
+    p, q = as_arrays(terrain.gradient(dem, method=method, edge_order=edge_order,
+                                      geometry="planar"))
     fx, fy = expected_finite(~hole, method)
     assert np.all(np.isnan(p[hole])) and np.all(np.isnan(q[hole]))
     np.testing.assert_array_equal(np.isfinite(p), fx)
@@ -336,7 +344,7 @@ def test_nodata_holes(kind, method, edge_order, make_tif):
     # A valid cell with a neighbour along each axis always gets both derivatives.
     nx, ny = expected_finite(~hole, "central")
     assert np.all(np.isfinite(p[nx])) and np.all(np.isfinite(q[ny]))
-    s = terrain.slope(dem, method=method, edge_order=edge_order).values
+    s = terrain.slope(dem, method=method, edge_order=edge_order, geometry="planar").values
     assert np.all(np.isnan(s[hole]))
     np.testing.assert_allclose(s[fx & fy], analytic_slope(a, b, "degrees"), rtol=tol)
 
@@ -376,7 +384,7 @@ def test_slope_vs_gdaldem(method, utm_dem, gdaldem):
     ref, nodata = gdaldem("slope", UTM_SAMPLE, *GDAL_ALG[method])
     have = ref != nodata
     assert have.sum() > 500_000
-    ours = terrain.slope(utm_dem, method=method).values
+    ours = terrain.slope(utm_dem, method=method, geometry="planar").values
     assert np.all(np.isfinite(ours[have]))
     assert np.abs(ours[have] - ref[have]).max() < 1e-3
 
@@ -394,7 +402,7 @@ def test_aspect_vs_gdaldem(method, utm_dem, gdaldem):
     ref, nodata = gdaldem("aspect", UTM_SAMPLE, *GDAL_ALG[method])
     have = ref != nodata  # gdaldem also writes nodata where the cell is flat
     assert have.sum() > 500_000
-    g = terrain.gradient(utm_dem, method=method)
+    g = terrain.gradient(utm_dem, method=method, geometry="planar")
     ours = terrain.aspect(g).values
     assert np.all(np.isfinite(ours[have]))
     diff = angular_diff(ours[have], ref[have])
@@ -443,7 +451,8 @@ def test_hillshade_plane_analytic(a, b, azimuth, altitude, method, make_tif):
     dem, _, _, _ = projected_plane("utm-nonsquare", "file", make_tif)
     x, y = dem["x"].values, dem["y"].values
     dem = dem.copy(data=300.0 + a * (x - x[0])[None, :] + b * (y - y[0])[:, None])
-    hs = terrain.hillshade(dem, azimuth=azimuth, altitude=altitude, method=method).values
+    hs = terrain.hillshade(dem, azimuth=azimuth, altitude=altitude, method=method,
+                           geometry="planar").values
     # cos(incidence) = cos(zenith) cos(slope) + sin(zenith) sin(slope) cos(azimuth - aspect)
     slope = math.atan(math.hypot(a, b))
     zen = math.radians(90.0 - altitude)
@@ -460,7 +469,8 @@ def test_hillshade_vs_gdaldem(method, multidirectional, utm_dem, gdaldem):
     ref, nodata = gdaldem("hillshade", UTM_SAMPLE, *opts)
     have = ref != nodata
     assert have.sum() > 500_000
-    ours = terrain.hillshade(utm_dem, method=method, multidirectional=multidirectional).values
+    ours = terrain.hillshade(utm_dem, method=method, multidirectional=multidirectional,
+                             geometry="planar").values
     assert np.all(np.isfinite(ours[have]))
     diff = np.abs(np.round(ours[have]).astype(int) - ref[have].astype(int))
     # gdaldem divides with an approximate SSE reciprocal square root: rare 1-2 level misses
@@ -478,7 +488,8 @@ def test_hillshade_plane_vs_gdaldem(a, b, multidirectional, make_tif, gdaldem):
     z = (300.0 + a * (x - x[0])[None, :] + b * (y - y[0])[:, None]).astype(np.float32)
     path = make_tif(z, name="plane.tif", transform=dem.rio.transform())
     ref, nodata = gdaldem("hillshade", path, *(["-multidirectional"] if multidirectional else []))
-    hs = terrain.hillshade(terrain.open_dem(path), multidirectional=multidirectional).values
+    hs = terrain.hillshade(terrain.open_dem(path), multidirectional=multidirectional,
+                           geometry="planar").values
     assert np.all(np.isfinite(hs))
     inner = ref[1:-1, 1:-1]
     assert np.ptp(inner) <= 1  # a plane: gdaldem gives one value (give or take its rsqrt)
@@ -534,3 +545,36 @@ def test_products_keep_grid(product, via_gradient, source, make_tif):
         assert out.rio.crs == dem.rio.crs
         if dem.rio.crs is not None:
             assert out.rio.transform() == dem.rio.transform()
+
+
+# --------------------------------------------------------------------------------------
+# Flat is flat (issue 8): no direction from rounding residue, on every grid and method
+# --------------------------------------------------------------------------------------
+
+FLAT_GRIDS = {
+    # A 3-arc-second lat/lon grid: rows unevenly spaced on the ellipsoid (numpy.gradient's
+    # non-uniform weights), the case where 684 of 1444 flat cells got a direction.
+    "wgs84": ("EPSG:4326", Affine(1 / 1200, 0, -84.3, 0, -1 / 1200, 36.6)),
+    "utm": ("EPSG:32616", Affine(30.0, 0, 731000.0, 0, -30.0, 4069000.0)),
+    "webmerc": ("EPSG:3857", Affine(30.0, 0, 1.1e6, 0, -30.0, 8.4e6)),
+    "polar": ("EPSG:3413", Affine(30.0, 0, 1.0e6, 0, -30.0, -1.0e6)),
+}
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("geometry", ["geodesic", "planar"])
+@pytest.mark.parametrize("grid", list(FLAT_GRIDS))
+def test_flat_is_flat(grid, geometry, method, edge_order, make_tif):
+    crs, transform = FLAT_GRIDS[grid]
+    z = np.full((38, 38), 261.37, np.float32)  # a lake: 1444 cells at one level
+    z[5, 7] = z[20:23, 30] = -9999
+    dem = terrain.open_dem(make_tif(z, transform=transform, crs=crs, nodata=-9999))
+    kw = dict(method=method, edge_order=edge_order, geometry=geometry)
+    valid = z != -9999
+    asp = terrain.aspect(dem, **kw).values
+    np.testing.assert_array_equal(asp[valid], -1.0)
+    g = terrain.gradient(dem, **kw)
+    np.testing.assert_array_equal(g["dzdx"].values[valid], 0.0)
+    np.testing.assert_array_equal(g["dzdy"].values[valid], 0.0)
+    np.testing.assert_array_equal(terrain.slope(dem, **kw).values[valid], 0.0)

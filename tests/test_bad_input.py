@@ -217,10 +217,11 @@ def test_no_crs_given_by_src_crs(tmp_path):
     """The no-CRS file works once a CRS is given, in the library and the CLI."""
     src, out, *_ = _no_crs(tmp_path)
     dem = terrain.open_dem(src, src_crs="EPSG:32616")
-    truth = terrain.slope(dem).values
-    process_file(src, {"slope": out}, src_crs="EPSG:32616")
+    truth = terrain.slope(dem, geometry="planar").values
+    process_file(src, {"slope": out}, Options(geometry="planar"), src_crs="EPSG:32616")
     res = subprocess.run([TERRAIN, "slope", str(src), "-o", str(tmp_path / "cli.tif"),
-                          "--src-crs", "EPSG:32616"], capture_output=True, text=True, timeout=60)
+                          "--src-crs", "EPSG:32616", "--geometry", "planar"],
+                         capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     # z = 9 * row + col on 32 m x 16 m pixels: slope is atan(hypot(1 / 32, 9 / 16)) everywhere.
     assert np.allclose(truth, np.degrees(np.arctan(np.hypot(1 / 32, 9 / 16))), rtol=1e-6)
@@ -293,7 +294,7 @@ def test_nan_and_inf_are_nodata(method, edge_order, tmp_path):
     dem = terrain.open_dem(src)
     assert np.array_equal(np.isfinite(dem.values), valid) and not np.isinf(dem.values).any()
     res = terrain.compute(dem, ("dzdx", "dzdy", "slope", "aspect", "hillshade"),
-                          method=method, edge_order=edge_order)
+                          method=method, edge_order=edge_order, geometry="planar")
     check_plane_gradient(res["dzdx"].values, res["dzdy"].values, valid)
     for name in ("slope", "aspect", "hillshade"):
         v = res[name].values
@@ -308,7 +309,8 @@ def test_nan_and_inf_are_nodata(method, edge_order, tmp_path):
 def streamed_gradient(src, tmp_path, method, edge_order, *, tile_size, threads):
     """dzdx, dzdy of ``src`` through the streaming engine, read back with NaN for nodata."""
     out = tmp_path / "g.tif"
-    process_file(src, {"gradient": out}, Options(method=method, edge_order=edge_order),
+    process_file(src, {"gradient": out},
+                 Options(method=method, edge_order=edge_order, geometry="planar"),
                  tile_size=tile_size, threads=threads)
     with rasterio.open(out) as ds:
         p, q = ds.read(1).astype(np.float64), ds.read(2).astype(np.float64)
@@ -339,7 +341,7 @@ def test_integer_nodata_never_an_elevation(case, method, edge_order, tmp_path):
     src = write_tif(tmp_path / "dem.tif", z, transform=UTM, nodata=nodata)
     dem = terrain.open_dem(src)
     assert dem.dtype == np.float32
-    g = terrain.gradient(dem, method=method, edge_order=edge_order)
+    g = terrain.gradient(dem, method=method, edge_order=edge_order, geometry="planar")
     check_plane_gradient(g["dzdx"].values, g["dzdy"].values, ~holes)
     p, q = streamed_gradient(src, tmp_path, method, edge_order, tile_size=4, threads=1)
     check_plane_gradient(p, q, ~holes)
@@ -375,7 +377,7 @@ def test_huge_elevations_1e30(method, tmp_path):
     z = (2.0 ** 100 * (cols + 2 * rows)).astype(np.float32)
     src = write_tif(tmp_path / "dem.tif", z, transform=Affine(32.0, 0, 0, 0, -32.0, 0))
     res = terrain.compute(terrain.open_dem(src), ("dzdx", "dzdy", "slope", "aspect", "hillshade"),
-                          method=method)
+                          method=method, geometry="planar")
     # z grows by 2**100 per column (east) and 2**101 per row (south), 32 m apart.
     p_true, q_true = 2.0 ** 100 / 32, -(2.0 ** 101) / 32
     assert (res["dzdx"].values == np.float32(p_true)).all()
@@ -386,8 +388,8 @@ def test_huge_elevations_1e30(method, tmp_path):
     assert np.allclose(res["aspect"].values, aspect_true, atol=1e-4)
     assert np.isfinite(res["hillshade"].values).all()
     out = tmp_path / "s.tif"
-    process_file(src, {"gradient": out, "slope": tmp_path / "slope.tif"}, Options(method=method),
-                 tile_size=3)
+    process_file(src, {"gradient": out, "slope": tmp_path / "slope.tif"},
+                 Options(method=method, geometry="planar"), tile_size=3)
     with rasterio.open(out) as ds:
         assert np.isfinite(ds.read()).all()
 

@@ -140,10 +140,11 @@ def test_help_explains_units_and_conventions(command, phrases):
 
 
 def test_cli_choices_mirror_the_library():
-    from terrain import engine, kernels, plot
+    from terrain import engine, kernels, plot, spacing
 
     assert options.METHODS == tuple(engine.METHODS)
     assert options.SLOPE_UNITS == tuple(kernels.SLOPE_UNITS)
+    assert options.GEOMETRIES == spacing.GEOMETRIES
     assert options.PLOT_PRODUCTS == tuple(plot.PRODUCTS)
     assert options.PLOT_SUFFIXES == tuple(plot.FORMATS)
 

@@ -110,7 +110,7 @@ def test_compute_block_products_from_gradient_agree(holey):
     opts = Options(method="horn", edge_order=2, units="percent")
     h = opts.halo
     zpad = np.pad(z, h, constant_values=np.nan)
-    res = compute_block(zpad, *grid.window(0, z.shape[0], 0, z.shape[1], h), opts, ALL)
+    res = compute_block(zpad, grid, (0, z.shape[0], 0, z.shape[1]), opts, ALL)
     again = products_from_gradient(res["dzdx"], res["dzdy"], opts, ("slope", "aspect", "hillshade"))
     for name in again:
         np.testing.assert_array_equal(again[name], res[name])

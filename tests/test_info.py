@@ -29,6 +29,33 @@ def fields(text) -> dict:
     return dict((k, v.strip()) for k, v in (line.split(":", 1) for line in text.splitlines()))
 
 
+def geodesic_pixel(path, rows=None, cols=None):
+    """((dx min, max), (dy min, max)): geodesic distances in metres between the centres of
+    neighbouring pixels (east and north neighbours), at the given pixel rows and columns
+    (default: every pixel), by pyproj on the CRS's own ellipsoid; ``path`` may be
+    (transform, shape, crs)."""
+    if isinstance(path, tuple):
+        transform, shape, crs = path
+    else:
+        with rasterio.open(path) as ds:
+            transform, shape, crs = ds.transform, ds.shape, ds.crs
+    crs = pyproj.CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    to_geo = pyproj.Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
+    geod = pyproj.Geod(a=crs.ellipsoid.semi_major_metre, b=crs.ellipsoid.semi_minor_metre)
+    rows = np.arange(shape[0]) if rows is None else np.asarray(rows)
+    cols = np.arange(shape[1]) if cols is None else np.asarray(cols)
+    c, r = np.meshgrid(cols + 0.5, rows + 0.5)
+
+    def lonlat(cc, rr):
+        x, y = transform @ (cc, rr)
+        return to_geo.transform(x, y)
+
+    lon, lat = lonlat(c, r)
+    dx = geod.inv(lon, lat, *lonlat(c + 1, r))[2]
+    dy = geod.inv(lon, lat, *lonlat(c, r + 1))[2]
+    return (dx.min(), dx.max()), (dy.min(), dy.max())
+
+
 def truth_range(path):
     with rasterio.open(path) as ds:
         z = ds.read(1).astype(np.float64)
@@ -45,7 +72,12 @@ def test_projected_sample():
     assert info.crs_name == "WGS 84 / UTM zone 16N"
     assert info.shape == (1088, 1033) and info.dtype == "float32" and info.nodata == -9999
     assert info.pixel_size == (30.0, 30.0) and info.north_up
-    assert info.dx_m == (30.0, 30.0) and info.dy_m == (30.0, 30.0)
+    # On the ground: UTM's scale (0.9996 on the central meridian, more 3 degrees off it).
+    edges = [0, 544, 1087], [0, 516, 1032]
+    truth_dx, truth_dy = geodesic_pixel(UTM_SAMPLE, *edges)
+    np.testing.assert_allclose(info.dx_m, truth_dx, atol=2e-4)
+    np.testing.assert_allclose(info.dy_m, truth_dy, atol=2e-4)
+    assert 29.98 < info.dx_m[0] < info.dx_m[1] < 30.0
     with rasterio.open(UTM_SAMPLE) as ds:
         assert info.bounds == tuple(ds.bounds)
     lo, hi, n = truth_range(UTM_SAMPLE)
@@ -75,8 +107,12 @@ def test_feet_crs_ground_spacing(tmp_path):
                     transform=Affine(100.0, 0, 6e6, 0, -50.0, 2e6), crs="EPSG:2229")
     info = dem_info(dem)
     assert info.crs_units == "US survey foot"
-    np.testing.assert_allclose(info.dx_m, (100 * FTUS,) * 2, rtol=1e-9)
-    np.testing.assert_allclose(info.dy_m, (50 * FTUS,) * 2, rtol=1e-9)
+    truth_dx, truth_dy = geodesic_pixel(dem)
+    np.testing.assert_allclose(info.dx_m, truth_dx, rtol=1e-7)
+    np.testing.assert_allclose(info.dy_m, truth_dy, rtol=1e-7)
+    # 100 and 50 US survey feet times the projection's scale there (< 1e-4 off).
+    np.testing.assert_allclose(info.dx_m, (100 * FTUS,) * 2, rtol=1e-4)
+    np.testing.assert_allclose(info.dy_m, (50 * FTUS,) * 2, rtol=1e-4)
 
 
 def test_south_up_raster(tmp_path):
@@ -85,7 +121,8 @@ def test_south_up_raster(tmp_path):
     info = dem_info(dem)
     assert not info.north_up
     assert info.bounds == (500000, 4e6, 500050, 4e6 + 80)
-    assert info.dy_m == (20.0, 20.0)
+    np.testing.assert_allclose(info.dy_m, geodesic_pixel(dem)[1], rtol=1e-7)
+    np.testing.assert_allclose(info.dy_m, (20.0 / 0.9996,) * 2, rtol=1e-5)  # UTM's k0
 
 
 def test_without_crs_is_described_with_a_note(tmp_path):
@@ -94,7 +131,10 @@ def test_without_crs_is_described_with_a_note(tmp_path):
     assert info.crs is None and info.dx_m is None
     assert any("--src-crs" in note for note in info.notes)
     info = dem_info(dem, src_crs="EPSG:32616")
-    assert info.crs == "EPSG:32616" and info.dx_m == (30.0, 30.0) and info.notes == ()
+    assert info.crs == "EPSG:32616" and info.notes == ()
+    with rasterio.open(dem) as ds:
+        truth = geodesic_pixel((ds.transform, ds.shape, "EPSG:32616"))[0]
+    np.testing.assert_allclose(info.dx_m, truth, rtol=1e-7)
 
 
 @pytest.mark.parametrize("dtype, nodata", [("float32", -9999.0), ("float64", None),
@@ -159,7 +199,9 @@ def test_cli_info_projected_text():
     assert result.exit_code == 0
     assert "(projected, metre)" in result.stdout
     assert "pixel size:   30 x 30 metre (x, y), north-up\n" in result.stdout
-    assert "ground pixel: dx 30.000 m, dy 30.000 m\n" in result.stdout
+    lo, hi = dem_info(UTM_SAMPLE, stats=False).dx_m
+    assert f"ground pixel: dx {lo:.3f} to {hi:.3f} m, dy " in result.stdout
+    assert "(on the ellipsoid, the projection's scale removed)" in result.stdout
 
 
 def test_cli_info_json_and_no_stats():

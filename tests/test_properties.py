@@ -5,9 +5,11 @@ square), north-up or south-up, a projected metre CRS (EPSG:32616), a US-foot one
 (EPSG:2264) or geographic EPSG:4326 at latitudes within +-80, and a random nodata
 mask (NaN without a tag, or a -9999 tag). Truths are independent of the library:
 
-- planes z = z0 + a E + b N with E, N the ground metres east and north, computed
-  from the transform and the CRS unit (projected), or from ``pyproj.Geod``
-  distances (geographic: E along each row's parallel, N along the meridian);
+- planes z = z0 + a E + b N with E, N the metres east and north, computed from the
+  transform and the CRS unit (projected: CRS metres, so those tests run with
+  ``geometry="planar"``; ground planes on projected grids are in test_spacing.py),
+  or from ``pyproj.Geod`` distances (geographic: E along each row's parallel, N
+  along the meridian);
 - exact rotations of the plane's coefficients and of the raster (np.rot90);
 - the raster flipped upside down with its transform;
 - the in-memory library result for the tiled, multi-threaded file runner.
@@ -186,7 +188,7 @@ def test_plane_exact(data, g, a, b, method, edge_order, encoding):
     with tempfile.TemporaryDirectory() as tmp:
         src = write(tmp, "plane.tif", 300.0 + a * east + b * north, g, void, encoding)
         res = terrain.compute(terrain.open_dem(src), ("dzdx", "dzdy"), method=method,
-                              edge_order=edge_order)
+                              edge_order=edge_order, geometry="planar")
         check_exact(res["dzdx"].values, a, ~void, tol, "dzdx")
         if g.kind != "wgs84":
             check_exact(res["dzdy"].values, b, ~void, tol, "dzdy")
@@ -194,7 +196,7 @@ def test_plane_exact(data, g, a, b, method, edge_order, encoding):
         # Geographic: the xscale-independent surface z = z0 + b N (see the module docstring).
         src = write(tmp, "north.tif", 300.0 + b * north, g, void, encoding)
         res = terrain.compute(terrain.open_dem(src), ("dzdx", "dzdy"), method=method,
-                              edge_order=edge_order)
+                              edge_order=edge_order, geometry="planar")
         check_exact(res["dzdx"].values, 0.0, ~void, tol, "dzdx (north-only surface)")
         check_exact(res["dzdy"].values, b, ~void, tol, "dzdy (north-only surface)")
 
@@ -223,7 +225,8 @@ def test_aspect_rotates_with_plane(data, g, a, b, theta, method, edge_order):
         aspects = []
         for k, (p, q) in enumerate(((a, b), (a2, b2))):
             src = write(tmp, f"p{k}.tif", 300.0 + p * east + q * north, g, void, "nan")
-            asp = terrain.aspect(terrain.open_dem(src), method=method, edge_order=edge_order)
+            asp = terrain.aspect(terrain.open_dem(src), method=method, edge_order=edge_order,
+                                 geometry="planar")
             asp = asp.values
             truth = (math.degrees(math.atan2(-p, -q)) + 360.0) % 360.0
             assert (angular_diff(asp[must], truth) <= allowed).all()
@@ -248,10 +251,10 @@ def test_rot90_rotates_aspect_of_any_surface(data, g, method, edge_order):
     rot = Grid(g.kind, (cols, rows), g.transform)
     with tempfile.TemporaryDirectory() as tmp:
         r0 = terrain.compute(terrain.open_dem(write(tmp, "z.tif", z, g, void, "nan")), PRODUCTS,
-                             method=method, edge_order=edge_order)
+                             method=method, edge_order=edge_order, geometry="planar")
         r1 = terrain.compute(terrain.open_dem(write(tmp, "r.tif", np.rot90(z), rot,
                                                     np.rot90(void), "nan")),
-                             PRODUCTS, method=method, edge_order=edge_order)
+                             PRODUCTS, method=method, edge_order=edge_order, geometry="planar")
     turn = -1.0 if g.transform.e < 0 else 1.0  # compass sense of the ground rotation
     p0, q0 = np.rot90(r0["dzdx"].values), np.rot90(r0["dzdy"].values)
     expected = {"dzdx": turn * q0, "dzdy": -turn * p0, "slope": np.rot90(r0["slope"].values),
