@@ -76,6 +76,10 @@ def open_dem(path, *, band: int = 1, src_crs=None, chunks=None) -> xr.DataArray:
     if info.nodata is not None:
         dem.encoding["_FillValue"] = info.nodata
         dem.rio.update_encoding({"_FillValue": info.nodata}, inplace=True)
+    if info.scale != 1.0 or info.offset != 0.0:
+        # Decoded as xarray does: the file's raw values were scaled (see _fill_value).
+        dem.encoding["scale_factor"] = info.scale
+        dem.encoding["add_offset"] = info.offset
     return dem
 
 
@@ -134,9 +138,20 @@ def elevation_of(dem, *, spacing=None, name: str | None = None):
 
 
 def _fill_value(da2):
-    """The nodata value of a DataArray: rioxarray's (encoded) nodata or a ``_FillValue``."""
-    for value in (da2.rio.encoded_nodata, da2.rio.nodata, da2.attrs.get("_FillValue"),
-                  da2.encoding.get("_FillValue"), da2.attrs.get("nodata")):
+    """The nodata value of a DataArray: rioxarray's (encoded) nodata or a ``_FillValue``.
+
+    Data decoded with a scale or offset (``encoding`` has them, as after ``open_dem``
+    or rioxarray's ``mask_and_scale``) already has NaN holes: its encoded nodata is a
+    raw value that a decoded elevation may equal by chance, so it is not compared.
+    """
+    enc = da2.encoding
+    decoded = enc.get("scale_factor", 1.0) != 1.0 or enc.get("add_offset", 0.0) != 0.0
+    if decoded:
+        candidates = (da2.attrs.get("_FillValue"), da2.attrs.get("nodata"))
+    else:
+        candidates = (da2.rio.encoded_nodata, da2.rio.nodata, da2.attrs.get("_FillValue"),
+                      enc.get("_FillValue"), da2.attrs.get("nodata"))
+    for value in candidates:
         if value is not None:
             try:
                 value = float(np.asarray(value).ravel()[0])

@@ -271,7 +271,10 @@ def elevation_range(ds, band: int, nodata, path: str = "the raster", *, info=Non
 
     from .engine import as_elevation
 
-    info = info or SimpleNamespace(path=path, band=band, mask=mask)
+    if info is None:
+        from .raster import alpha_band
+
+        info = SimpleNamespace(path=path, band=band, mask=mask, alpha_band=alpha_band(ds, band))
     rows, cols = ds.height, ds.width
     block_rows = max(1, ds.block_shapes[band - 1][0])
     step = max(block_rows, (_WINDOW_CELLS // max(cols, 1)) // block_rows * block_rows)

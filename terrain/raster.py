@@ -62,6 +62,7 @@ class RasterInfo:
     scale: float = 1.0
     offset: float = 0.0
     mask: str | None = None  # "mask band", "per-dataset mask", "alpha band" or None
+    alpha_band: int | None = None  # the alpha band read as the mask (0 = no data)
     elevation_dtype: str = "float32"
     # Metres per elevation unit, and where that came from (band unit, vertical CRS, default).
     z_factor: float = 1.0
@@ -100,16 +101,21 @@ def dataset_stem(path: str) -> str:
     ``NETCDF:"f.nc":elevation`` -> ``f_elevation``.
     """
     path = os.fspath(path)
-    m = re.match(r'^[A-Za-z][A-Za-z0-9_]+:"([^"]+)":(.+)$', path) or \
-        re.match(r"^[A-Za-z][A-Za-z0-9_]+:([^:]+\.[A-Za-z0-9]+):(.+)$", path)
-    if m and not os.path.exists(path):
-        container = os.path.splitext(os.path.basename(m.group(1)))[0]
-        sub = re.sub(r"[^A-Za-z0-9._-]+", "_", m.group(2)).strip("_.")
-        return f"{container}_{sub}" if sub else container
-    if "://" in path:
+    if not is_gdal_path(path):
+        return os.path.splitext(os.path.basename(path))[0]
+    if re.match(r"^(/vsi\w+/)*[A-Za-z][\w+.-]*://", path):  # a URL: no query or fragment
         path = path.split("?", 1)[0].split("#", 1)[0]
-    stem = os.path.splitext(os.path.basename(path.rstrip("/")))[0]
-    return re.sub(r"[^\w.+-]+", "_", stem) or "dem"
+    elif not path.startswith("/vsi"):
+        m = re.match(r'^[A-Za-z][A-Za-z0-9_]+:"([^"]+)":(.+)$', path) or \
+            re.match(r"^[A-Za-z][A-Za-z0-9_]+:([^:]+):(.+)$", path)
+        if m:  # DRIVER:"file":subdataset
+            container = os.path.splitext(os.path.basename(m.group(1)))[0]
+            sub = re.sub(r"[^\w.+-]+", "_", m.group(2)).strip("_.")
+            return f"{container}_{sub}" if sub else container
+    stem, ext = os.path.splitext(os.path.basename(path.rstrip("/")))
+    if ext.lower() in (".gz", ".zip", ".bz2", ".xz", ".zst"):  # /vsigzip/dem.tif.gz -> dem
+        stem = os.path.splitext(stem)[0]
+    return re.sub(r"[^\w.+-]+", "_", stem).strip("_") or "dem"
 
 
 def open_raster(path):
@@ -241,6 +247,7 @@ def describe(ds, path: str, band: int = 1, src_crs=None) -> RasterInfo:
         scale=scale,
         offset=offset,
         mask=mask_kind(ds, band),
+        alpha_band=alpha_band(ds, band),
         elevation_dtype=_elevation_dtype(ds, band, dtype, nodata, path),
         z_factor=z_factor,
         z_factor_source=z_source,
@@ -252,10 +259,14 @@ def mask_kind(ds, band: int) -> str | None:
     """Which GDAL mask marks the band's holes, when it is not the nodata value.
 
     None when every cell is valid or the nodata value (compared by terrain itself)
-    is the mask; else the mask must be read with the band.
+    is the mask; else the mask must be read with the band. An alpha band counts
+    whatever its type (GDAL itself only honours Byte and UInt16 ones; gdalwarp
+    -dstalpha writes Float32 ones next to a Float32 DEM).
     """
     from rasterio.enums import MaskFlags
 
+    if alpha_band(ds, band) is not None:
+        return "alpha band"
     flags = set(ds.mask_flag_enums[band - 1])
     if MaskFlags.all_valid in flags or MaskFlags.nodata in flags:
         return None
@@ -264,6 +275,16 @@ def mask_kind(ds, band: int) -> str | None:
     if MaskFlags.per_dataset in flags:
         return "per-dataset mask"
     return "mask band"
+
+
+def alpha_band(ds, band: int) -> int | None:
+    """The 1-based index of the dataset's alpha band (not ``band`` itself), or None."""
+    from rasterio.enums import ColorInterp
+
+    for k, ci in enumerate(ds.colorinterp, start=1):
+        if ci == ColorInterp.alpha and k != band:
+            return k
+    return None
 
 
 def _elevation_dtype(ds, band, dtype, nodata, path) -> str:
@@ -348,6 +369,9 @@ def read_window(ds, info: RasterInfo, window=None):
     raw = read_band(ds, info.path, info.band, window)
     if info.mask is None:
         return raw, None
+    alpha = getattr(info, "alpha_band", None)
+    if alpha is not None:
+        return raw, read_band(ds, info.path, alpha, window)
     win = None
     if window is not None:
         (row0, row1), (col0, col1) = window

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import gzip
+import math
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
+from affine import Affine
+from click.testing import CliRunner
 from rasterio.errors import RasterioError
 
 import terrain
-from conftest import UTM_SAMPLE, WGS84_SAMPLE
+import terrain.info
+from cli.main import cli
+from conftest import UTM_SAMPLE, WGS84_SAMPLE, write_tif
 from terrain.raster import parse_crs, raster_info
+from terrain.stream import process_file
 
 
 def test_bad_files_refused(bad_raster):
@@ -54,3 +68,240 @@ def test_describe_sample(path):
         assert info.transform == ds.transform
         assert info.block_shape == tuple(ds.block_shapes[0])
     assert info.path == str(path)
+
+
+# --- issue 8: read each file as its maker meant it ---------------------------------
+#
+# Every case runs the three read paths (open_dem in memory, open_dem with dask chunks,
+# the streaming process_file) and the CLI on the same file, against an analytic plane.
+
+UTM = Affine(10.0, 0, 500000.0, 0, -10.0, 4000000.0)  # 10 m pixels, north-up, EPSG:32616
+FTUS = 1200.0 / 3937.0
+
+
+def slope_everywhere(path, tmp_path, *, z_factor=None, src_crs=None, cli_args=()):
+    """Slope in degrees of ``path`` by every runner: {runner: float64 array, NaN = nodata}."""
+    kw = {} if z_factor is None else {"z_factor": z_factor}
+    out = {
+        "memory": terrain.slope(terrain.open_dem(path, src_crs=src_crs), **kw).values,
+        "dask": terrain.slope(terrain.open_dem(path, src_crs=src_crs, chunks=5), **kw).values,
+    }
+    streamed = tmp_path / f"stream_{len(os.listdir(tmp_path))}.tif"
+    opts = terrain.Options(**kw)
+    process_file(path, {"slope": streamed}, opts, src_crs=src_crs, tile_size=7)
+    cli_out = tmp_path / f"cli_{len(os.listdir(tmp_path))}.tif"
+    args = ["slope", path, "-o", str(cli_out), "--tile-size", "16", *cli_args]
+    if src_crs:
+        args += ["--src-crs", src_crs]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    for name, f in (("stream", streamed), ("cli", cli_out)):
+        with rasterio.open(f) as ds:
+            out[name] = ds.read(1, masked=True).astype(np.float64).filled(np.nan)
+            out[name + " tags"] = ds.tags()
+    return {k: (np.asarray(v, np.float64) if "tags" not in k else v) for k, v in out.items()}
+
+
+def plane_z(shape, p, q, z0=100.0):
+    """z = z0 + p * East + q * North (metres) at the pixel centres of UTM, rows run south."""
+    rows, cols = np.indices(shape)
+    return z0 + p * 10.0 * cols - q * 10.0 * rows
+
+
+def true_slope(p, q):
+    return math.degrees(math.atan(math.hypot(p, q)))
+
+
+@pytest.mark.parametrize("how, factor, source", [
+    ("band unit 'US survey foot'", FTUS, "band unit 'US survey foot'"),
+    ("band unit 'ft'", 0.3048, "band unit 'ft'"),
+    ("band unit 'metre'", 1.0, "band unit 'metre'"),
+    # GeoTIFF turns the vertical CRS's unit into the band unit (VerticalUnitsGeoKey); the
+    # vertical CRS itself is the source when the band has no unit (the VRT below).
+    ("EPSG:2229+6360", FTUS, "band unit 'US survey foot'"),
+    ("EPSG:32616+5703", 1.0, "band unit 'metre'"),
+])
+def test_heights_in_the_files_vertical_unit(how, factor, source, tmp_path, gdaldem):
+    """A 5.7 deg plane with heights stored in feet: the file's unit sets the z factor,
+    reported by info, the output tags and the DataArray attrs; an explicit one wins."""
+    p, q = 0.08, -0.06  # metres per metre: 5.71 deg
+    shape = (14, 17)
+    crs = "EPSG:32616"
+    transform = UTM
+    if how.startswith("EPSG:2229"):
+        # Horizontal US survey feet too: 10 m pixels are 10 / FTUS ft.
+        crs = how
+        transform = Affine(10.0 / FTUS, 0, 6.0e6, 0, -10.0 / FTUS, 2.0e6)
+    elif how.startswith("EPSG:"):
+        crs = how
+    z = (plane_z(shape, p, q) / factor).astype(np.float64)  # heights in the file's unit
+    path = write_tif(tmp_path / "dem.tif", z, transform=transform, crs=crs)
+    if how.startswith("band unit"):
+        with rasterio.open(path, "r+") as ds:
+            ds.units = (how.split("'")[1],)
+    info = raster_info(path)
+    assert info.z_factor == pytest.approx(factor, rel=1e-15)
+    assert info.z_factor_source == source
+    truth = true_slope(p, q)
+    if how.startswith("EPSG:"):
+        # The same grid as a VRT whose band declares no unit: the compound CRS's vertical part.
+        vrt = str(tmp_path / "dem.vrt")
+        rasterio.shutil.copy(path, vrt, driver="VRT")
+        text = open(vrt).read()
+        open(vrt, "w").write(re.sub(r"\s*<UnitType>[^<]*</UnitType>", "", text))
+        vinfo = raster_info(vrt)
+        vertical = "NAVD88 height (ftUS)', US survey foot" if factor != 1 else "NAVD88 height', metre"
+        assert vinfo.z_factor_source == f"vertical CRS '{vertical}"
+        assert vinfo.z_factor == pytest.approx(factor, rel=1e-15)
+        np.testing.assert_allclose(terrain.slope(terrain.open_dem(vrt)).values, truth, atol=1e-5)
+    res = slope_everywhere(path, tmp_path)
+    for runner in ("memory", "dask", "stream", "cli"):
+        np.testing.assert_allclose(res[runner], truth, atol=1e-5, err_msg=runner)
+    for runner in ("stream", "cli"):
+        assert float(res[runner + " tags"]["z_factor"]) == pytest.approx(factor, rel=1e-15)
+        assert res[runner + " tags"]["z_factor_source"] == source
+    dem = terrain.open_dem(path)
+    assert dem.attrs["z_factor"] == pytest.approx(factor, rel=1e-15)
+    s = terrain.slope(dem)
+    assert s.attrs["z_factor"] == pytest.approx(factor) and s.attrs["z_factor_source"] == source
+    # gdaldem on the same file: -s is horizontal units per vertical unit (1 for 2229+6360).
+    horizontal = FTUS if how.startswith("EPSG:2229") else 1.0
+    g, nd = gdaldem("slope", path, "-s", repr(horizontal / factor))
+    inner = (slice(1, -1), slice(1, -1))
+    np.testing.assert_allclose(g[inner], truth, atol=1e-4)
+    # An explicit z factor wins (here: "the heights are metres after all").
+    explicit = terrain.slope(dem, z_factor=1.0)
+    assert explicit.attrs["z_factor_source"].startswith("explicit")
+    np.testing.assert_allclose(explicit.values, true_slope(p / factor, q / factor), atol=1e-5)
+    out = tmp_path / "explicit.tif"
+    assert CliRunner().invoke(cli, ["slope", path, "-o", str(out), "--z-factor", "1"]).exit_code == 0
+    with rasterio.open(out) as ds:
+        np.testing.assert_allclose(ds.read(1), true_slope(p / factor, q / factor), atol=1e-4)
+        assert ds.tags()["z_factor"] == "1.0"
+
+
+def test_unit_names():
+    from terrain.raster import unit_factor
+
+    for name in ("m", "metre", "Meters", " METRE "):
+        assert unit_factor(name) == 1.0
+    for name in ("ft", "foot", "feet", "international foot"):
+        assert unit_factor(name) == 0.3048
+    for name in ("US survey foot", "ftUS", "us-ft", "US survey feet"):
+        assert unit_factor(name) == FTUS
+    assert unit_factor("mm") == 0.001 and unit_factor("cm") == 0.01
+    assert unit_factor("elevation") is None and unit_factor("degrees") is None
+
+
+def test_band_scale_and_offset(tmp_path):
+    """uint16 counts with scale 0.1, offset -100: elevation = raw * 0.1 - 100. Nodata is
+    compared in raw counts (raw 1000 is nodata; raw 11000 is a valid 1000 m)."""
+    shape = (16, 20)
+    rows, cols = np.indices(shape)
+    raw = (10600 + 22 * cols + 5 * rows).astype(np.uint16)  # 2.2 m per 10 m east, 0.5 m south
+    holes = np.zeros(shape, bool)
+    holes[[3, 9, 12], [4, 15, 2]] = True
+    raw[holes] = 1000
+    assert (raw == 11000).any()  # a valid cell whose elevation is 1000 m, the nodata number
+    path = write_tif(tmp_path / "dem.tif", raw, transform=UTM, nodata=1000)
+    with rasterio.open(path, "r+") as ds:
+        ds.scales, ds.offsets = (0.1,), (-100.0,)
+    info = raster_info(path)
+    assert (info.scale, info.offset, info.elevation_dtype) == (0.1, -100.0, "float32")
+    dem = terrain.open_dem(path)
+    assert dem.dtype == np.float32
+    expected = (raw.astype(np.float64) * 0.1 - 100).astype(np.float32)
+    np.testing.assert_array_equal(np.isnan(dem.values), holes)
+    np.testing.assert_allclose(dem.values[~holes], expected[~holes], rtol=1e-6)
+    res = slope_everywhere(path, tmp_path)
+    truth = true_slope(0.22, 0.05)  # rows run south: +0.5 m per row is -0.05 towards north
+    for runner in ("memory", "dask", "stream", "cli"):
+        np.testing.assert_array_equal(np.isnan(res[runner]), holes, err_msg=runner)
+        # float32 elevations near 1000 m are rounded by 3e-5 m: 4e-4 deg on 10 m pixels.
+        np.testing.assert_allclose(res[runner][~holes], truth, atol=1e-3, err_msg=runner)
+    assert res["memory"].dtype == np.float64  # (the test's copy); the DataArray is float32
+    assert terrain.slope(dem).dtype == np.float32
+    # `terrain info` shows elevations, not counts.
+    d = terrain.info.dem_info(path)
+    assert d.elevation_min == pytest.approx(raw[~holes].min() * 0.1 - 100, abs=1e-6)
+    assert d.elevation_max == pytest.approx(raw[~holes].max() * 0.1 - 100, abs=1e-6)
+    assert d.valid_cells == (~holes).sum()
+    text = CliRunner().invoke(cli, ["info", path]).output
+    assert "raw x 0.1 + -100" in text and f"{d.elevation_min:.1f}".rstrip("0").rstrip(".") in text
+
+
+def _masked_files(tmp_path, z, holes):
+    """The same DEM with its holes as an internal mask, a .msk sidecar and alpha bands."""
+    garbage = z.copy()
+    garbage[holes] = -5000.0  # what lies under the mask: cliffs if it were read
+    prof = dict(driver="GTiff", width=z.shape[1], height=z.shape[0], count=1, dtype="float32",
+                crs="EPSG:32616", transform=UTM)
+    files = {}
+    for kind, internal in (("internal mask", True), (".msk sidecar", False)):
+        path = str(tmp_path / f"{kind[1:4]}_{internal}.tif")
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=internal):
+            with rasterio.open(path, "w", **prof) as ds:
+                ds.write(garbage, 1)
+                ds.write_mask(~holes)
+        files[kind] = path
+    assert os.path.exists(files[".msk sidecar"] + ".msk")
+    for kind, dtype in (("float32 alpha band", "float32"), ("uint8 dem, alpha band", "uint8")):
+        path = str(tmp_path / f"alpha_{dtype}.tif")
+        data = garbage if dtype == "float32" else np.where(holes, 0, z).astype(np.uint8)
+        with rasterio.open(path, "w", **dict(prof, count=2, dtype=dtype), alpha="YES",
+                           photometric="MINISBLACK") as ds:
+            ds.write(data.astype(dtype), 1)
+            ds.write(np.where(holes, 0, 255).astype(dtype), 2)
+        files[kind] = path
+    return files
+
+
+@pytest.mark.parametrize("kind", ["internal mask", ".msk sidecar", "float32 alpha band",
+                                  "uint8 dem, alpha band"])
+def test_gdal_mask_and_alpha_bands_are_holes(kind, tmp_path):
+    p, q = 0.3, 0.1
+    shape = (15, 18)
+    z = plane_z(shape, p, q, z0=50.0).astype(np.float32)
+    holes = np.zeros(shape, bool)
+    holes[4:7, 5:9] = True
+    holes[11, 14] = True
+    path = _masked_files(tmp_path, z, holes)[kind]
+    assert raster_info(path).mask is not None
+    res = slope_everywhere(path, tmp_path)
+    for runner in ("memory", "dask", "stream", "cli"):
+        np.testing.assert_array_equal(np.isnan(res[runner]), holes, err_msg=runner)
+        np.testing.assert_allclose(res[runner][~holes], true_slope(p, q), atol=1e-4,
+                                   err_msg=runner)
+    d = terrain.info.dem_info(path)
+    assert d.valid_cells == (~holes).sum() and d.elevation_min >= 0
+    assert "mask:" in CliRunner().invoke(cli, ["info", path]).output
+
+
+@pytest.mark.parametrize("dtype, z0, zf, p", [
+    ("uint32", 3_000_000_000, 0.001, 1.0),  # millimetres: 45 deg
+    ("int64", 40_000_000_000, 0.001, 0.1),  # 5.71 deg
+    ("int32", -2_000_000_000, 0.001, 0.1),
+])
+def test_integers_beyond_float32_are_computed_in_float64(dtype, z0, zf, p, tmp_path):
+    """Heights in millimetres around 3e9: float32 would round them to 256 mm steps."""
+    shape = (12, 13)
+    rows, cols = np.indices(shape)
+    z_mm = z0 + np.round(p * 10_000 * cols).astype(np.int64) - 7 * rows  # rows: 7 mm per 10 m
+    raw = z_mm.astype(dtype)
+    assert np.array_equal(raw.astype(np.int64), z_mm)
+    path = write_tif(tmp_path / "dem.tif", raw, transform=UTM)
+    if dtype == "int64" and rasterio.open(path).dtypes[0] != "int64":
+        pytest.skip("this GDAL cannot write int64 GeoTIFFs")
+    with rasterio.open(path, "r+") as ds:
+        ds.units = ("mm",)
+    info = raster_info(path)
+    assert info.elevation_dtype == "float64" and info.z_factor == zf
+    assert terrain.open_dem(path).dtype == np.float64
+    res = slope_everywhere(path, tmp_path)
+    truth = true_slope(p, 0.0007)
+    for runner in ("memory", "dask", "stream", "cli"):
+        np.testing.assert_allclose(res[runner], truth, atol=1e-7, err_msg=runner)
+    # Small int32 values stay float32 (and exact).
+    small = write_tif(tmp_path / "small.tif", (raw - raw.min()).astype("int32") % 100000,
+                      transform=UTM)
+    assert raster_info(small).elevation_dtype == "float32"
