@@ -26,7 +26,10 @@ from .spacing import Grid, check_shape, check_transform, grid_from_transform
 # EMPTY_DIR: opening a file does not list its folder (slow in big folders and on
 # /vsicurl/); GDAL then also ignores sidecars, so open_raster allows the listing for
 # a local file that has one (a .msk mask, a .aux.xml with scale, offset, units ...).
-GDAL_ENV = {"GDAL_CACHEMAX": 64 * 2**20, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+# CPL_VSIL_GZIP_WRITE_PROPERTIES=NO: reading /vsigzip/dem.tif.gz leaves no
+# dem.tif.gz.properties next to the input.
+GDAL_ENV = {"GDAL_CACHEMAX": 64 * 2**20, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+            "CPL_VSIL_GZIP_WRITE_PROPERTIES": "NO"}
 SIDECARS = (".msk", ".aux.xml")
 # NETCDF:"f.nc":var, HDF5:"f.h5"://path, GPKG:f.gpkg:table ...: a driver's subdataset name.
 _DRIVER_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:")
@@ -166,7 +169,11 @@ def _single_dataset(ds, path: str):
     """``ds`` itself, its only subdataset, or an error listing the subdatasets to choose from."""
     if ds.count > 0:
         return ds
-    subs = list(ds.subdatasets or ())
+    # GDAL's own names (rasterio's ds.subdatasets rewrites them as netcdf:/path:var).
+    tags = ds.tags(ns="SUBDATASETS")
+    subs = [tags[k] for k in sorted((k for k in tags if re.fullmatch(r"SUBDATASET_\d+_NAME", k)),
+                                    key=lambda k: int(k.split("_")[1]))]
+    subs = subs or list(ds.subdatasets or ())
     ds.close()
     if len(subs) == 1:
         return open_raster(subs[0])

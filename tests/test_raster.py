@@ -305,3 +305,244 @@ def test_integers_beyond_float32_are_computed_in_float64(dtype, z0, zf, p, tmp_p
     small = write_tif(tmp_path / "small.tif", (raw - raw.min()).astype("int32") % 100000,
                       transform=UTM)
     assert raster_info(small).elevation_dtype == "float32"
+
+
+RANGE_SERVER = r'''
+import http.server, os, re, sys
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files with single-range GETs (what GDAL's /vsicurl/ asks for)."""
+
+    def log_message(self, *args):
+        pass
+
+    def send_head(self):
+        path = self.translate_path(self.path.split("?", 1)[0])
+        if not os.path.isfile(path):
+            self.send_error(404)
+            return None
+        size = os.path.getsize(path)
+        f = open(path, "rb")
+        m = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
+        if m:
+            start = int(m.group(1))
+            end = min(int(m.group(2)) if m.group(2) else size - 1, size - 1)
+            f.seek(start)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.send_header("Content-Length", str(end - start + 1))
+            self.remaining = end - start + 1
+        else:
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.remaining = size
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        return f
+
+    def copyfile(self, source, outputfile):
+        outputfile.write(source.read(self.remaining))
+
+os.chdir(sys.argv[1])
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+'''
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """(folder, base URL) served over HTTP with Range support on 127.0.0.1, in another process
+    (rasterio.open holds the GIL: a server thread in this process would stall)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    script = tmp_path / "range_server.py"
+    script.write_text(RANGE_SERVER)
+    proc = subprocess.Popen([sys.executable, str(script), str(root)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        port = int(proc.stdout.readline())
+        yield root, f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _plain_dem(path):
+    z = plane_z((16, 20), 0.2, 0.1).astype(np.float32)
+    return write_tif(path, z, transform=UTM), true_slope(0.2, 0.1)
+
+
+def test_archives_and_urls(tmp_path, http_root):
+    """/vsizip/, zip://, /vsigzip/, /vsicurl/ and http:// paths read like the file itself."""
+    src, truth = _plain_dem(tmp_path / "dem.tif")
+    with zipfile.ZipFile(tmp_path / "dem.zip", "w") as zf:
+        zf.write(src, "sub/dem.tif")
+    with open(src, "rb") as f, gzip.open(tmp_path / "dem.tif.gz", "wb") as g:
+        g.write(f.read())
+    root, url = http_root
+    with open(src, "rb") as f:
+        (root / "dem.tif").write_bytes(f.read())
+    paths = [f"/vsizip/{tmp_path}/dem.zip/sub/dem.tif", f"zip://{tmp_path}/dem.zip!sub/dem.tif",
+             f"/vsigzip/{tmp_path}/dem.tif.gz", f"/vsicurl/{url}/dem.tif", f"{url}/dem.tif"]
+    os.makedirs(tmp_path / "out")
+    inputs_before = sorted(os.listdir(tmp_path))
+    for path in paths:
+        assert raster_info(path).shape == (16, 20), path
+        res = slope_everywhere(path, tmp_path / "out")
+        for runner in ("memory", "dask", "stream", "cli"):
+            np.testing.assert_allclose(res[runner], truth, atol=1e-4, err_msg=f"{path} {runner}")
+    assert sorted(os.listdir(tmp_path)) == inputs_before  # nothing written next to the inputs
+    # `terrain analyze` names the outputs after the member / URL file, not the archive path.
+    result = CliRunner().invoke(cli, ["analyze", paths[0], "-d", str(tmp_path / "an"),
+                                      "--no-maps"])
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path / "an")) == [f"dem_{k}.tif" for k in
+                                                   ("aspect", "gradient", "hillshade", "slope")]
+    # A wrong member or a missing URL: one line naming the path, exit 1.
+    for bad in (f"/vsizip/{tmp_path}/dem.zip/nope.tif", f"{url}/missing.tif"):
+        with pytest.raises(terrain.TerrainError, match="GDAL cannot open it") as err:
+            raster_info(bad)
+        assert bad in str(err.value) and "\n" not in str(err.value)
+        result = CliRunner().invoke(cli, ["slope", bad, "-o", str(tmp_path / "bad.tif")])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert not os.path.exists(tmp_path / "bad.tif")
+    # A missing local file keeps its own message.
+    with pytest.raises(terrain.TerrainError, match="no such file; check the path"):
+        raster_info(str(tmp_path / "nowhere.tif"))
+
+
+def _netcdf_classic(path, x, y, variables: dict, wkt: str):
+    """A NetCDF-3 classic file (the format's spec, written by hand: no netCDF library
+    needed): 1-D x / y coordinates, a CF grid mapping with the CRS, 2-D float variables."""
+    import struct
+
+    def name(s):
+        b = s.encode()
+        return struct.pack(">i", len(b)) + b + b"\0" * (-len(b) % 4)
+
+    def text_attr(key, value):
+        b = value.encode()
+        return name(key) + struct.pack(">ii", 2, len(b)) + b + b"\0" * (-len(b) % 4)
+
+    def atts(items):
+        return struct.pack(">ii", 12, len(items)) + b"".join(items) if items else b"\0" * 8
+
+    ny, nx = len(y), len(x)
+    # (name, dim ids, attributes, nc_type, data bytes)
+    specs = [("x", [1], [text_attr("standard_name", "projection_x_coordinate"),
+                         text_attr("units", "m")], 6, np.asarray(x, ">f8").tobytes()),
+             ("y", [0], [text_attr("standard_name", "projection_y_coordinate"),
+                         text_attr("units", "m")], 6, np.asarray(y, ">f8").tobytes()),
+             ("crs", [], [text_attr("spatial_ref", wkt), text_attr("crs_wkt", wkt)], 4,
+              struct.pack(">i", 0))]
+    for var, data in variables.items():
+        specs.append((var, [0, 1], [text_attr("grid_mapping", "crs")], 5,
+                      np.asarray(data, ">f4").tobytes()))
+    header = b"CDF\x01" + struct.pack(">i", 0)
+    header += struct.pack(">ii", 10, 2) + name("y") + struct.pack(">i", ny) + name("x") + \
+        struct.pack(">i", nx)
+    header += b"\0" * 8  # no global attributes
+
+    def var_list(offsets):
+        out = struct.pack(">ii", 11, len(specs))
+        for (vname, dims, attrs, nc_type, data), begin in zip(specs, offsets):
+            vsize = len(data) + (-len(data) % 4)
+            out += name(vname) + struct.pack(">i", len(dims)) + \
+                b"".join(struct.pack(">i", d) for d in dims) + atts(attrs) + \
+                struct.pack(">iii", nc_type, vsize, begin)
+        return out
+
+    size = len(header) + len(var_list([0] * len(specs)))
+    offsets, at = [], size
+    for spec in specs:
+        offsets.append(at)
+        at += len(spec[4]) + (-len(spec[4]) % 4)
+    with open(path, "wb") as f:
+        f.write(header + var_list(offsets))
+        for spec in specs:
+            f.write(spec[4] + b"\0" * (-len(spec[4]) % 4))
+    return str(path)
+
+
+def test_subdatasets(tmp_path):
+    """NETCDF:"f.nc":var, HDF5: and GPKG: subdatasets read like a GeoTIFF of the same grid;
+    a container with several subdatasets is refused with their list."""
+    from rasterio.env import Env
+
+    with Env() as env:
+        drivers = env.drivers()
+    assert {"netCDF", "HDF5", "GPKG"} <= set(drivers)
+    z = plane_z((16, 20), 0.2, 0.1).astype(np.float32)
+    truth = true_slope(0.2, 0.1)
+    x = 500005.0 + 10 * np.arange(20)
+    y = 4000000.0 - 5 - 10 * np.arange(16)
+    wkt = rasterio.crs.CRS.from_epsg(32616).to_wkt()
+    nc = _netcdf_classic(tmp_path / "f.nc", x, y, {"elevation": z, "other": 2 * z, "third": 3 * z},
+                         wkt)
+    with pytest.raises(terrain.TerrainError) as err:
+        raster_info(nc)
+    names = [f'NETCDF:"{nc}":{v}' for v in ("elevation", "other", "third")]
+    assert str(err.value) == f"{nc}: holds 3 subdatasets: {', '.join(names)}; open one of them"
+    result = CliRunner().invoke(cli, ["slope", nc, "-o", str(tmp_path / "x.tif")])
+    assert result.exit_code == 1 and names[0] in result.output
+    info = raster_info(names[0])
+    assert info.shape == (16, 20) and info.crs == rasterio.crs.CRS.from_epsg(32616)
+    assert info.transform == UTM
+    np.testing.assert_array_equal(terrain.open_dem(names[0]).values, z)
+    os.makedirs(tmp_path / "o")
+    res = slope_everywhere(names[0], tmp_path / "o")
+    for runner in ("memory", "dask", "stream", "cli"):
+        np.testing.assert_allclose(res[runner], truth, atol=1e-4, err_msg=runner)
+    # GeoPackage raster tables.
+    gpkg = str(tmp_path / "f.gpkg")
+    for i, table in enumerate(("dem", "double")):
+        with rasterio.open(gpkg, "w", driver="GPKG", width=20, height=16, count=1,
+                           dtype="float32", crs="EPSG:32616", transform=UTM, RASTER_TABLE=table,
+                           APPEND_SUBDATASET="YES" if i else "NO") as ds:
+            ds.write(z * (i + 1), 1)
+    with pytest.raises(terrain.TerrainError, match="holds 2 subdatasets: GPKG:"):
+        raster_info(gpkg)
+    np.testing.assert_array_equal(terrain.open_dem(f"GPKG:{gpkg}:double").values, 2 * z)
+    np.testing.assert_allclose(terrain.slope(terrain.open_dem(f"GPKG:{gpkg}:dem")).values,
+                               truth, atol=1e-4)
+    # HDF5: a NetCDF-4 file (HDF5 inside) read through GDAL's HDF5 driver. It knows no
+    # georeferencing there (identity transform, rows bottom-up), so give a CRS.
+    nc4 = str(tmp_path / "f4.nc")
+    rasterio.shutil.copy(write_tif(tmp_path / "g.tif", z, transform=UTM), nc4, driver="netCDF",
+                         FORMAT="NC4")
+    h5 = f'HDF5:"{nc4}"://Band1'
+    dem = terrain.open_dem(h5, src_crs="EPSG:32616")
+    np.testing.assert_array_equal(dem.values, z[::-1])
+    assert terrain.info.dem_info(h5).valid_cells == z.size
+
+
+@pytest.mark.parametrize("unit, factor", [("metre", 1.0), ("US survey foot", FTUS)])
+def test_local_engineering_crs(unit, factor, tmp_path):
+    """LOCAL_CS / ENGCRS grids: metres are measured as metres; any other unit is one
+    clear error, in `terrain info` and `terrain slope` alike."""
+    z = plane_z((12, 14), 0.25, -0.1).astype(np.float32)
+    wkt = f'LOCAL_CS["site grid",UNIT["{unit}",{factor!r}]]'
+    path = write_tif(tmp_path / "dem.tif", z, transform=Affine(10.0, 0, 1000.0, 0, -10.0, 5000.0),
+                     crs=rasterio.crs.CRS.from_wkt(wkt))
+    info_run = CliRunner().invoke(cli, ["info", path])
+    out = tmp_path / "s.tif"
+    slope_run = CliRunner().invoke(cli, ["slope", path, "-o", str(out)])
+    if factor == 1.0:
+        assert info_run.exit_code == 0, info_run.output
+        assert "unexpected" not in info_run.output
+        assert "ground pixel: dx 10.000 m, dy 10.000 m" in info_run.output
+        assert slope_run.exit_code == 0, slope_run.output
+        with rasterio.open(out) as ds:
+            np.testing.assert_allclose(ds.read(1), true_slope(0.25, -0.1), atol=1e-4)
+        np.testing.assert_allclose(terrain.slope(terrain.open_dem(path)).values,
+                                   true_slope(0.25, -0.1), atol=1e-4)
+    else:
+        for run in (info_run, slope_run):
+            assert run.exit_code == 1
+            assert "local (engineering) CRS in US survey foot" in run.output
+            assert "unexpected" not in run.output and "Traceback" not in run.output
+        assert not out.exists()
+        with pytest.raises(terrain.TerrainError, match="local"):
+            terrain.slope(terrain.open_dem(path))
