@@ -134,6 +134,10 @@ def open_raster(path):
         try:
             ds = rasterio.open(path)
         except (UnicodeError, ValueError, RasterioError) as exc:
+            if not path.startswith("/vsi") and "://" not in path:
+                # "name:with:colons.tif": a missing local file as much as a bad subdataset.
+                raise InputError(f"{path}: no such file, and GDAL cannot open it as a subdataset "
+                                 f"({first_line(exc)}); check the path") from None
             raise InputError(f"{path}: GDAL cannot open it ({first_line(exc)}); check the "
                              "archive member, URL or subdataset name") from None
         return _single_dataset(ds, path)

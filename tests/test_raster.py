@@ -546,3 +546,31 @@ def test_local_engineering_crs(unit, factor, tmp_path):
         assert not out.exists()
         with pytest.raises(terrain.TerrainError, match="local"):
             terrain.slope(terrain.open_dem(path))
+
+
+def test_aux_xml_sidecar_is_read(tmp_path):
+    """Scale, offset and units kept in dem.tif.aux.xml (GDAL's PAM sidecar, as QGIS, ArcGIS
+    or gdal_edit on a read-only file leave them): GDAL only sees it when it may list the
+    folder, which terrain's EMPTY_DIR setting forbids unless a sidecar is there."""
+    rows, cols = np.indices((9, 11))
+    counts = 2000 + 30 * cols + 10 * rows  # 3 ft per 10 m east, 1 ft per 10 m south
+    path = write_tif(tmp_path / "dem.tif", counts.astype(np.int16), transform=UTM)
+    (tmp_path / "dem.tif.aux.xml").write_text(
+        '<PAMDataset><PAMRasterBand band="1"><UnitType>ft</UnitType><Offset>-100</Offset>'
+        "<Scale>0.1</Scale></PAMRasterBand></PAMDataset>")
+    info = raster_info(path)
+    assert (info.scale, info.offset, info.z_factor) == (0.1, -100.0, 0.3048)
+    np.testing.assert_allclose(terrain.open_dem(path).values, counts * 0.1 - 100, rtol=1e-6)
+    res = slope_everywhere(path, tmp_path)
+    truth = true_slope(0.3 * 0.3048, 0.1 * 0.3048)
+    for runner in ("memory", "dask", "stream", "cli"):
+        np.testing.assert_allclose(res[runner], truth, atol=1e-4, err_msg=runner)
+
+
+def test_colon_in_a_missing_local_name(tmp_path):
+    path = str(tmp_path / "survey:2024.tif")
+    with pytest.raises(terrain.TerrainError, match="no such file"):
+        raster_info(path)
+    relative = "survey:2024.tif"
+    with pytest.raises(terrain.TerrainError, match="survey:2024.tif: no such file"):
+        raster_info(relative)
