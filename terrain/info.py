@@ -18,8 +18,7 @@ import numpy as np
 import rasterio
 
 from .errors import CRSMissingError
-from .raster import (GDAL_ENV, describe, mask_kind, open_raster, parse_crs, read_window,
-                     vertical_units)
+from .raster import GDAL_ENV, band_semantics, describe, open_raster, parse_crs, read_window
 from .spacing import check_transform, grid_from_transform
 
 # Cells read at a time for the elevation range (rounded to whole block rows).
@@ -209,10 +208,9 @@ def dem_info(path, *, band: int = 1, src_crs=None, stats: bool = True) -> DEMInf
                               vertical_unit=ri.vertical_unit, z_factor=ri.z_factor,
                               z_factor_source=ri.z_factor_source)
             else:
-                factor, source, unit = vertical_units(ds, band, None, path)
-                fields.update(scale=float(ds.scales[band - 1] or 1.0),
-                              offset=float(ds.offsets[band - 1] or 0.0), mask=mask_kind(ds, band),
-                              vertical_unit=unit, z_factor=factor, z_factor_source=source)
+                scale, offset, factor, source, unit, mask, _ = band_semantics(ds, band, None, path)
+                fields.update(scale=scale, offset=offset, mask=mask, vertical_unit=unit,
+                              z_factor=factor, z_factor_source=source)
             if crs is not None:
                 fields.update(_crs_fields(crs))
                 grid = grid_from_transform(transform, shape, crs, name=path)

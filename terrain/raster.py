@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError  # what a metadata getter raises on a damaged file
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -174,7 +175,10 @@ def _single_dataset(ds, path: str):
     if ds.count > 0:
         return ds
     # GDAL's own names (rasterio's ds.subdatasets rewrites them as netcdf:/path:var).
-    tags = ds.tags(ns="SUBDATASETS")
+    try:
+        tags = ds.tags(ns="SUBDATASETS")
+    except (RasterioError, CPLE_BaseError):
+        tags = {}
     subs = [tags[k] for k in sorted((k for k in tags if re.fullmatch(r"SUBDATASET_\d+_NAME", k)),
                                     key=lambda k: int(k.split("_")[1]))]
     subs = subs or list(ds.subdatasets or ())
@@ -238,14 +242,7 @@ def describe(ds, path: str, band: int = 1, src_crs=None) -> RasterInfo:
     if dtype.startswith("complex"):
         raise InputError(f"{path}: band {band} is complex ({dtype}); elevations must be real numbers")
     nodata = ds.nodatavals[band - 1]
-    scale = ds.scales[band - 1] if ds.scales else 1.0
-    offset = ds.offsets[band - 1] if ds.offsets else 0.0
-    scale = 1.0 if scale is None else float(scale)
-    offset = 0.0 if offset is None else float(offset)
-    if not (math.isfinite(scale) and scale != 0 and math.isfinite(offset)):
-        raise InputError(f"{path}: band {band} has scale {scale:g} and offset {offset:g}; "
-                         "fix them with gdal_edit.py -scale / -offset")
-    z_factor, z_source, unit = vertical_units(ds, band, crs, path)
+    scale, offset, z_factor, z_source, unit, mask, alpha = band_semantics(ds, band, crs, path)
     return RasterInfo(
         path=path,
         band=band,
@@ -257,13 +254,31 @@ def describe(ds, path: str, band: int = 1, src_crs=None) -> RasterInfo:
         block_shape=tuple(ds.block_shapes[band - 1]),
         scale=scale,
         offset=offset,
-        mask=mask_kind(ds, band),
-        alpha_band=alpha_band(ds, band),
+        mask=mask,
+        alpha_band=alpha,
         elevation_dtype=_elevation_dtype(ds, band, dtype, nodata, path),
         z_factor=z_factor,
         z_factor_source=z_source,
         vertical_unit=unit,
     )
+
+
+def band_semantics(ds, band: int, crs, path: str):
+    """(scale, offset, z factor, its source, vertical unit, mask kind, alpha band) of a band."""
+    try:
+        scale = ds.scales[band - 1] if ds.scales else 1.0
+        offset = ds.offsets[band - 1] if ds.offsets else 0.0
+        z_factor, z_source, unit = vertical_units(ds, band, crs, path)
+        mask, alpha = mask_kind(ds, band), alpha_band(ds, band)
+    except (RasterioError, CPLE_BaseError) as exc:  # a damaged header: GDAL fails on metadata
+        raise InputError(f"{path}: cannot read band {band}'s metadata ({first_line(exc)}); "
+                         "the file may be truncated or corrupt") from None
+    scale = 1.0 if scale is None else float(scale)
+    offset = 0.0 if offset is None else float(offset)
+    if not (math.isfinite(scale) and scale != 0 and math.isfinite(offset)):
+        raise InputError(f"{path}: band {band} has scale {scale:g} and offset {offset:g}; "
+                         "fix them with gdal_edit.py -scale / -offset")
+    return scale, offset, z_factor, z_source, unit, mask, alpha
 
 
 def mask_kind(ds, band: int) -> str | None:
@@ -389,7 +404,7 @@ def read_window(ds, info: RasterInfo, window=None):
         win = Window(col0, row0, col1 - col0, row1 - row0)
     try:
         return raw, ds.read_masks(info.band, window=win)
-    except RasterioError as exc:
+    except (RasterioError, CPLE_BaseError) as exc:
         raise InputError(f"{info.path}: cannot read the {info.mask} of band {info.band} "
                          f"({first_line(exc)}); the file may be truncated or corrupt") from None
 
