@@ -119,8 +119,8 @@ def elevation_of(dem, *, spacing=None, name: str | None = None):
             from .engine import elevation_dtype
 
             dtype = elevation_dtype(data.dtype)
-            data = data.map_blocks(lambda block: as_elevation(np.array(block), nodata, dtype=dtype, **kw),
-                                   dtype=dtype)
+            data = data.map_blocks(
+                lambda block: as_elevation(np.array(block), nodata, dtype=dtype, **kw), dtype=dtype)
         return data, grid, da2
     if isinstance(dem, xr.Dataset):
         raise TerrainError("a gradient Dataset is only accepted by slope, aspect and hillshade")

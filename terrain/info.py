@@ -114,8 +114,8 @@ class DEMInfo:
         if self.mask is not None:
             out.append(("mask", f"{self.mask} (GDAL): its zero cells are nodata"))
         if self.scale != 1.0 or self.offset != 0.0:
-            out.append(("scale/offset", f"elevation = raw x {_num(self.scale)} + {_num(self.offset)}"
-                                        " (band scale and offset, applied)"))
+            out.append(("scale/offset", f"elevation = raw x {_num(self.scale)} + "
+                                        f"{_num(self.offset)} (band scale and offset, applied)"))
         out.append(("z factor", f"{_num(self.z_factor)} m per elevation unit"
                                 + (f" ({self.vertical_unit})" if self.vertical_unit else "")
                                 + f", from {self.z_factor_source}"))

@@ -356,7 +356,7 @@ def vertical_units(ds, band: int, crs, path: str = "the raster") -> tuple[float,
 
 
 def unit_factor(unit: str) -> float | None:
-    """Metres per ``unit`` (metre, ft, US survey foot, ftUS ...), None if not a length unit known."""
+    """Metres per ``unit`` (metre, ft, US survey foot, ftUS ...); None for an unknown unit."""
     key = " ".join(unit.strip().lower().split())
     if key.endswith("s") and key not in VERTICAL_UNITS and key[:-1] in VERTICAL_UNITS:
         key = key[:-1]
