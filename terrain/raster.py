@@ -320,6 +320,25 @@ def _elevation_dtype(ds, band, dtype, nodata, path) -> str:
     raw = np.dtype(dtype)
     if raw.kind not in "iu" or raw.itemsize < 4:
         return str(elevation_dtype(raw))
+    # The answer needs a pass over the band; a run describes a file more than once.
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), band, nodata, st.st_size, st.st_mtime_ns)
+    except (OSError, ValueError):
+        key = None
+    if key is not None and key in _WIDE_SCANS:
+        return _WIDE_SCANS[key]
+    result = _scan_wide(ds, band, nodata, path)
+    if key is not None:
+        _WIDE_SCANS[key] = result
+    return result
+
+
+_WIDE_SCANS: dict = {}
+
+
+def _scan_wide(ds, band, nodata, path) -> str:
+    """Read the band in strips of whole blocks: "float64" at the first value beyond 2**24."""
     rows, cols = ds.height, ds.width
     block_rows = max(1, ds.block_shapes[band - 1][0])
     step = max(block_rows, ((1 << 22) // max(cols, 1)) // block_rows * block_rows)

@@ -576,3 +576,21 @@ def test_colon_in_a_missing_local_name(tmp_path):
     relative = "survey:2024.tif"
     with pytest.raises(terrain.TerrainError, match="survey:2024.tif: no such file"):
         raster_info(relative)
+
+
+@pytest.mark.parametrize("path, stem", [
+    ("/data/dem.tif", "dem"),
+    ("/data/my dem.v2.tif", "my dem.v2"),  # local names as they always were
+    ("/vsizip//data/tiles.zip/sub/n45e007.tif", "n45e007"),
+    ("zip:///data/tiles.zip!sub/n45e007.tif", "n45e007"),
+    ("/vsigzip//data/dem.tif.gz", "dem"),
+    ("/vsicurl/https://example.org/a/dem.tif?token=1", "dem"),
+    ("https://example.org/a/dem.tif?token=1#x", "dem"),
+    ('NETCDF:"/data/f.nc":elevation', "f_elevation"),
+    ('HDF5:"/data/f.h5"://grids/elevation', "f_grids_elevation"),
+    ("GPKG:/data/f.gpkg:dem", "f_dem"),
+])
+def test_dataset_stem(path, stem):
+    from terrain.raster import dataset_stem
+
+    assert dataset_stem(path) == stem
