@@ -550,7 +550,8 @@ def _holed_plane(tmp_path, nodata=-9999.0):
     holes[5:8, 6:9] = True
     holes[0, 15] = True
     z[holes] = nodata
-    path = write_tif(tmp_path / "dem.tif", z, transform=Affine(10.0, 0, 500000.0, 0, -10.0, 4e6),
+    # 180 km east of the UTM central meridian: scale factor 1, CRS metres are ground metres.
+    path = write_tif(tmp_path / "dem.tif", z, transform=Affine(10.0, 0, 680070.0, 0, -10.0, 4e6),
                      nodata=nodata)
     return path, z, holes, math.degrees(math.atan(math.hypot(0.3, 0.2)))
 
@@ -616,12 +617,13 @@ def test_dataarray_vertical_units(attrs, factor, source):
         import rioxarray  # noqa: F401
 
         dem = dem.rio.write_crs(attrs["crs"])
-        x_ft = dem.x / FTUS  # the CRS's horizontal unit is US survey feet too
-        dem = dem.assign_coords(x=x_ft.values, y=(dem.y / FTUS).values)
+        # The CRS's horizontal unit is US survey feet too; on its standard parallel
+        # (34 deg 02', scale factor 1) CRS feet are ground feet.
+        dem = dem.assign_coords(x=6561666.667 + x / FTUS, y=1834512.814 + (y - 100.0) / FTUS)
     s = terrain.slope(dem, units="ratio")
-    np.testing.assert_allclose(s.values, p, rtol=1e-9)
+    np.testing.assert_allclose(s.values, p, rtol=1e-6)
     assert s.attrs["z_factor"] == pytest.approx(factor, rel=1e-15)
     assert s.attrs["z_factor_source"] == source
     explicit = terrain.slope(dem, units="ratio", z_factor=1.0)
-    np.testing.assert_allclose(explicit.values, p / factor, rtol=1e-9)
+    np.testing.assert_allclose(explicit.values, p / factor, rtol=1e-6)
     assert explicit.attrs["z_factor_source"] == "explicit (--z-factor / z_factor=)"
