@@ -15,7 +15,9 @@ MAPS = ("slope", "aspect")
 
 def targets(dem: str, out_dir: str) -> tuple[dict, dict]:
     """({kind: tif}, {product: map}) for one input: DIR/<stem>_<kind>.tif / .png."""
-    stem = os.path.splitext(os.path.basename(dem))[0]
+    from terrain.raster import dataset_stem
+
+    stem = dataset_stem(dem)
     tifs = {k: os.path.join(out_dir, f"{stem}_{k}.tif") for k in TIFS}
     maps = {k: os.path.join(out_dir, f"{stem}_{k}.png") for k in MAPS}
     return tifs, maps
@@ -53,8 +55,10 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
 
     dems = list(dem)
     stems = {}
+    from terrain.raster import dataset_stem
+
     for path in dems:
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = dataset_stem(path)
         if stem in stems:
             raise click.UsageError(
                 f"{stems[stem]} and {path} would write the same outputs "

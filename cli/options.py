@@ -122,14 +122,18 @@ edge_order_option = click.option(
     callback=lambda ctx, param, value: int(value),
     help="Order of the one-sided differences used at edges and next to nodata.")
 def _check_z_factor(ctx, param, value):
+    if value is None:
+        return None
     if not (math.isfinite(value) and value != 0):
         raise click.BadParameter(f"{value} is not a finite, non-zero number")
     return value
 
 
 z_factor_option = click.option(
-    "--z-factor", type=float, default=1.0, show_default=True, callback=_check_z_factor,
-    help="Multiplier turning elevation units into metres (0.3048 for feet).")
+    "--z-factor", type=float, default=None, callback=_check_z_factor,
+    help="Multiplier turning elevation units into metres (0.3048 for feet). "
+         "Default: from the file (band unit or vertical CRS: ft, US survey foot ...), "
+         "else 1; `terrain info` shows it.")
 
 
 geometry_option = click.option(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from .dem import _is_dask, elevation_of
-from .engine import Options, product_description, product_units, products_from_gradient, run_in_memory
+from .dem import _is_dask, elevation_of, z_factor_of
+from .engine import Z_FACTOR_EXPLICIT, Options, product_description, product_units, products_from_gradient, run_in_memory
 from .errors import TerrainError
 
 
@@ -42,6 +42,10 @@ def compute(dem, products, *, spacing=None, **options):
     if isinstance(dem, xr.Dataset):
         return _from_gradient(dem, opts, products)
     data, grid, template = elevation_of(dem, spacing=spacing, geometry=opts.geometry)
+    z_factor, z_source = z_factor_of(dem)
+    if opts.z_factor_explicit:
+        z_source = Z_FACTOR_EXPLICIT
+    opts = opts.with_z_factor(z_factor)
     if _is_dask(data):
         from .dask_runner import run_dask
 
@@ -51,13 +55,17 @@ def compute(dem, products, *, spacing=None, **options):
         results = run_in_memory(data, grid, opts, products, name=label)
     if template is None:
         return results
-    return {name: _wrap(arr, template, name, opts) for name, arr in results.items()}
+    out = {name: _wrap(arr, template, name, opts) for name, arr in results.items()}
+    for arr in out.values():
+        arr.attrs["z_factor"] = opts.z_factor
+        arr.attrs["z_factor_source"] = z_source
+    return out
 
 
 def _from_gradient(ds: xr.Dataset, opts: Options, products):
     if "dzdx" not in ds or "dzdy" not in ds:
         raise TerrainError("a gradient Dataset needs dzdx and dzdy variables (from terrain.gradient)")
-    if opts.z_factor != 1.0:
+    if opts.z_factor_explicit and opts.z_factor != 1.0:
         raise TerrainError("z_factor applies to elevations; the gradient Dataset already has it")
     dzdx, dzdy = ds["dzdx"], ds["dzdy"]
     rotation = _map_rotation(dzdx, ds.attrs.get("geometry")) if "hillshade" in products else None
@@ -101,7 +109,7 @@ def _wrap(arr, template: xr.DataArray, name: str, opts: Options, method=None) ->
     return out
 
 
-def gradient(dem, *, method: str = "central", edge_order: int = 1, z_factor: float = 1.0,
+def gradient(dem, *, method: str = "central", edge_order: int = 1, z_factor: float | None = None,
              geometry: str = "geodesic", spacing=None) -> xr.Dataset:
     """dz/dx (towards east) and dz/dy (towards north) in metres per metre.
 
@@ -115,8 +123,11 @@ def gradient(dem, *, method: str = "central", edge_order: int = 1, z_factor: flo
         ``central`` reproduces numpy.gradient; ``horn`` is gdaldem's default.
     edge_order : {1, 2}
         Order of the one-sided differences at edges and next to nodata.
-    z_factor : float
-        Converts elevation units to metres (0.3048 for feet).
+    z_factor : float, optional
+        Converts elevation units to metres (0.3048 for feet). Default: from the
+        input (``open_dem``'s ``z_factor`` attr, a ``units`` attr such as ``ft``
+        or ``US survey foot``, or a compound CRS's vertical unit), else 1.0. The
+        results' attrs ``z_factor`` and ``z_factor_source`` say which was used.
     geometry : {"geodesic", "planar"}
         On a projected CRS, ``geodesic`` measures the derivatives along true east and
         north on the ground (the projection's scale and meridian convergence
@@ -148,7 +159,7 @@ def gradient(dem, *, method: str = "central", edge_order: int = 1, z_factor: flo
 
 
 def slope(dem, *, units: str = "degrees", method: str = "central", edge_order: int = 1,
-          z_factor: float = 1.0, geometry: str = "geodesic", spacing=None):
+          z_factor: float | None = None, geometry: str = "geodesic", spacing=None):
     """Slope of the surface: degrees (default), percent (100 tan), radians or ratio (tan).
 
     ``dem`` is anything :func:`gradient` accepts, or the Dataset it returns.
@@ -164,7 +175,7 @@ def slope(dem, *, units: str = "degrees", method: str = "central", edge_order: i
                 z_factor=z_factor, geometry=geometry)
 
 
-def aspect(dem, *, method: str = "central", edge_order: int = 1, z_factor: float = 1.0,
+def aspect(dem, *, method: str = "central", edge_order: int = 1, z_factor: float | None = None,
            flat_value: float = -1.0, geometry: str = "geodesic", spacing=None):
     """Compass azimuth of the downslope direction in [0, 360), clockwise from north.
 
@@ -185,7 +196,7 @@ def aspect(dem, *, method: str = "central", edge_order: int = 1, z_factor: float
 
 
 def hillshade(dem, *, azimuth: float = 315.0, altitude: float = 45.0, method: str = "horn",
-              multidirectional: bool = False, edge_order: int = 1, z_factor: float = 1.0,
+              multidirectional: bool = False, edge_order: int = 1, z_factor: float | None = None,
               geometry: str = "geodesic", spacing=None):
     """gdaldem's hillshade (1..255, NaN where no data) on the true ground spacing.
 

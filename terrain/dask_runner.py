@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import Options, as_elevation, compute_block, output_dtype, products_from_gradient
+from .engine import Options, compute_block, file_elevation, output_dtype, products_from_gradient
 
 
 def _stacked(z, grid, opts: Options, products):
     """One lazy (products, y, x) array: each chunk runs the kernel once for all products."""
     import dask.array as da
 
+    opts = opts.with_z_factor(1.0)
     h = opts.halo
     # Overlap needs every chunk at least as deep as the halo; rechunk here, not
     # inside overlap(), so that the output's chunks are the ones computed.
@@ -75,13 +76,16 @@ def run_dask_gradient(dzdx, dzdy, opts: Options, products, *, rotation=None):
 
 
 def lazy_elevation(info, chunks):
-    """A dask array reading windows of ``info.path`` on demand, nodata already NaN."""
+    """A dask array reading windows of ``info.path`` on demand, nodata already NaN.
+
+    Each chunk reads the band (and its GDAL mask, if any) with scale and offset applied.
+    """
     import dask.array as da
     import rasterio
 
-    from .raster import GDAL_ENV, open_raster, read_band
+    from .raster import GDAL_ENV, open_raster, read_window
 
-    dtype = output_dtype(info.dtype)
+    dtype = output_dtype(info.elevation_dtype)
     if isinstance(chunks, dict):
         chunks = (chunks.get("y", "auto"), chunks.get("x", "auto"))
     template = da.empty(info.shape, chunks=chunks, dtype=dtype)
@@ -89,8 +93,8 @@ def lazy_elevation(info, chunks):
     def read(block_info=None):
         (r0, r1), (c0, c1) = block_info[None]["array-location"]
         with rasterio.Env(**GDAL_ENV), open_raster(info.path) as ds:
-            raw = read_band(ds, info.path, info.band, ((r0, r1), (c0, c1)))
-        return as_elevation(raw, info.nodata).astype(dtype, copy=False)
+            raw, mask = read_window(ds, info, ((r0, r1), (c0, c1)))
+        return file_elevation(raw, mask, info).astype(dtype, copy=False)
 
     return da.map_blocks(read, dtype=dtype, chunks=template.chunks,
                          meta=np.empty((0, 0), dtype))

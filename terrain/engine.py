@@ -8,6 +8,7 @@ comes from and where the results go.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ class Options:
 
     method: str = "central"
     edge_order: int = 1
-    z_factor: float = 1.0
+    z_factor: float | None = None  # None: from the file (its vertical unit), else 1.0
     units: str = "degrees"
     flat_value: float = -1.0
     azimuth: float = 315.0
@@ -52,11 +53,23 @@ class Options:
                 f"unknown slope units {self.units!r}; choose one of "
                 f"{', '.join(kernels.SLOPE_UNITS)}"
             )
-        if not (math.isfinite(self.z_factor) and self.z_factor != 0):
+        if self.z_factor is not None and not (math.isfinite(self.z_factor)
+                                              and self.z_factor != 0):
             raise TerrainError(f"z_factor must be finite and non-zero, got {self.z_factor!r}")
         if not 0 <= self.altitude <= 90:
             raise TerrainError(f"altitude must be within 0..90 degrees, got {self.altitude!r}")
         check_geometry(self.geometry)
+
+    @property
+    def z_factor_explicit(self) -> bool:
+        """Whether the caller gave ``z_factor`` (else the input's vertical unit decides)."""
+        return self.z_factor is not None
+
+    def with_z_factor(self, factor: float) -> "Options":
+        """These options with ``factor`` as the z factor unless one was given explicitly."""
+        if self.z_factor_explicit:
+            return self
+        return dataclasses.replace(self, z_factor=float(factor))
 
     @property
     def halo(self) -> int:
@@ -64,15 +77,56 @@ class Options:
         return self.edge_order
 
 
-def as_elevation(raw: np.ndarray, nodata=None) -> np.ndarray:
-    """Float elevations with NaN for the nodata value, NaN and +-inf.
+# float32 holds every integer up to 2**24 exactly; wider integers are computed in float64.
+FLOAT32_EXACT = 2 ** 24
+# Finite elevations this large are a fill value nobody declared (float32's lowest,
+# -3.4e38, is the usual one); real ones are below 1e5 m, and 1e30 still computes.
+FILL_LIMIT = 1e38
+Z_FACTOR_EXPLICIT = "explicit (--z-factor / z_factor=)"
+Z_FACTOR_DEFAULT = "default (metres)"
 
-    Integers become float32, float64 stays float64. Works in place on float input.
+
+def elevation_dtype(raw_dtype, max_abs=None) -> np.dtype:
+    """float32 or float64: the type elevations of ``raw_dtype`` are computed in.
+
+    Integers become float32 unless a value exceeds 2**24 (``max_abs``; None means it
+    is unknown, and then only the types that cannot hold such values are float32).
     """
-    if raw.dtype.kind == "f":
-        z = raw if raw.dtype in (np.float32, np.float64) else raw.astype(np.float64)
+    raw_dtype = np.dtype(raw_dtype)
+    if raw_dtype == np.float64 or (raw_dtype.kind == "f" and raw_dtype.itemsize > 8):
+        return np.dtype(np.float64)
+    if raw_dtype.kind in "iu" and raw_dtype.itemsize >= 4:
+        if max_abs is None or max_abs > FLOAT32_EXACT:
+            return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def as_elevation(raw: np.ndarray, nodata=None, *, mask=None, scale: float = 1.0,
+                 offset: float = 0.0, dtype=None, name: str | None = None,
+                 check_fill: bool = True) -> np.ndarray:
+    """Float elevations with NaN for the nodata value, masked cells, NaN and +-inf.
+
+    The nodata value is compared in raw values, then ``mask`` (zero = no data, e.g.
+    a GDAL mask or alpha band, or a numpy mask inverted) is applied, then the band's
+    ``scale`` and ``offset``. ``dtype`` (default :func:`elevation_dtype` of the data:
+    integers become float32 unless wider than 2**24, float64 stays float64).
+    Works in place on float input of that type. A finite value beyond 1e38 (an
+    undeclared -3.4e38 fill) raises a TerrainError naming ``name`` unless
+    ``check_fill`` is False.
+    """
+    if dtype is None:
+        max_abs = None
+        if raw.dtype.kind in "iu" and raw.dtype.itemsize >= 4:
+            vals = raw
+            if nodata is not None and not np.isnan(nodata) and float(nodata).is_integer():
+                vals = raw[raw != nodata]  # the nodata value is never an elevation
+            max_abs = max(abs(int(vals.min())), abs(int(vals.max()))) if vals.size else 0
+        dtype = elevation_dtype(raw.dtype, max_abs)
+    dtype = np.dtype(dtype)
+    if raw.dtype == dtype:
+        z = raw
     else:
-        z = raw.astype(np.float32)
+        z = raw.astype(dtype)
     if nodata is not None and not np.isnan(nodata):
         if raw.dtype.kind in "iu":
             # Compare in the raw type so that an integer nodata is never rounded; a
@@ -82,8 +136,33 @@ def as_elevation(raw: np.ndarray, nodata=None) -> np.ndarray:
                 z[raw == raw.dtype.type(int(nodata))] = np.nan
         else:
             z[raw == nodata] = np.nan
-    z[np.isinf(z)] = np.nan
+    if mask is not None:
+        z[np.asarray(mask) == 0] = np.nan
+    if scale != 1.0:
+        z *= scale
+    if offset != 0.0:
+        z += offset
+    # One pass finds NaN, +-inf and huge fills alike.
+    odd = ~(np.abs(z) < FILL_LIMIT)
+    if odd.any():
+        finite = np.isfinite(z) & odd
+        if check_fill and finite.any():
+            raise TerrainError(
+                f"{name or 'the DEM'}: elevation {float(z[finite].flat[0]):.6g} is an undeclared "
+                "nodata fill (no real elevation is beyond 1e38); declare it as nodata "
+                "(gdal_edit.py -a_nodata VALUE, or nodata= / _FillValue) or set those cells to NaN")
+        z[odd & ~finite] = np.nan
     return z
+
+
+def file_elevation(raw: np.ndarray, mask, info) -> np.ndarray:
+    """Elevations of a window read from a file, as ``info`` (a RasterInfo) says to read them.
+
+    The one place the streaming, dask and in-memory readers turn raw values (and the
+    window's GDAL mask, if the file has one) into float elevations.
+    """
+    return as_elevation(raw, info.nodata, mask=mask, scale=info.scale, offset=info.offset,
+                        dtype=info.elevation_dtype, name=info.path)
 
 
 def output_dtype(z_dtype) -> np.dtype:
@@ -109,7 +188,8 @@ def compute_block(zpad, grid, window, opts: Options, products, out_dtype=None, *
     dtype = out_dtype or output_dtype(zpad.dtype)
     dzdx = np.empty(shape, dtype)
     dzdy = np.empty(shape, dtype)
-    METHODS[opts.method](zpad, xpos, xscale, ypos, h, opts.edge_order, float(opts.z_factor), dzdx, dzdy)
+    z_factor = 1.0 if opts.z_factor is None else float(opts.z_factor)  # None: metres
+    METHODS[opts.method](zpad, xpos, xscale, ypos, h, opts.edge_order, z_factor, dzdx, dzdy)
     if ground is not None:
         # CRS-metre derivatives -> true east / north on the ellipsoid (in place).
         to_ground(dzdx, dzdy, ground, "ground", dzdx, dzdy)
@@ -216,6 +296,7 @@ def default_threads() -> int:
 def run_in_memory(z, grid, opts: Options, products, *, tile: int = 512, threads: int | None = None,
                   name: str = "the DEM"):
     """Products of a whole in-memory elevation array, tile by tile on a thread pool."""
+    opts = opts.with_z_factor(1.0)
     out_dtype = output_dtype(z.dtype)
     out = {
         product: np.empty(z.shape, np.float32 if product == "hillshade" else out_dtype)

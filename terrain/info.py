@@ -18,7 +18,7 @@ import numpy as np
 import rasterio
 
 from .errors import CRSMissingError
-from .raster import GDAL_ENV, describe, open_raster, parse_crs, read_band
+from .raster import GDAL_ENV, band_semantics, describe, open_raster, parse_crs, read_window
 from .spacing import check_transform, grid_from_transform
 
 # Cells read at a time for the elevation range (rounded to whole block rows).
@@ -56,6 +56,15 @@ class DEMInfo:
     elevation_max: float | None = None
     valid_cells: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # How values become elevations: raw * scale + offset (GDAL band scale / offset),
+    # holes from the nodata value or a GDAL mask ("mask band", "per-dataset mask",
+    # "alpha band"), and metres per elevation unit with where that came from.
+    scale: float = 1.0
+    offset: float = 0.0
+    mask: str | None = None
+    vertical_unit: str | None = None
+    z_factor: float = 1.0
+    z_factor_source: str = "default (metres)"
 
     @property
     def cells(self) -> int:
@@ -103,6 +112,14 @@ class DEMInfo:
         w, s, e, n = self.bounds
         out.append(("bounds", f"west {_num(w)}, south {_num(s)}, east {_num(e)}, north {_num(n)}"))
         out.append(("nodata", "none" if self.nodata is None else _num(self.nodata)))
+        if self.mask is not None:
+            out.append(("mask", f"{self.mask} (GDAL): its zero cells are nodata"))
+        if self.scale != 1.0 or self.offset != 0.0:
+            out.append(("scale/offset", f"elevation = raw x {_num(self.scale)} + "
+                                        f"{_num(self.offset)} (band scale and offset, applied)"))
+        out.append(("z factor", f"{_num(self.z_factor)} m per elevation unit"
+                                + (f" ({self.vertical_unit})" if self.vertical_unit else "")
+                                + f", from {self.z_factor_source}"))
         if self.valid_cells is not None:
             pct = 100.0 * self.valid_cells / self.cells
             if self.valid_cells:
@@ -171,6 +188,7 @@ def dem_info(path, *, band: int = 1, src_crs=None, stats: bool = True) -> DEMInf
                 ri = describe(ds, path, band, src_crs)
                 crs, transform, shape = ri.crs, ri.transform, ri.shape
             except CRSMissingError as exc:
+                ri = None
                 crs, transform, shape = None, ds.transform, (ds.height, ds.width)
                 check_transform(transform, path)
                 notes.append(str(exc).split(": ", 1)[-1])
@@ -186,6 +204,14 @@ def dem_info(path, *, band: int = 1, src_crs=None, stats: bool = True) -> DEMInf
                 bounds=(min(west, east), min(south, north), max(west, east), max(south, north)),
                 crs=None, crs_name=None, kind=None, crs_units=None, dx_m=None, dy_m=None,
             )
+            if ri is not None:
+                fields.update(scale=ri.scale, offset=ri.offset, mask=ri.mask,
+                              vertical_unit=ri.vertical_unit, z_factor=ri.z_factor,
+                              z_factor_source=ri.z_factor_source)
+            else:
+                scale, offset, factor, source, unit, mask, _ = band_semantics(ds, band, None, path)
+                fields.update(scale=scale, offset=offset, mask=mask, vertical_unit=unit,
+                              z_factor=factor, z_factor_source=source)
             if crs is not None:
                 fields.update(_crs_fields(crs))
                 grid = grid_from_transform(transform, shape, crs, name=path)
@@ -198,10 +224,15 @@ def dem_info(path, *, band: int = 1, src_crs=None, stats: bool = True) -> DEMInf
                     fields["dx_m"] = (float(dx.min()), float(dx.max()))
                     fields["dy_m"] = (float(dy.min()), float(dy.max()))
             if stats:
-                lo, hi, n = elevation_range(ds, band, nodata, path)
+                lo, hi, n = elevation_range(ds, band, nodata, path, info=ri, scale=fields["scale"],
+                                            offset=fields["offset"], mask=fields["mask"])
                 fields.update(elevation_min=lo, elevation_max=hi, valid_cells=n)
                 if n == 0:
                     notes.append("no valid elevation: every product would be all nodata")
+                elif lo <= -1e38 or hi >= 1e38:
+                    notes.append("elevations beyond 1e38: an undeclared nodata fill (e.g. "
+                                 "-3.4e38); declare it with gdal_edit.py -a_nodata, or every "
+                                 "command refuses the file")
     return DEMInfo(notes=tuple(notes), **fields)
 
 
@@ -209,11 +240,16 @@ def _crs_fields(crs) -> dict:
     """EPSG code (or WKT), name, kind and unit of a rasterio CRS."""
     epsg = crs.to_epsg()
     geographic = bool(crs.is_geographic)
-    unit = crs.units_factor[0] if geographic else crs.linear_units_factor[0]
+    if geographic:
+        kind, unit = "geographic", crs.units_factor[0]
+    elif crs.is_projected:
+        kind, unit = "projected", crs.linear_units_factor[0]
+    else:  # LOCAL_CS / engineering: the grid refuses any unit but metres
+        kind, unit = "local", crs.units_factor[0]
     return dict(
         crs=f"EPSG:{epsg}" if epsg else crs.to_wkt(),
         crs_name=_crs_name(crs),
-        kind="geographic" if geographic else "projected",
+        kind=kind,
         crs_units=unit,
     )
 
@@ -226,21 +262,32 @@ def _crs_name(crs) -> str:
     return wkt[start + 1:end] if 0 <= start < end else "unnamed CRS"
 
 
-def elevation_range(ds, band: int, nodata, path: str = "the raster"):
+def elevation_range(ds, band: int, nodata, path: str = "the raster", *, info=None,
+                    scale: float = 1.0, offset: float = 0.0, mask: str | None = None):
     """(min, max, valid cell count) of a band, read in windows of whole block rows.
 
-    Valid means what the gradient engine uses: not the nodata value, not NaN, not
-    +-inf. Returns ``(None, None, 0)`` for an all-nodata band.
+    Valid means what the gradient engine uses: not the nodata value, not masked by a
+    GDAL mask or alpha band, not NaN, not +-inf; values are scaled (band scale and
+    offset). Returns ``(None, None, 0)`` for an all-nodata band.
     """
+    from types import SimpleNamespace
+
     from .engine import as_elevation
 
+    if info is None:
+        from .raster import alpha_band
+
+        info = SimpleNamespace(path=path, band=band, mask=mask, alpha_band=alpha_band(ds, band))
     rows, cols = ds.height, ds.width
     block_rows = max(1, ds.block_shapes[band - 1][0])
     step = max(block_rows, (_WINDOW_CELLS // max(cols, 1)) // block_rows * block_rows)
     lo, hi, n = math.inf, -math.inf, 0
     for r0 in range(0, rows, step):
         h = min(step, rows - r0)
-        z = as_elevation(read_band(ds, path, band, ((r0, r0 + h), (0, cols))), nodata)
+        raw, valid_mask = read_window(ds, info, ((r0, r0 + h), (0, cols)))
+        # float64 here: the range is reported, huge fills included (not refused).
+        z = as_elevation(raw, nodata, mask=valid_mask, scale=scale, offset=offset,
+                         dtype=np.float64, check_fill=False)
         valid = z[~np.isnan(z)]
         if valid.size:
             lo = min(lo, float(valid.min()))

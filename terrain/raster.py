@@ -7,10 +7,15 @@ so both refuse the same files with the same words.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 
+import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError  # what a metadata getter raises on a damaged file
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -19,7 +24,30 @@ from .spacing import Grid, check_shape, check_transform, grid_from_transform
 
 # GDAL keeps decoded blocks in a cache that defaults to 5 % of RAM; a streamed run
 # never revisits a block more than once, so a small cache bounds memory.
-GDAL_ENV = {"GDAL_CACHEMAX": 64 * 2**20, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+# EMPTY_DIR: opening a file does not list its folder (slow in big folders and on
+# /vsicurl/); GDAL then also ignores sidecars, so open_raster allows the listing for
+# a local file that has one (a .msk mask, a .aux.xml with scale, offset, units ...).
+# CPL_VSIL_GZIP_WRITE_PROPERTIES=NO: reading /vsigzip/dem.tif.gz leaves no
+# dem.tif.gz.properties next to the input.
+GDAL_ENV = {"GDAL_CACHEMAX": 64 * 2**20, "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+            "CPL_VSIL_GZIP_WRITE_PROPERTIES": "NO"}
+SIDECARS = (".msk", ".aux.xml")
+# NETCDF:"f.nc":var, HDF5:"f.h5"://path, GPKG:f.gpkg:table ...: a driver's subdataset name.
+_DRIVER_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]+:")
+
+# Vertical units a band or a vertical CRS may declare, in metres.
+US_SURVEY_FOOT = 1200 / 3937
+VERTICAL_UNITS = {
+    **dict.fromkeys(("m", "metre", "metres", "meter", "meters"), 1.0),
+    **dict.fromkeys(("ft", "foot", "feet", "international foot", "international feet",
+                     "foot (international)", "ft (international)", "intl foot"), 0.3048),
+    **dict.fromkeys(("us survey foot", "us survey feet", "us-ft", "us_ft", "ftus", "ft_us",
+                     "foot_us", "us foot", "us feet", "survey foot", "foot (us survey)",
+                     "us survey foot (ftus)"), US_SURVEY_FOOT),
+    **dict.fromkeys(("cm", "centimetre", "centimetres", "centimeter", "centimeters"), 0.01),
+    **dict.fromkeys(("mm", "millimetre", "millimetres", "millimeter", "millimeters"), 0.001),
+    **dict.fromkeys(("km", "kilometre", "kilometres", "kilometer", "kilometers"), 1000.0),
+}
 
 
 @dataclass(frozen=True)
@@ -34,6 +62,16 @@ class RasterInfo:
     crs: object  # rasterio CRS
     transform: object  # affine.Affine
     block_shape: tuple[int, int]
+    # How to read the band's values as elevations (see terrain.engine.file_elevation).
+    scale: float = 1.0
+    offset: float = 0.0
+    mask: str | None = None  # "mask band", "per-dataset mask", "alpha band" or None
+    alpha_band: int | None = None  # the alpha band read as the mask (0 = no data)
+    elevation_dtype: str = "float32"
+    # Metres per elevation unit, and where that came from (band unit, vertical CRS, default).
+    z_factor: float = 1.0
+    z_factor_source: str = "default (metres)"
+    vertical_unit: str | None = None
 
     def grid(self, geometry: str = "geodesic") -> Grid:
         return grid_from_transform(self.transform, self.shape, self.crs, geometry=geometry,
@@ -54,9 +92,57 @@ def parse_crs(src_crs, name: str = "--src-crs"):
         raise InputError(f"{name}: {src_crs!r} is not a CRS rasterio understands ({exc})") from None
 
 
-def open_raster(path):
-    """``rasterio.open`` with the cause of a failure said in one line."""
+def is_gdal_path(path: str) -> bool:
+    """Whether GDAL, not the file system, resolves ``path``: /vsi..., a URL, a subdataset."""
+    if path.startswith("/vsi") or "://" in path:
+        return True
+    return bool(_DRIVER_PREFIX.match(path)) and not os.path.exists(path)
+
+
+def dataset_stem(path: str) -> str:
+    """A file-name stem for outputs named after ``path`` (any GDAL path).
+
+    ``/vsizip/dem.zip/dem.tif`` -> ``dem``; ``http://host/a/dem.tif?x=1`` -> ``dem``;
+    ``NETCDF:"f.nc":elevation`` -> ``f_elevation``.
+    """
     path = os.fspath(path)
+    if not is_gdal_path(path):
+        return os.path.splitext(os.path.basename(path))[0]
+    if re.match(r"^(/vsi\w+/)*[A-Za-z][\w+.-]*://", path):  # a URL: no query or fragment
+        path = path.split("?", 1)[0].split("#", 1)[0]
+    elif not path.startswith("/vsi"):
+        m = re.match(r'^[A-Za-z][A-Za-z0-9_]+:"([^"]+)":(.+)$', path) or \
+            re.match(r"^[A-Za-z][A-Za-z0-9_]+:([^:]+):(.+)$", path)
+        if m:  # DRIVER:"file":subdataset
+            container = os.path.splitext(os.path.basename(m.group(1)))[0]
+            sub = re.sub(r"[^\w.+-]+", "_", m.group(2)).strip("_.")
+            return f"{container}_{sub}" if sub else container
+    stem, ext = os.path.splitext(os.path.basename(path.rstrip("/")))
+    if ext.lower() in (".gz", ".zip", ".bz2", ".xz", ".zst"):  # /vsigzip/dem.tif.gz -> dem
+        stem = os.path.splitext(stem)[0]
+    return re.sub(r"[^\w.+-]+", "_", stem).strip("_") or "dem"
+
+
+def open_raster(path):
+    """``rasterio.open`` with the cause of a failure said in one line.
+
+    Local files, and everything GDAL opens itself: ``/vsizip/``, ``/vsigzip/``,
+    ``/vsicurl/`` and http(s) URLs, ``NETCDF:"f.nc":var``, ``HDF5:`` and ``GPKG:``
+    subdatasets. A container holding several subdatasets is refused with their list;
+    one holding a single one opens it.
+    """
+    path = os.fspath(path)
+    if is_gdal_path(path):
+        try:
+            ds = rasterio.open(path)
+        except (UnicodeError, ValueError, RasterioError) as exc:
+            if not path.startswith("/vsi") and "://" not in path:
+                # "name:with:colons.tif": a missing local file as much as a bad subdataset.
+                raise InputError(f"{path}: no such file, and GDAL cannot open it as a subdataset "
+                                 f"({first_line(exc)}); check the path") from None
+            raise InputError(f"{path}: GDAL cannot open it ({first_line(exc)}); check the "
+                             "archive member, URL or subdataset name") from None
+        return _single_dataset(ds, path)
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file; check the path")
     if os.path.isdir(path):
@@ -69,8 +155,11 @@ def open_raster(path):
         shown = os.fsencode(path).decode("utf-8", "backslashreplace")
         raise InputError(f"{shown}: file name is not UTF-8, which GDAL "
                          "cannot open; rename the file") from None
+    # With EMPTY_DIR GDAL would not see a .msk mask or a .aux.xml: list the folder then.
+    sidecar = any(os.path.exists(path + ext) for ext in SIDECARS)
     try:
-        return rasterio.open(path)
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE") if sidecar else nullcontext():
+            ds = rasterio.open(path)
     except (UnicodeError, ValueError) as exc:
         # A CRS or metadata text that is not UTF-8 (rasterio cannot decode it).
         raise InputError(f"{path}: unreadable georeferencing text ({type(exc).__name__}); "
@@ -79,6 +168,28 @@ def open_raster(path):
         raise InputError(
             f"{path}: not a raster GDAL can read ({first_line(exc)}); check the file is a complete DEM"
         ) from None
+    return _single_dataset(ds, path)
+
+
+def _single_dataset(ds, path: str):
+    """``ds`` itself, its only subdataset, or an error listing the subdatasets to choose from."""
+    if ds.count > 0:
+        return ds
+    # GDAL's own names (rasterio's ds.subdatasets rewrites them as netcdf:/path:var).
+    try:
+        tags = ds.tags(ns="SUBDATASETS")
+    except (RasterioError, CPLE_BaseError):
+        tags = {}
+    subs = [tags[k] for k in sorted((k for k in tags if re.fullmatch(r"SUBDATASET_\d+_NAME", k)),
+                                    key=lambda k: int(k.split("_")[1]))]
+    subs = subs or list(ds.subdatasets or ())
+    ds.close()
+    if len(subs) == 1:
+        return open_raster(subs[0])
+    if len(subs) > 1:
+        raise InputError(f"{path}: holds {len(subs)} subdatasets: {', '.join(subs)}; "
+                         "open one of them")
+    raise InputError(f"{path}: has no raster band; check it is an elevation raster")
 
 
 def first_line(exc: BaseException) -> str:
@@ -131,16 +242,191 @@ def describe(ds, path: str, band: int = 1, src_crs=None) -> RasterInfo:
     dtype = ds.dtypes[band - 1]
     if dtype.startswith("complex"):
         raise InputError(f"{path}: band {band} is complex ({dtype}); elevations must be real numbers")
+    nodata = ds.nodatavals[band - 1]
+    scale, offset, z_factor, z_source, unit, mask, alpha = band_semantics(ds, band, crs, path)
     return RasterInfo(
         path=path,
         band=band,
         shape=shape,
         dtype=dtype,
-        nodata=ds.nodatavals[band - 1],
+        nodata=nodata,
         crs=crs,
         transform=transform,
         block_shape=tuple(ds.block_shapes[band - 1]),
+        scale=scale,
+        offset=offset,
+        mask=mask,
+        alpha_band=alpha,
+        elevation_dtype=_elevation_dtype(ds, band, dtype, nodata, path),
+        z_factor=z_factor,
+        z_factor_source=z_source,
+        vertical_unit=unit,
     )
+
+
+def band_semantics(ds, band: int, crs, path: str):
+    """(scale, offset, z factor, its source, vertical unit, mask kind, alpha band) of a band."""
+    try:
+        scale = ds.scales[band - 1] if ds.scales else 1.0
+        offset = ds.offsets[band - 1] if ds.offsets else 0.0
+        z_factor, z_source, unit = vertical_units(ds, band, crs, path)
+        mask, alpha = mask_kind(ds, band), alpha_band(ds, band)
+    except (RasterioError, CPLE_BaseError) as exc:  # a damaged header: GDAL fails on metadata
+        raise InputError(f"{path}: cannot read band {band}'s metadata ({first_line(exc)}); "
+                         "the file may be truncated or corrupt") from None
+    scale = 1.0 if scale is None else float(scale)
+    offset = 0.0 if offset is None else float(offset)
+    if not (math.isfinite(scale) and scale != 0 and math.isfinite(offset)):
+        raise InputError(f"{path}: band {band} has scale {scale:g} and offset {offset:g}; "
+                         "fix them with gdal_edit.py -scale / -offset")
+    return scale, offset, z_factor, z_source, unit, mask, alpha
+
+
+def mask_kind(ds, band: int) -> str | None:
+    """Which GDAL mask marks the band's holes, when it is not the nodata value.
+
+    None when every cell is valid or the nodata value (compared by terrain itself)
+    is the mask; else the mask must be read with the band. An alpha band counts
+    whatever its type (GDAL itself only honours Byte and UInt16 ones; gdalwarp
+    -dstalpha writes Float32 ones next to a Float32 DEM).
+    """
+    from rasterio.enums import MaskFlags
+
+    if alpha_band(ds, band) is not None:
+        return "alpha band"
+    flags = set(ds.mask_flag_enums[band - 1])
+    if MaskFlags.all_valid in flags or MaskFlags.nodata in flags:
+        return None
+    if MaskFlags.alpha in flags:
+        return "alpha band"
+    if MaskFlags.per_dataset in flags:
+        return "per-dataset mask"
+    return "mask band"
+
+
+def alpha_band(ds, band: int) -> int | None:
+    """The 1-based index of the dataset's alpha band (not ``band`` itself), or None."""
+    from rasterio.enums import ColorInterp
+
+    for k, ci in enumerate(ds.colorinterp, start=1):
+        if ci == ColorInterp.alpha and k != band:
+            return k
+    return None
+
+
+def _elevation_dtype(ds, band, dtype, nodata, path) -> str:
+    """float32, or float64 when the band's integers go beyond float32's 2**24 (read to know)."""
+    from .engine import elevation_dtype
+
+    raw = np.dtype(dtype)
+    if raw.kind not in "iu" or raw.itemsize < 4:
+        return str(elevation_dtype(raw))
+    # The answer needs a pass over the band; a run describes a file more than once.
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), band, nodata, st.st_size, st.st_mtime_ns)
+    except (OSError, ValueError):
+        key = None
+    if key is not None and key in _WIDE_SCANS:
+        return _WIDE_SCANS[key]
+    result = _scan_wide(ds, band, nodata, path)
+    if key is not None:
+        _WIDE_SCANS[key] = result
+    return result
+
+
+_WIDE_SCANS: dict = {}
+
+
+def _scan_wide(ds, band, nodata, path) -> str:
+    """Read the band in strips of whole blocks: "float64" at the first value beyond 2**24."""
+    rows, cols = ds.height, ds.width
+    block_rows = max(1, ds.block_shapes[band - 1][0])
+    step = max(block_rows, ((1 << 22) // max(cols, 1)) // block_rows * block_rows)
+    fill = None
+    if nodata is not None and float(nodata).is_integer():
+        fill = int(nodata)
+    for r0 in range(0, rows, step):
+        a = read_band(ds, path, band, ((r0, min(rows, r0 + step)), (0, cols)))
+        if fill is not None and np.iinfo(a.dtype).min <= fill <= np.iinfo(a.dtype).max:
+            a = a[a != a.dtype.type(fill)]
+        if a.size and max(abs(int(a.min())), abs(int(a.max()))) > 2 ** 24:
+            return "float64"
+    return "float32"
+
+
+def vertical_units(ds, band: int, crs, path: str = "the raster") -> tuple[float, str, str | None]:
+    """(metres per elevation unit, where that comes from, unit name) for a band.
+
+    The band's unit type (GDAL ``GetUnitType``) first, then the vertical part of a
+    compound CRS; 1.0 ("default (metres)") when the file says nothing.
+    """
+    unit = (ds.units[band - 1] or "").strip() if ds.units else ""
+    if unit:
+        factor = unit_factor(unit)
+        if factor is not None:
+            return factor, f"band unit '{unit}'", unit
+    vertical = vertical_crs_unit(crs)
+    if vertical is not None:
+        name, unit_name, factor = vertical
+        return factor, f"vertical CRS '{name}', {unit_name}", unit_name
+    if unit:
+        return 1.0, f"default (metres; band unit '{unit}' not recognised)", unit
+    return 1.0, "default (metres)", None
+
+
+def unit_factor(unit: str) -> float | None:
+    """Metres per ``unit`` (metre, ft, US survey foot, ftUS ...); None for an unknown unit."""
+    key = " ".join(unit.strip().lower().split())
+    if key.endswith("s") and key not in VERTICAL_UNITS and key[:-1] in VERTICAL_UNITS:
+        key = key[:-1]
+    return VERTICAL_UNITS.get(key)
+
+
+def vertical_crs_unit(crs) -> tuple[str, str, float] | None:
+    """(name, unit name, metres per unit) of a compound CRS's vertical part, else None."""
+    if crs is None or not crs:
+        return None
+    try:
+        wkt = crs.to_wkt()
+    except Exception:  # noqa: BLE001 - a CRS rasterio cannot write has no vertical part to use
+        return None
+    if "VERT" not in wkt.upper():
+        return None
+    import pyproj
+
+    try:
+        parts = pyproj.CRS.from_wkt(wkt).sub_crs_list
+    except pyproj.exceptions.CRSError:
+        return None
+    for part in parts:
+        if part.is_vertical and part.axis_info:
+            axis = part.axis_info[0]
+            return part.name, axis.unit_name, float(axis.unit_conversion_factor)
+    return None
+
+
+def read_window(ds, info: RasterInfo, window=None):
+    """(raw values, mask or None) of ``info``'s band in ``window`` ((r0, r1), (c0, c1)).
+
+    The mask (0 = no data) is read only when the file's holes are a GDAL mask band,
+    per-dataset mask or alpha band; windowed, like the band.
+    """
+    raw = read_band(ds, info.path, info.band, window)
+    if info.mask is None:
+        return raw, None
+    alpha = getattr(info, "alpha_band", None)
+    if alpha is not None:
+        return raw, read_band(ds, info.path, alpha, window)
+    win = None
+    if window is not None:
+        (row0, row1), (col0, col1) = window
+        win = Window(col0, row0, col1 - col0, row1 - row0)
+    try:
+        return raw, ds.read_masks(info.band, window=win)
+    except (RasterioError, CPLE_BaseError) as exc:
+        raise InputError(f"{info.path}: cannot read the {info.mask} of band {info.band} "
+                         f"({first_line(exc)}); the file may be truncated or corrupt") from None
 
 
 def raster_info(path, *, band: int = 1, src_crs=None) -> RasterInfo:

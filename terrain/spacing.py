@@ -240,7 +240,24 @@ def grid_from_coords(x, y, crs=None, *, geometry: str = "geodesic",
         factor = crs.linear_units_factor[1]
         ground = ground_map(x, y, crs, factor, name=name) if geometry == "geodesic" else None
         return Grid(xpos=x, xscale=np.full(y.size, factor), ypos=y * factor, ground=ground)
+    # A LOCAL_CS / engineering CRS: plain x / y in its unit, measured only in metres.
+    try:
+        unit, factor = crs.units_factor
+    except Exception:  # noqa: BLE001 - rasterio's CRSError: no unit to measure with
+        unit, factor = None, None
+    if _is_local(crs) and factor == 1.0:
+        return Grid(xpos=x, xscale=np.ones(y.size), ypos=y)
+    if _is_local(crs):
+        raise GeometryError(
+            f"{name}: local (engineering) CRS in {unit or 'unknown units'}; terrain measures a "
+            "local CRS only in metres: reproject it, or assign a metric CRS (--src-crs EPSG:XXXX)")
     raise GeometryError(f"{name}: CRS {crs.to_string()!r} is neither projected nor geographic")
+
+
+def _is_local(crs) -> bool:
+    """A LOCAL_CS / ENGCRS (engineering) coordinate system."""
+    wkt = crs.to_wkt().lstrip().upper()
+    return wkt.startswith(("LOCAL_CS", "ENGCRS", "ENGINEERINGCRS"))
 
 
 def _rasterio_crs(crs, name):

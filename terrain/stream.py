@@ -18,10 +18,11 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from .engine import (Options, as_elevation, compute_block, default_threads, halo_bounds,
-                     output_dtype, pad_block, product_description, product_units, windows)
+from .engine import (Z_FACTOR_EXPLICIT, Options, compute_block, default_threads, file_elevation,
+                     halo_bounds, output_dtype, pad_block, product_description, product_units,
+                     windows)
 from .errors import Interrupted, OutputError, TerrainError
-from .raster import GDAL_ENV, GdalErrors, open_raster, raster_info, read_band
+from .raster import GDAL_ENV, GdalErrors, open_raster, raster_info, read_window
 from .writer import GeoTIFFWriter, check_target
 
 # What each file kind holds: its bands, and its overview resampling for --cog.
@@ -42,10 +43,13 @@ def _check_kinds(outputs):
 
 
 def read_padded(ds, info, row0, row1, col0, col1, halo):
-    """Window plus halo of the elevation band, NaN for nodata and beyond the raster."""
+    """Window plus halo of the elevation band, NaN for nodata and beyond the raster.
+
+    Scale and offset applied, the band's GDAL mask (if any) read for the same window.
+    """
     r0, r1, c0, c1 = halo_bounds(info.shape, row0, row1, col0, col1, halo)
-    raw = read_band(ds, info.path, info.band, ((r0, r1), (c0, c1)))
-    return pad_block(as_elevation(raw, info.nodata), row0, row1, col0, col1, halo, info.shape)
+    raw, mask = read_window(ds, info, ((r0, r1), (c0, c1)))
+    return pad_block(file_elevation(raw, mask, info), row0, row1, col0, col1, halo, info.shape)
 
 
 def process_file(src, outputs: dict, opts: Options | None = None, *, band: int = 1,
@@ -90,6 +94,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
         raise TerrainError(f"tile size must be a positive number of pixels, got {tile_size}")
     src = os.fspath(src)
     info = raster_info(src, band=band, src_crs=src_crs)
+    z_source = Z_FACTOR_EXPLICIT if opts.z_factor_explicit else info.z_factor_source
+    opts = opts.with_z_factor(info.z_factor)
     grid = info.grid(opts.geometry)
     targets = {kind: check_target(path, inputs=[src], overwrite=overwrite)
                for kind, path in outputs.items()}
@@ -97,7 +103,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
         raise OutputError("two outputs have the same file name; give each product its own")
     products = tuple(dict.fromkeys(p for kind in outputs for p in FILE_KINDS[kind][0]))
     tags = {"method": opts.method, "edge_order": str(opts.edge_order),
-            "z_factor": repr(opts.z_factor), "source": os.path.basename(src),
+            "z_factor": repr(opts.z_factor), "z_factor_source": z_source,
+            "geometry": opts.geometry, "source": os.path.basename(src),
             "software": "terrain"}
     if "aspect" in products:
         tags["flat_value"] = repr(float(opts.flat_value))
@@ -160,7 +167,7 @@ def _run_threads(info, grid, opts, products, tile_size, threads, emit, stop_even
     local = threading.local()
     handles = []
     handles_lock = threading.Lock()
-    out_dtype = output_dtype(info.dtype)
+    out_dtype = output_dtype(info.elevation_dtype)
 
     def reader():
         ds = getattr(local, "ds", None)

@@ -578,3 +578,96 @@ def test_flat_is_flat(grid, geometry, method, edge_order, make_tif):
     np.testing.assert_array_equal(g["dzdx"].values[valid], 0.0)
     np.testing.assert_array_equal(g["dzdy"].values[valid], 0.0)
     np.testing.assert_array_equal(terrain.slope(dem, **kw).values[valid], 0.0)
+
+
+# --- issue 8: holes and vertical units of in-memory inputs --------------------------
+
+def _holed_plane(tmp_path, nodata=-9999.0):
+    """A 0.3 / -0.2 plane on 10 m pixels with holes, as a GeoTIFF with a nodata value."""
+    from affine import Affine
+
+    from conftest import write_tif
+
+    rows, cols = np.indices((14, 16))
+    z = (200.0 + 3.0 * cols + 2.0 * rows).astype(np.float32)  # rows run south: dzdy = -0.2
+    holes = np.zeros(z.shape, bool)
+    holes[5:8, 6:9] = True
+    holes[0, 15] = True
+    z[holes] = nodata
+    # 180 km east of the UTM central meridian: scale factor 1, CRS metres are ground metres.
+    path = write_tif(tmp_path / "dem.tif", z, transform=Affine(10.0, 0, 680070.0, 0, -10.0, 4e6),
+                     nodata=nodata)
+    return path, z, holes, math.degrees(math.atan(math.hypot(0.3, 0.2)))
+
+
+def test_numpy_masked_array_holes(tmp_path):
+    """ds.read(masked=True) passed to the library: masked cells are holes, never cliffs."""
+    import rasterio
+
+    path, z, holes, truth = _holed_plane(tmp_path)
+    with rasterio.open(path) as ds:
+        masked = ds.read(1, masked=True)
+    assert isinstance(masked, np.ma.MaskedArray) and masked.mask.sum() == holes.sum()
+    for f in (terrain.slope, lambda a, **kw: terrain.compute(a, ("slope",), **kw)["slope"]):
+        s = f(masked, spacing=(10.0, 10.0))
+        np.testing.assert_array_equal(np.isnan(s), holes)
+        np.testing.assert_allclose(s[~holes], truth, atol=1e-4)
+    # A mask over valid-looking numbers (no nodata value at all) works the same.
+    clean = np.ma.array(np.where(holes, 5000.0, z), mask=holes)
+    np.testing.assert_array_equal(np.isnan(terrain.slope(clean, spacing=(10.0, 10.0))), holes)
+    np.testing.assert_array_equal(np.ma.getmaskarray(clean), holes)  # the caller's, untouched
+    assert (clean.data[holes] == 5000.0).all()
+
+
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize("with_crs", [True, False])
+def test_rioxarray_fill_values_are_holes(masked, with_crs, tmp_path):
+    """rioxarray.open_rasterio(masked=True or not), with or without its CRS: _FillValue
+    in attrs or encoding makes holes; the plane's slope elsewhere."""
+    import rioxarray
+
+    path, z, holes, truth = _holed_plane(tmp_path)
+    da = rioxarray.open_rasterio(path, masked=masked).squeeze("band", drop=True)
+    assert ("_FillValue" in da.attrs) != masked and ("_FillValue" in da.encoding) == masked
+    if not with_crs:
+        da = da.drop_vars("spatial_ref")
+        da.attrs.pop("grid_mapping", None)
+        da.encoding.pop("grid_mapping", None)
+        assert da.rio.crs is None
+    s = terrain.slope(da)
+    np.testing.assert_array_equal(np.isnan(s.values), holes)
+    np.testing.assert_allclose(s.values[~holes], truth, atol=1e-4)
+    lazy = terrain.slope(da.chunk({"y": 5, "x": 6})).values
+    np.testing.assert_array_equal(np.isnan(lazy), holes)
+
+
+@pytest.mark.parametrize("attrs, factor, source", [
+    ({}, 1.0, "default (metres)"),
+    ({"units": "ft"}, 0.3048, "units attr 'ft'"),
+    ({"units": "US survey foot"}, FTUS, "units attr 'US survey foot'"),
+    ({"units": "metre"}, 1.0, "units attr 'metre'"),
+    ({"crs": "EPSG:2229+6360"}, FTUS, "vertical CRS 'NAVD88 height (ftUS)', US survey foot"),
+])
+def test_dataarray_vertical_units(attrs, factor, source):
+    """A DataArray's units attr or compound CRS sets the z factor; results record it."""
+    p = 0.05  # metres per metre east
+    x = 10.0 * np.arange(9)
+    y = 100.0 - 10.0 * np.arange(7)
+    z = np.broadcast_to(p * x / factor, (7, 9)).copy()  # heights in the declared unit
+    dem = xr.DataArray(z, dims=("y", "x"), coords={"y": y, "x": x})
+    if "units" in attrs:
+        dem.attrs["units"] = attrs["units"]
+    if "crs" in attrs:
+        import rioxarray  # noqa: F401
+
+        dem = dem.rio.write_crs(attrs["crs"])
+        # The CRS's horizontal unit is US survey feet too; on its standard parallel
+        # (34 deg 02', scale factor 1) CRS feet are ground feet.
+        dem = dem.assign_coords(x=6561666.667 + x / FTUS, y=1834512.814 + (y - 100.0) / FTUS)
+    s = terrain.slope(dem, units="ratio")
+    np.testing.assert_allclose(s.values, p, rtol=1e-6)
+    assert s.attrs["z_factor"] == pytest.approx(factor, rel=1e-15)
+    assert s.attrs["z_factor_source"] == source
+    explicit = terrain.slope(dem, units="ratio", z_factor=1.0)
+    np.testing.assert_allclose(explicit.values, p / factor, rtol=1e-6)
+    assert explicit.attrs["z_factor_source"] == "explicit (--z-factor / z_factor=)"

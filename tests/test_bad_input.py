@@ -432,3 +432,53 @@ def test_non_utf8_file_name(tmp_path):
     err = res.stderr.decode("utf-8", "replace")
     assert res.returncode in (0, 1) and "Traceback" not in err
     assert "unexpected" not in err, err
+
+
+PRODUCT_RUNS = [("slope", u) for u in ("degrees", "percent", "radians", "ratio")] + \
+    [("aspect", None), ("gradient", None), ("hillshade", None)]
+
+
+@pytest.mark.parametrize("product, units", PRODUCT_RUNS)
+def test_undeclared_float_max_fill_is_one_clear_error_for_every_product(product, units, tmp_path):
+    """-3.4e38 (float32's lowest) left in a DEM without a nodata tag: the same TerrainError
+    from the library (in memory, dask, streaming) and the CLI, whatever the product and
+    unit; no output file, input untouched. Declared as nodata, the same cells are holes."""
+    z = plane((8, 8))
+    z[3:5, 3:5] = -np.finfo(np.float32).max
+    src = write_tif(tmp_path / "dem.tif", z, transform=UTM)
+    before = sha256(src)
+    opts = {} if units is None else {"units": units}
+    lib_product = "dzdx" if product == "gradient" else product
+    messages = []
+    for run in ("memory", "dask", "stream"):
+        with pytest.raises(terrain.TerrainError) as err:
+            if run == "stream":
+                process_file(src, {product: tmp_path / "lib.tif"}, Options(**opts))
+            else:
+                dem = terrain.open_dem(src, chunks=4 if run == "dask" else None)
+                terrain.compute(dem, (lib_product,), **opts)[lib_product].values
+        messages.append(str(err.value))
+    assert not (tmp_path / "lib.tif").exists()
+    res = subprocess.run([TERRAIN, product, src, "-o", str(tmp_path / "cli.tif"),
+                          *(["--units", units] if units else [])],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert not (tmp_path / "cli.tif").exists()
+    messages.append(res.stderr.strip().removeprefix("terrain: error: "))
+    assert len(set(messages)) == 1, messages
+    assert messages[0].startswith(f"{src}: elevation -3.40282e+38 is an undeclared nodata fill")
+    assert "gdal_edit.py -a_nodata" in messages[0]
+    assert sha256(src) == before
+    # A bare array says the same, without a file name.
+    with pytest.raises(terrain.TerrainError, match="undeclared nodata fill"):
+        terrain.compute(z, (lib_product,), spacing=(16.0, 32.0), **opts)
+    # Declared, they are holes.
+    with rasterio.open(src, "r+") as ds:
+        ds.nodata = float(-np.finfo(np.float32).max)
+    s = terrain.compute(terrain.open_dem(src), (lib_product,), **opts)[lib_product].values
+    assert np.isnan(s[3:5, 3:5]).all() and np.isfinite(s[:3]).all()
+    # `terrain info` describes such a file, with a note saying what to do.
+    with rasterio.open(src, "r+") as ds:
+        ds.nodata = None
+    info = subprocess.run([TERRAIN, "info", src], capture_output=True, text=True, timeout=60)
+    assert info.returncode == 0 and "undeclared nodata fill" in info.stdout

@@ -9,6 +9,7 @@ import terrain
 from conftest import METHODS
 from terrain.engine import (Options, as_elevation, compute_block, pad_from_array,
                             products_from_gradient, run_in_memory)
+from terrain.errors import TerrainError
 from terrain.spacing import grid_from_coords, grid_from_spacing
 
 ALL = ("dzdx", "dzdy", "slope", "aspect", "hillshade")
@@ -121,3 +122,37 @@ def test_unknown_product():
     p = np.zeros((2, 2))
     with pytest.raises(terrain.TerrainError):
         products_from_gradient(p, p, Options(), ("curvature",))
+
+
+def test_as_elevation_scale_offset_mask_and_wide_integers():
+    raw = np.array([[1000, 11000], [2000, 0]], np.uint16)
+    z = as_elevation(raw, 1000, mask=np.array([[255, 255], [255, 0]], np.uint8), scale=0.1,
+                     offset=-100.0)
+    assert z.dtype == np.float32
+    # Nodata compared in raw counts (1000), not in metres (11000 -> 1000 m stays valid).
+    np.testing.assert_array_equal(np.isnan(z), [[True, False], [False, True]])
+    np.testing.assert_allclose(z[~np.isnan(z)], [1000.0, 100.0], rtol=1e-7)
+    # Integers beyond 2**24 are float64 and exact; within it, float32.
+    wide = np.array([[2 ** 31 - 1, 16777217], [-5, 0]], np.int32)
+    assert as_elevation(wide).dtype == np.float64
+    np.testing.assert_array_equal(as_elevation(wide), wide.astype(np.float64))
+    assert as_elevation(np.array([[16777216, 3]], np.int64)).dtype == np.float32
+    assert as_elevation(np.array([[2 ** 40, 3]], np.uint64)).dtype == np.float64
+
+
+def test_as_elevation_refuses_an_undeclared_fill():
+    z = np.array([[1.0, -np.finfo(np.float32).max], [2.0, 3.0]], np.float32)
+    with pytest.raises(TerrainError, match="dem.tif: elevation -3.40282e\\+38 is an undeclared"):
+        as_elevation(z.copy(), name="dem.tif")
+    # Declared, it is a hole; 1e30 is still an elevation.
+    assert np.isnan(as_elevation(z.copy(), float(z[0, 1]))[0, 1])
+    assert as_elevation(np.array([[1e30, 2.0]], np.float32))[0, 0] == np.float32(1e30)
+
+
+def test_z_factor_default_is_from_the_file():
+    opts = Options()
+    assert not opts.z_factor_explicit and opts.z_factor is None
+    assert Options(z_factor=None) == opts
+    assert opts.with_z_factor(0.3048).z_factor == 0.3048
+    assert Options(z_factor=2.0).with_z_factor(0.3048).z_factor == 2.0
+    assert Options(z_factor=2.0).z_factor_explicit

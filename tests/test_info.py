@@ -235,3 +235,36 @@ def test_nan_nodata_in_json(tmp_path):
     assert result.exit_code == 0
     data = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
     assert data["nodata"] == "nan" and data["valid_cells"] == 19
+
+
+def test_elevation_semantics_reported(tmp_path):
+    """Scale / offset, mask kind and the z factor with its source, in text and JSON; the
+    elevation range is in scaled elevations, holes of the mask excluded."""
+    rows, cols = np.indices((6, 7))
+    raw = (3000 + 10 * cols + rows).astype(np.uint16)
+    holes = np.zeros(raw.shape, bool)
+    holes[2, 3] = True
+    path = str(tmp_path / "dem.tif")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", driver="GTiff", width=7, height=6, count=1, dtype="uint16",
+                           crs="EPSG:2229", transform=Affine(30.0, 0, 6e6, 0, -30.0, 2e6)) as ds:
+            ds.write(np.where(holes, 65000, raw).astype(np.uint16), 1)
+            ds.write_mask(~holes)
+    with rasterio.open(path, "r+") as ds:
+        ds.scales, ds.offsets = (0.5,), (-1000.0,)
+        ds.units = ("US survey foot",)
+    valid = raw[~holes].astype(np.float64) * 0.5 - 1000
+    d = dem_info(path).as_dict()
+    assert (d["scale"], d["offset"], d["mask"]) == (0.5, -1000.0, "per-dataset mask")
+    assert d["z_factor"] == pytest.approx(FTUS, rel=1e-15)
+    assert d["z_factor_source"] == "band unit 'US survey foot'"
+    assert (d["elevation_min"], d["elevation_max"], d["valid_cells"]) == \
+        (valid.min(), valid.max(), valid.size)
+    result = invoke("info", path, "--json")
+    assert json.loads(result.stdout)["z_factor_source"] == "band unit 'US survey foot'"
+    f = fields(invoke("info", path).stdout)
+    assert f["z factor"] == "0.30480061 m per elevation unit (US survey foot), from band unit " \
+        "'US survey foot'"
+    assert f["scale/offset"].startswith("elevation = raw x 0.5 + -1000")
+    assert f["mask"].startswith("per-dataset mask")
+    assert f["elevation"] == f"{valid.min():g} to {valid.max():g} (41 valid cells, 97.6 %)"
