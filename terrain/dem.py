@@ -34,7 +34,7 @@ def open_dem(path, *, band: int = 1, src_crs=None, chunks=None) -> xr.DataArray:
     -------
     xarray.DataArray
         Named ``elevation``, dims ``("y", "x")``, float32 (float64 kept, and for
-        integers beyond 2**24), the band's scale and offset applied, NaN where the
+        32- and 64-bit integers), the band's scale and offset applied, NaN where the
         file has no data (its nodata value, GDAL mask or alpha band, NaN, +-inf),
         with rioxarray georeferencing and the file's nodata kept as
         ``encoded_nodata``. Elevations stay in the file's vertical unit: attrs

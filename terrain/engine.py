@@ -77,8 +77,6 @@ class Options:
         return self.edge_order
 
 
-# float32 holds every integer up to 2**24 exactly; wider integers are computed in float64.
-FLOAT32_EXACT = 2 ** 24
 # Finite elevations this large are a fill value nobody declared (float32's lowest,
 # -3.4e38, is the usual one); real ones are below 1e5 m, and 1e30 still computes.
 FILL_LIMIT = 1e38
@@ -86,18 +84,18 @@ Z_FACTOR_EXPLICIT = "explicit (--z-factor / z_factor=)"
 Z_FACTOR_DEFAULT = "default (metres)"
 
 
-def elevation_dtype(raw_dtype, max_abs=None) -> np.dtype:
+def elevation_dtype(raw_dtype) -> np.dtype:
     """float32 or float64: the type elevations of ``raw_dtype`` are computed in.
 
-    Integers become float32 unless a value exceeds 2**24 (``max_abs``; None means it
-    is unknown, and then only the types that cannot hold such values are float32).
+    float64 stays float64; integers of 32 bits and more (uint32, int32, int64 ...)
+    can hold values float32's 24-bit mantissa rounds (millimetres, say), so they
+    become float64 too; everything else float32.
     """
     raw_dtype = np.dtype(raw_dtype)
     if raw_dtype == np.float64 or (raw_dtype.kind == "f" and raw_dtype.itemsize > 8):
         return np.dtype(np.float64)
     if raw_dtype.kind in "iu" and raw_dtype.itemsize >= 4:
-        if max_abs is None or max_abs > FLOAT32_EXACT:
-            return np.dtype(np.float64)
+        return np.dtype(np.float64)
     return np.dtype(np.float32)
 
 
@@ -108,21 +106,12 @@ def as_elevation(raw: np.ndarray, nodata=None, *, mask=None, scale: float = 1.0,
 
     The nodata value is compared in raw values, then ``mask`` (zero = no data, e.g.
     a GDAL mask or alpha band, or a numpy mask inverted) is applied, then the band's
-    ``scale`` and ``offset``. ``dtype`` (default :func:`elevation_dtype` of the data:
-    integers become float32 unless wider than 2**24, float64 stays float64).
+    ``scale`` and ``offset``. ``dtype``: default :func:`elevation_dtype` of the data.
     Works in place on float input of that type. A finite value beyond 1e38 (an
     undeclared -3.4e38 fill) raises a TerrainError naming ``name`` unless
     ``check_fill`` is False.
     """
-    if dtype is None:
-        max_abs = None
-        if raw.dtype.kind in "iu" and raw.dtype.itemsize >= 4:
-            vals = raw
-            if nodata is not None and not np.isnan(nodata) and float(nodata).is_integer():
-                vals = raw[raw != nodata]  # the nodata value is never an elevation
-            max_abs = max(abs(int(vals.min())), abs(int(vals.max()))) if vals.size else 0
-        dtype = elevation_dtype(raw.dtype, max_abs)
-    dtype = np.dtype(dtype)
+    dtype = np.dtype(elevation_dtype(raw.dtype) if dtype is None else dtype)
     if raw.dtype == dtype:
         z = raw
     else:

@@ -242,6 +242,8 @@ def describe(ds, path: str, band: int = 1, src_crs=None) -> RasterInfo:
     dtype = ds.dtypes[band - 1]
     if dtype.startswith("complex"):
         raise InputError(f"{path}: band {band} is complex ({dtype}); elevations must be real numbers")
+    from .engine import elevation_dtype
+
     nodata = ds.nodatavals[band - 1]
     scale, offset, z_factor, z_source, unit, mask, alpha = band_semantics(ds, band, crs, path)
     return RasterInfo(
@@ -257,7 +259,7 @@ def describe(ds, path: str, band: int = 1, src_crs=None) -> RasterInfo:
         offset=offset,
         mask=mask,
         alpha_band=alpha,
-        elevation_dtype=_elevation_dtype(ds, band, dtype, nodata, path),
+        elevation_dtype=str(elevation_dtype(dtype)),
         z_factor=z_factor,
         z_factor_source=z_source,
         vertical_unit=unit,
@@ -312,47 +314,6 @@ def alpha_band(ds, band: int) -> int | None:
         if ci == ColorInterp.alpha and k != band:
             return k
     return None
-
-
-def _elevation_dtype(ds, band, dtype, nodata, path) -> str:
-    """float32, or float64 when the band's integers go beyond float32's 2**24 (read to know)."""
-    from .engine import elevation_dtype
-
-    raw = np.dtype(dtype)
-    if raw.kind not in "iu" or raw.itemsize < 4:
-        return str(elevation_dtype(raw))
-    # The answer needs a pass over the band; a run describes a file more than once.
-    try:
-        st = os.stat(path)
-        key = (os.path.realpath(path), band, nodata, st.st_size, st.st_mtime_ns)
-    except (OSError, ValueError):
-        key = None
-    if key is not None and key in _WIDE_SCANS:
-        return _WIDE_SCANS[key]
-    result = _scan_wide(ds, band, nodata, path)
-    if key is not None:
-        _WIDE_SCANS[key] = result
-    return result
-
-
-_WIDE_SCANS: dict = {}
-
-
-def _scan_wide(ds, band, nodata, path) -> str:
-    """Read the band in strips of whole blocks: "float64" at the first value beyond 2**24."""
-    rows, cols = ds.height, ds.width
-    block_rows = max(1, ds.block_shapes[band - 1][0])
-    step = max(block_rows, ((1 << 22) // max(cols, 1)) // block_rows * block_rows)
-    fill = None
-    if nodata is not None and float(nodata).is_integer():
-        fill = int(nodata)
-    for r0 in range(0, rows, step):
-        a = read_band(ds, path, band, ((r0, min(rows, r0 + step)), (0, cols)))
-        if fill is not None and np.iinfo(a.dtype).min <= fill <= np.iinfo(a.dtype).max:
-            a = a[a != a.dtype.type(fill)]
-        if a.size and max(abs(int(a.min())), abs(int(a.max()))) > 2 ** 24:
-            return "float64"
-    return "float32"
 
 
 def vertical_units(ds, band: int, crs, path: str = "the raster") -> tuple[float, str, str | None]:

@@ -40,8 +40,8 @@ def test_public_functions_refuse_bad_options(bad):
     (np.array([[1.5, np.nan], [2.0, 3.0]], np.float64), None, np.float64, [(0, 1)]),
     (np.array([[1.5, np.nan], [2.0, 3.0]], np.float64), float("nan"), np.float64, [(0, 1)]),
     # An integer nodata is compared as an integer: 16777217 is not 16777216 (both are
-    # 16777216.0 in float32).
-    (np.array([[16777216, 16777217], [0, 1]], np.int32), 16777217.0, np.float32, [(0, 1)]),
+    # 16777216.0 in float32). 32-bit integers are computed in float64 (issue 8).
+    (np.array([[16777216, 16777217], [0, 1]], np.int32), 16777217.0, np.float64, [(0, 1)]),
 ])
 def test_as_elevation(raw, nodata, expected_dtype, nan_at):
     z = as_elevation(raw.copy(), nodata)
@@ -132,12 +132,13 @@ def test_as_elevation_scale_offset_mask_and_wide_integers():
     # Nodata compared in raw counts (1000), not in metres (11000 -> 1000 m stays valid).
     np.testing.assert_array_equal(np.isnan(z), [[True, False], [False, True]])
     np.testing.assert_allclose(z[~np.isnan(z)], [1000.0, 100.0], rtol=1e-7)
-    # Integers beyond 2**24 are float64 and exact; within it, float32.
+    # 32- and 64-bit integers are float64 and exact, whatever their values; 16-bit float32.
     wide = np.array([[2 ** 31 - 1, 16777217], [-5, 0]], np.int32)
     assert as_elevation(wide).dtype == np.float64
     np.testing.assert_array_equal(as_elevation(wide), wide.astype(np.float64))
-    assert as_elevation(np.array([[16777216, 3]], np.int64)).dtype == np.float32
+    assert as_elevation(np.array([[16777216, 3]], np.int64)).dtype == np.float64
     assert as_elevation(np.array([[2 ** 40, 3]], np.uint64)).dtype == np.float64
+    assert as_elevation(np.array([[65535, 3]], np.uint16)).dtype == np.float32
 
 
 def test_as_elevation_refuses_an_undeclared_fill():
