@@ -238,8 +238,10 @@ def test_planar_is_the_crs_plane_and_misses_the_ground(case, tmp_path):
     assert off > 0.1
 
 
-@pytest.mark.parametrize("case", ["webmerc-60N", "polar-3031-90E", "laea-3035-68N-30E"])
-def test_cli_ground_plane(case, tmp_path):
+@pytest.mark.parametrize("method", ["central", "horn", "zevenbergen-thorne"])
+@pytest.mark.parametrize("case", ["webmerc-60N", "polar-3031-90E", "laea-3035-68N-30E",
+                                  "stateplane-2229-ftUS"])
+def test_cli_ground_plane(case, method, tmp_path):
     from click.testing import CliRunner
 
     from cli.main import cli
@@ -250,7 +252,7 @@ def test_cli_ground_plane(case, tmp_path):
     for command in ("gradient", "slope", "aspect"):
         outs[command] = tmp_path / f"{command}.tif"
         result = CliRunner().invoke(cli, [command, src, "-o", str(outs[command]),
-                                          "--tile-size", "16"])
+                                          "--tile-size", "16", "--method", method])
         assert result.exit_code == 0, result.output
     with rasterio.open(outs["gradient"]) as ds:
         p, q = ds.read(1).astype(np.float64), ds.read(2).astype(np.float64)
