@@ -330,13 +330,24 @@ def _set_ticks(fig, ax, geographic):
     """As many ticks as the map's sides have room for (long easting labels need more)."""
     from matplotlib.ticker import MaxNLocator
 
-    fig.canvas.draw()
+    _layout(fig, ax)
     pos = ax.get_position(original=False)
     per_tick = 0.9 if geographic else 1.2  # inches per label
     for axis, length in ((ax.xaxis, pos.width * fig.get_figwidth()),
                          (ax.yaxis, pos.height * fig.get_figheight())):
         axis.set_major_locator(MaxNLocator(nbins=int(min(max(length / per_tick, 1), 6)),
                                            steps=[1, 2, 2.5, 5, 10]))
+
+
+def _layout(fig, ax):
+    """Place the axes as a draw would, without drawing (the images are the costly part).
+
+    The constrained layout only needs text extents from the renderer; the map's
+    fixed aspect then shrinks its box as ``Axes.draw`` does. The figure is
+    drawn once, when it is saved.
+    """
+    fig.get_layout_engine().execute(fig)
+    ax.apply_aspect()
 
 
 def _opaque(im):
@@ -353,7 +364,7 @@ def _fit_height(fig, ax, min_height: float = 3.0):
     figure by the height of that box the map does not use.
     """
     for _ in range(3):
-        fig.canvas.draw()
+        _layout(fig, ax)
         box = ax.get_position(original=True)
         used = ax.get_position(original=False)
         slack = (box.height - used.height) * fig.get_figheight()
