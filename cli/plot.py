@@ -34,7 +34,9 @@ def command(dem, output, product, units, flat_value, azimuth, altitude, multidir
     from .common import build_options, status
 
     if method is None:
-        method = "horn" if product == "hillshade" else "central"
+        from terrain.engine import HILLSHADE_METHOD
+
+        method = HILLSHADE_METHOD if product == "hillshade" else "central"
     opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor, units=units,
                          flat_value=flat_value, azimuth=azimuth, altitude=altitude,
                          multidirectional=multidirectional)

@@ -12,7 +12,7 @@ import numpy as np
 import xarray as xr
 
 from .dem import _is_dask, elevation_of
-from .engine import Options, product_description, product_units, products_from_gradient, run_in_memory
+from .engine import HILLSHADE_METHOD, Options, product_description, product_units, products_from_gradient, run_in_memory
 from .errors import TerrainError
 
 
@@ -159,7 +159,8 @@ def aspect(dem, *, method: str = "central", edge_order: int = 1, z_factor: float
                 z_factor=z_factor, flat_value=flat_value)
 
 
-def hillshade(dem, *, azimuth: float = 315.0, altitude: float = 45.0, method: str = "horn",
+def hillshade(dem, *, azimuth: float = 315.0, altitude: float = 45.0,
+              method: str = HILLSHADE_METHOD,
               multidirectional: bool = False, edge_order: int = 1, z_factor: float = 1.0,
               spacing=None):
     """gdaldem's hillshade (1..255, NaN where no data) on the true ground spacing.

@@ -169,6 +169,51 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
     return out
 
 
+def display_grid(info, products, *, max_pixels: int = 2048):
+    """What to accumulate while streaming to draw maps of ``products`` afterwards.
+
+    A :class:`terrain.stream.DisplayGrid` for ``process_file(display=...)``: the
+    products at display resolution (block averages; nearest for aspect) and the
+    full-resolution hillshade averaged, the maps' grey backdrop. Compute that
+    hillshade with :func:`backdrop_options` (``product_opts={"hillshade": ...}``).
+    """
+    from .stream import DisplayGrid
+
+    for product in products:
+        _check_product(product, FILE_PRODUCTS)
+    _check_max_pixels(max_pixels)
+    how = {p: "nearest" if p == "aspect" else "average" for p in products}
+    how["hillshade"] = "average"
+    return DisplayGrid(info.shape, _display_shape(info.shape, max_pixels), how)
+
+
+def backdrop_options(opts):
+    """The grey backdrop's options: the map's light and the one hillshade method."""
+    return _backdrop_options(opts)
+
+
+def render_display(out_png, product, display, info, opts, *, source, method=None,
+                   dpi: int = 150) -> str:
+    """Draw the map of ``product`` from a filled :func:`display_grid` (no file read back).
+
+    ``info`` is the DEM's :class:`terrain.raster.RasterInfo`, ``opts`` the Options
+    the product was computed with (units, flat value, light), ``source`` the DEM
+    named in the title. The caller checked the output (``check_target``).
+    """
+    _check_product(product, FILE_PRODUCTS)
+    values = _north_up(display.result(product), info.transform)
+    shade = None
+    if product != "hillshade":
+        shade = _north_up(display.result("hillshade"), info.transform)
+    geographic, axis_unit = _crs_kind(info.crs)
+    return render(out_png, product, values, extent=_extent(info.transform, info.shape),
+                  geographic=geographic, units=_units(product, opts, info),
+                  title=_title(product, source, method or opts.method,
+                               opts if product == "hillshade" else None),
+                  shade=shade, flat_value=float(opts.flat_value), dpi=dpi,
+                  axis_unit=axis_unit)
+
+
 def render(out_png, product, values, *, extent, geographic, units, title, shade=None,
            flat_value=-1.0, dpi=150, axis_unit="m") -> str:
     """Draw one map and write it atomically (no checks on an existing file).
@@ -433,20 +478,20 @@ def _dem_map_data(src, info, product, opts, max_pixels, workdir) -> MapData:
         from .dem import open_dem
 
         dem = open_dem(src, band=info.band, src_crs=info.crs)
-        wanted = ("hillshade",) if product in ("hillshade", "elevation") else (product, "hillshade")
-        res = compute(dem, wanted, **dataclasses.asdict(opts))
-        values = dem.values if product == "elevation" else res[product].values
-        shade = None if product == "hillshade" else res["hillshade"].values
+        values = dem.values if product == "elevation" else \
+            compute(dem, (product,), **dataclasses.asdict(opts))[product].values
+        shade = None
+        if product != "hillshade":
+            shade = compute(dem, ("hillshade",),
+                            **dataclasses.asdict(_backdrop_options(opts)))["hillshade"].values
     else:
         from rasterio.enums import Resampling
 
         if product == "elevation":
             values = _read_resampled(src, info.band, shape, Resampling.average)
-        else:
-            values = _stream_then_read(src, info, product, opts, shape, workdir)
-        shade = None
-        if product != "hillshade":
             shade = _display_hillshade(src, info, shape, opts)
+        else:
+            values, shade = _stream_then_read(src, info, product, opts, shape, workdir)
     values = _north_up(np.asarray(values, dtype=np.float64), info.transform)
     shade = None if shade is None else _north_up(np.asarray(shade, np.float64), info.transform)
     return MapData(values=values, shade=shade, extent=extent, geographic=geographic,
@@ -456,17 +501,31 @@ def _dem_map_data(src, info, product, opts, max_pixels, workdir) -> MapData:
 
 
 def _stream_then_read(src, info, product, opts, shape, workdir):
-    """Full-resolution product through the streaming runner, read back at ``shape``."""
+    """Full-resolution product through the streaming runner, read back at ``shape``;
+    and the backdrop (None for a hillshade map): the full-resolution hillshade
+    averaged onto ``shape`` in the same pass."""
     from rasterio.enums import Resampling
 
-    from .stream import process_file
+    from .stream import DisplayGrid, process_file
 
+    display = None
+    if product != "hillshade":
+        display = DisplayGrid(info.shape, shape, {"hillshade": "average"})
     with tempfile.TemporaryDirectory(prefix=".terrain-plot.", dir=workdir) as tmp:
         path = os.path.join(tmp, f"{product}.tif")
         process_file(src, {product: path}, opts, band=info.band, src_crs=info.crs,
-                     overwrite=True)
+                     overwrite=True, display=display,
+                     product_opts={"hillshade": _backdrop_options(opts)})
         resampling = Resampling.nearest if product == "aspect" else Resampling.average
-        return _read_resampled(path, 1, shape, resampling)
+        values = _read_resampled(path, 1, shape, resampling)
+    return values, (None if display is None else display.result("hillshade"))
+
+
+def _backdrop_options(opts):
+    """The grey backdrop's options: the map's light, the one hillshade method."""
+    from .engine import HILLSHADE_METHOD
+
+    return dataclasses.replace(opts, method=HILLSHADE_METHOD)
 
 
 def _product_map_data(path, product, *, dem, band, src_crs, method, max_pixels) -> MapData:
@@ -487,8 +546,7 @@ def _product_map_data(path, product, *, dem, band, src_crs, method, max_pixels) 
     units = units or ("degrees" if product == "aspect" else "brightness")
     flat_value = _flat_value(band_tags.get("description", ""))
     shape = _display_shape(info.shape, max_pixels)
-    resampling = Resampling.nearest if product == "aspect" else Resampling.average
-    values = _read_resampled(path, 1, shape, resampling)
+    values = _read_display(path, 1, shape, "nearest" if product == "aspect" else "average")
     shade = None
     if dem is not None and product != "hillshade":
         from .engine import Options
@@ -535,8 +593,67 @@ def _display_hillshade(path, info, shape, opts):
     from .api import compute
 
     dem = _display_dem(path, info, shape)
-    kw = dataclasses.asdict(opts)
+    kw = dataclasses.asdict(_backdrop_options(opts))
     return compute(dem, ("hillshade",), **kw)["hillshade"].values
+
+
+def _read_display(path, band, shape, how, threads=None):
+    """Band ``band`` of ``path`` at ``shape`` (NaN for nodata), never holding the full raster.
+
+    The overviews when the file has some fine enough (GDAL picks them); otherwise
+    the file is read in block-aligned windows on a few threads and folded into a
+    :class:`terrain.stream.DisplayGrid` (``how``: ``average`` of the valid cells,
+    or ``nearest``): the same display rasters as a map drawn while streaming.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    import threading
+
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from .engine import default_threads
+    from .raster import GDAL_ENV, open_raster, read_band
+    from .stream import DisplayGrid
+
+    resampling = Resampling.nearest if how == "nearest" else Resampling.average
+    with rasterio.Env(**GDAL_ENV), open_raster(path) as ds:
+        full = (ds.height, ds.width)
+        factors = ds.overviews(band)
+        block_rows, block_cols = ds.block_shapes[band - 1]
+    shape = (int(shape[0]), int(shape[1]))
+    finest = min(full[0] / shape[0], full[1] / shape[1])
+    if shape == full or any(f <= finest for f in factors):
+        return _read_resampled(path, band, shape, resampling)
+    grid = DisplayGrid(full, shape, {"v": how})
+    # Whole blocks per window (each is decompressed once), a few MB each.
+    rows = block_rows * max(1, -(-512 // block_rows))
+    cols = full[1] if block_cols >= full[1] else block_cols * max(1, -(-2048 // block_cols))
+    local = threading.local()
+    handles = []
+
+    def work(win):
+        row0, row1, col0, col1 = win
+        with rasterio.Env(**GDAL_ENV):
+            ds = getattr(local, "ds", None)
+            if ds is None:
+                ds = local.ds = open_raster(path)
+                handles.append(ds)
+            arr = read_band(ds, path, band, ((row0, row1), (col0, col1)), masked=True)
+        block = arr.filled(np.nan) if arr.dtype.kind == "f" else \
+            arr.astype(np.float32).filled(np.nan)
+        block[~np.isfinite(block)] = np.nan
+        grid.add(row0, row1, col0, col1, {"v": block})
+
+    wins = [(r0, min(r0 + rows, full[0]), c0, min(c0 + cols, full[1]))
+            for r0 in range(0, full[0], rows) for c0 in range(0, full[1], cols)]
+    try:
+        with ThreadPoolExecutor(threads or default_threads()) as pool:
+            for f in [pool.submit(work, w) for w in wins]:
+                f.result()
+    finally:
+        for ds in handles:
+            ds.close()
+    return grid.result("v")
 
 
 def _read_resampled(path, band, shape, resampling):

@@ -84,9 +84,10 @@ class DisplayGrid:
     def add(self, row0, row1, col0, col1, res) -> None:
         """Fold one window (``{product: block}``, NaN for nodata) in; any thread."""
         rc, cc = self._row_cell[row0:row1], self._col_cell[col0:col1]
-        # Start of each run of rows / columns falling in one display cell.
+        # Runs of rows / columns falling in one display cell: [start, end).
         rstart = np.flatnonzero(np.r_[True, rc[1:] != rc[:-1]])
-        cstart = np.flatnonzero(np.r_[True, cc[1:] != cc[:-1]])
+        rend = np.r_[rstart[1:], rc.size]
+        cend = np.flatnonzero(np.r_[cc[1:] != cc[:-1], True])  # last column of each run
         rsl = slice(int(rc[0]), int(rc[-1]) + 1)
         csl = slice(int(cc[0]), int(cc[-1]) + 1)
         rp = np.flatnonzero((self._row_pick >= row0) & (self._row_pick < row1))
@@ -98,11 +99,14 @@ class DisplayGrid:
             block = res[name]
             if how == "average":
                 valid = ~np.isnan(block)
-                values = np.where(valid, block, 0).astype(np.float64, copy=False)
-                s = np.add.reduceat(np.add.reduceat(values, cstart, axis=1), rstart, axis=0)
-                n = np.add.reduceat(np.add.reduceat(valid.astype(np.int32), cstart, axis=1),
-                                    rstart, axis=0)
-                partial[name] = (s, n)
+                values = np.where(valid, block, block.dtype.type(0))
+                s = np.empty((rstart.size, block.shape[1]), np.float64)
+                n = np.empty((rstart.size, block.shape[1]), np.int64)
+                # Rows first, run by run (numpy's reduceat is slow along axis 0) ...
+                for i, (a, b) in enumerate(zip(rstart, rend)):
+                    np.add.reduce(values[a:b], axis=0, dtype=np.float64, out=s[i])
+                    np.add.reduce(valid[a:b], axis=0, dtype=np.int64, out=n[i])
+                partial[name] = (_run_sums(s, cend), _run_sums(n, cend))
             elif rp.size and cp.size:
                 partial[name] = block[np.ix_(self._row_pick[rp] - row0,
                                              self._col_pick[cp] - col0)]
@@ -123,6 +127,13 @@ class DisplayGrid:
             out = self._sum[name] / self._count[name]
         out[self._count[name] == 0] = np.nan
         return out
+
+
+def _run_sums(a, last):
+    """Sums of runs of columns of ``a``; ``last``: the last column of each run."""
+    c = np.cumsum(a, axis=1)[:, last]
+    c[:, 1:] -= c[:, :-1].copy()
+    return c
 
 
 def _check_kinds(outputs):
