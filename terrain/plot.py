@@ -36,6 +36,7 @@ PRODUCTS = ("slope", "aspect", "hillshade", "elevation")
 FILE_PRODUCTS = ("slope", "aspect", "hillshade")
 
 FIG_WIDTH = 8.0  # inches: 1200 px at the default 150 dpi
+MIN_SHORT_PX = 48  # a map's short side is never drawn thinner (stretched, with a warning)
 SLOPE_CMAP = "magma_r"
 ASPECT_CMAP = "twilight"
 FLAT_COLOUR = "#bdbdbd"
@@ -53,6 +54,13 @@ _LINEAR_UNITS = {
     "foot": "ft", "ft": "ft", "us survey foot": "US survey ft", "us-ft": "US survey ft",
     "foot_us": "US survey ft",
 }
+
+
+class MapWarning(UserWarning):
+    """A map was drawn, but not quite as asked (all nodata, stretched to stay readable).
+
+    The command line prints these as ``warning: ...`` lines.
+    """
 
 
 @dataclass
@@ -113,6 +121,9 @@ def plot_dem(src, out_png, *, product: str = "slope", opts=None, band: int = 1, 
     info = raster_info(src, band=band, src_crs=src_crs)
     out = check_target(out_png, inputs=[src], overwrite=overwrite)
     data = _dem_map_data(src, info, product, opts, max_pixels, os.path.dirname(out))
+    if not np.isfinite(data.values).any():
+        # The GeoTIFF commands' warning, word for word.
+        _warn(f"{src}: no valid elevation; outputs are all nodata")
     render(out, product, data.values, extent=data.extent, geographic=data.geographic,
            units=data.units, title=_title(product, data.source, data.method, opts),
            shade=data.shade, flat_value=data.flat_value, dpi=dpi, axis_unit=data.axis_unit)
@@ -163,10 +174,17 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
     out = check_target(out_png, inputs=inputs, overwrite=overwrite)
     data = _product_map_data(product_tif, product, dem=dem, band=band, src_crs=src_crs,
                              method=method, max_pixels=max_pixels)
+    if not np.isfinite(data.values).any():
+        _warn(f"{product_tif}: no valid {product} values; the map is all nodata")
     render(out, product, data.values, extent=data.extent, geographic=data.geographic,
            units=data.units, title=_title(product, data.source, data.method, None),
            shade=data.shade, flat_value=data.flat_value, dpi=dpi, axis_unit=data.axis_unit)
     return out
+
+
+def picture_pixels(dpi) -> int:
+    """The map's width in pixels at ``dpi``: more display cells than that are never seen."""
+    return max(2, int(round(FIG_WIDTH * float(dpi))))
 
 
 def display_grid(info, products, *, max_pixels: int = 2048):
@@ -253,7 +271,7 @@ def render(out_png, product, values, *, extent, geographic, units, title, shade=
     west, east, south, north = (float(v) for v in extent)
     fig = _figure(product, values, (west, east, south, north), geographic=geographic,
                   units=units, title=title, shade=shade, flat_value=flat_value, dpi=dpi,
-                  axis_unit=axis_unit)
+                  axis_unit=axis_unit, name=os.fspath(out_png))
     return _save_atomic(fig, out_png, fmt, dpi)
 
 
@@ -261,7 +279,7 @@ def render(out_png, product, values, *, extent, geographic, units, title, shade=
 
 
 def _figure(product, values, extent, *, geographic, units, title, shade, flat_value, dpi,
-            axis_unit):
+            axis_unit, name="the map"):
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
@@ -281,6 +299,7 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     # Display aspect: a degree of longitude is cos(latitude) of a degree of latitude.
     aspect = 1.0 / max(math.cos(math.radians(0.5 * (south + north))), 1e-6) if geographic else 1.0
     ratio = abs(north - south) * aspect / max(abs(east - west), 1e-300)
+    aspect, ratio = _readable(aspect, ratio, dpi, name)
     # A first guess of the height; _fit_height trims what the map does not use.
     map_h = min(5.6 * ratio, 6.8)
     fig_h = min(max(map_h + 2.0, 4.0), 9.5)
@@ -369,6 +388,32 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     _set_ticks(fig, ax, geographic)
     _fit_height(fig, ax)
     return fig
+
+
+def _readable(aspect, ratio, dpi, name):
+    """(aspect, ratio) stretched so that the map's short side gets MIN_SHORT_PX at least.
+
+    To scale, a map 5.6 inches wide (6.8 tall at most) of a long thin strip
+    would be a line or nothing (a 2 x 20000 strip: 0 px); such a map is
+    stretched across its short side, and a :class:`MapWarning` says so.
+    """
+    min_in = MIN_SHORT_PX / float(dpi)
+    short_in = min(5.6 * ratio, 5.6) if ratio <= 6.8 / 5.6 else min(6.8 / ratio, 6.8)
+    if short_in >= min_in:
+        return aspect, ratio
+    # Wide maps: width 5.6 in, height 5.6 ratio; tall maps: height 6.8 in, width 6.8 / ratio.
+    new_ratio = min_in / 5.6 if ratio <= 6.8 / 5.6 else 6.8 / min_in
+    stretch = new_ratio / ratio
+    _warn(f"{name}: the area is {max(ratio, 1 / ratio):.0f} times longer than wide; to scale "
+          f"its short side would be {short_in * dpi:.1f} px, so it is stretched to "
+          f"{MIN_SHORT_PX} px (the map is not to scale)")
+    return aspect * stretch, new_ratio
+
+
+def _warn(message):
+    import warnings
+
+    warnings.warn(MapWarning(message), stacklevel=3)
 
 
 def _set_ticks(fig, ax, geographic):
@@ -616,10 +661,14 @@ def _read_display(path, band, shape, how, threads=None):
     from .stream import DisplayGrid
 
     resampling = Resampling.nearest if how == "nearest" else Resampling.average
-    with rasterio.Env(**GDAL_ENV), open_raster(path) as ds:
+    # Each block is read once: GDAL's block cache (sized by the first read of the
+    # process) need not hold any.
+    env = dict(GDAL_ENV, GDAL_CACHEMAX=8 * 2**20)
+    with rasterio.Env(**env), open_raster(path) as ds:
         full = (ds.height, ds.width)
         factors = ds.overviews(band)
         block_rows, block_cols = ds.block_shapes[band - 1]
+        nodata = ds.nodatavals[band - 1]
     shape = (int(shape[0]), int(shape[1]))
     finest = min(full[0] / shape[0], full[1] / shape[1])
     if shape == full or any(f <= finest for f in factors):
@@ -633,14 +682,15 @@ def _read_display(path, band, shape, how, threads=None):
 
     def work(win):
         row0, row1, col0, col1 = win
-        with rasterio.Env(**GDAL_ENV):
+        with rasterio.Env(**env):
             ds = getattr(local, "ds", None)
             if ds is None:
                 ds = local.ds = open_raster(path)
                 handles.append(ds)
-            arr = read_band(ds, path, band, ((row0, row1), (col0, col1)), masked=True)
-        block = arr.filled(np.nan) if arr.dtype.kind == "f" else \
-            arr.astype(np.float32).filled(np.nan)
+            arr = read_band(ds, path, band, ((row0, row1), (col0, col1)))
+        block = arr if arr.dtype.kind == "f" else arr.astype(np.float32)
+        if nodata is not None:
+            block[arr == nodata] = np.nan
         block[~np.isfinite(block)] = np.nan
         grid.add(row0, row1, col0, col1, {"v": block})
 
@@ -779,4 +829,4 @@ def _title(product, path, method, opts) -> str:
     return f"{head} of {name}" + (f" ({', '.join(details)})" if details else "")
 
 
-__all__ = ["plot_dem", "plot_product_file", "render"]
+__all__ = ["MapWarning", "plot_dem", "plot_product_file", "render"]

@@ -76,7 +76,7 @@ class DisplayGrid:
         for name, how in self.products.items():
             if how == "average":
                 self._sum[name] = np.zeros(self.display_shape, np.float64)
-                self._count[name] = np.zeros(self.display_shape, np.int64)
+                self._count[name] = np.zeros(self.display_shape, np.int32)
             else:
                 self._pick[name] = np.full(self.display_shape, np.nan, np.float64)
         self._lock = threading.Lock()
@@ -101,11 +101,11 @@ class DisplayGrid:
                 valid = ~np.isnan(block)
                 values = np.where(valid, block, block.dtype.type(0))
                 s = np.empty((rstart.size, block.shape[1]), np.float64)
-                n = np.empty((rstart.size, block.shape[1]), np.int64)
+                n = np.empty((rstart.size, block.shape[1]), np.int32)
                 # Rows first, run by run (numpy's reduceat is slow along axis 0) ...
                 for i, (a, b) in enumerate(zip(rstart, rend)):
                     np.add.reduce(values[a:b], axis=0, dtype=np.float64, out=s[i])
-                    np.add.reduce(valid[a:b], axis=0, dtype=np.int64, out=n[i])
+                    np.add.reduce(valid[a:b], axis=0, dtype=np.int32, out=n[i])
                 partial[name] = (_run_sums(s, cend), _run_sums(n, cend))
             elif rp.size and cp.size:
                 partial[name] = block[np.ix_(self._row_pick[rp] - row0,
