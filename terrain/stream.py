@@ -100,11 +100,12 @@ class DisplayGrid:
             if how == "average":
                 valid = ~np.isnan(block)
                 values = np.where(valid, block, block.dtype.type(0))
-                s = np.empty((rstart.size, block.shape[1]), np.float64)
+                s = np.empty((rstart.size, block.shape[1]), values.dtype)
                 n = np.empty((rstart.size, block.shape[1]), np.int32)
-                # Rows first, run by run (numpy's reduceat is slow along axis 0) ...
+                # Rows first, run by run (numpy's reduceat is slow along axis 0), in
+                # the block's type (a run is a few rows); the columns' sums in float64.
                 for i, (a, b) in enumerate(zip(rstart, rend)):
-                    np.add.reduce(values[a:b], axis=0, dtype=np.float64, out=s[i])
+                    np.add.reduce(values[a:b], axis=0, out=s[i])
                     np.add.reduce(valid[a:b], axis=0, dtype=np.int32, out=n[i])
                 partial[name] = (_run_sums(s, cend), _run_sums(n, cend))
             elif rp.size and cp.size:
@@ -131,7 +132,7 @@ class DisplayGrid:
 
 def _run_sums(a, last):
     """Sums of runs of columns of ``a``; ``last``: the last column of each run."""
-    c = np.cumsum(a, axis=1)[:, last]
+    c = np.cumsum(a, axis=1, dtype=np.float64 if a.dtype.kind == "f" else np.int64)[:, last]
     c[:, 1:] -= c[:, :-1].copy()
     return c
 
