@@ -387,6 +387,13 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     ax.set_title(title, fontsize="medium")
     _set_ticks(fig, ax, geographic)
     _fit_height(fig, ax)
+    # The layout is final: freeze it, or savefig would render the figure twice
+    # (matplotlib prints a throw-away PNG to lay a constrained figure out).
+    _layout(fig, ax)
+    fig.set_layout_engine("none")
+    # "none" after a constrained layout leaves a placeholder engine, which savefig
+    # still lays out with a full throw-away draw; no engine at all is what we mean.
+    fig._layout_engine = None
     return fig
 
 
