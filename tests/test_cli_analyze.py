@@ -347,3 +347,25 @@ def test_plot_of_a_product_file_draws_the_file(tmp_path, monkeypatch, kind):
     np.testing.assert_allclose(call["values"], expected, rtol=1e-6)
     result = invoke("plot", tif, "-o", tmp_path / "m2.png", "--product", "elevation")
     assert result.exit_code == 2 and f"is a terrain {kind} GeoTIFF" in result.stderr
+
+
+def test_analyze_on_a_cluster_gives_the_same_files_and_maps(tmp_path):
+    """With --scheduler, each group of options (the Horn hillshade apart) is one pass."""
+    distributed = pytest.importorskip("distributed")
+    from PIL import Image
+
+    dem = small_dem(tmp_path / "dem.tif", shape=(90, 70))
+    assert invoke("-q", "analyze", dem, "-d", tmp_path / "local", *FAST).exit_code == 0
+    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:
+        result = invoke("-q", "analyze", dem, "-d", tmp_path / "cluster", *FAST,
+                        "--scheduler", cluster.scheduler_address, "--tile-size", "32")
+    assert result.exit_code == 0, result.output
+    for kind in KINDS:
+        mine = read_all(tmp_path / "cluster" / f"dem_{kind}.tif")
+        theirs = read_all(tmp_path / "local" / f"dem_{kind}.tif")
+        assert np.array_equal(mine[0], theirs[0]) and mine[4] == theirs[4]
+    for product in ("slope", "aspect"):
+        with Image.open(tmp_path / "cluster" / f"dem_{product}.png") as a, \
+                Image.open(tmp_path / "local" / f"dem_{product}.png") as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b))
