@@ -174,7 +174,25 @@ def draw_display_map(display, out_map, *, product, dem, opts, band=1, src_crs=No
     from terrain.raster import raster_info
 
     info = raster_info(dem, band=band, src_crs=src_crs)
-    return render_display(out_map, product, display, info, opts, source=dem, dpi=dpi)
+    with map_warnings():
+        return render_display(out_map, product, display, info, opts, source=dem, dpi=dpi)
+
+
+@contextmanager
+def map_warnings():
+    """Print the maps' warnings (terrain.plot.MapWarning) as warning lines, even with -q."""
+    import warnings
+
+    from terrain.plot import MapWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MapWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, MapWarning):
+                    warn(str(w.message))
 
 
 def draw_product_map(product_tif, out_map, *, product, dem, band=1, src_crs=None, dpi=150,

@@ -35,18 +35,15 @@ def command(dem, output, product, units, flat_value, azimuth, altitude, multidir
     reads its overviews if it has some, otherwise it reads the file window by
     window at display resolution (averages; nearest for aspect), in its units.
     """
-    import warnings
+    from terrain.plot import picture_pixels, plot_dem, plot_product_file
 
-    from terrain.plot import MapWarning, picture_pixels, plot_dem, plot_product_file
-
-    from .common import build_options, status, warn
+    from .common import build_options, map_warnings, status
 
     kind = _terrain_product(dem)
     if kind is not None and product not in (None, kind):
         raise click.UsageError(f"{dem} is a terrain {kind} GeoTIFF: it maps as {kind} "
                                "(drop --product, or give the DEM)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MapWarning)
+    with map_warnings():
         if kind is not None:
             plot_product_file(dem, output, product=kind, src_crs=src_crs, dpi=dpi,
                               overwrite=overwrite, method=method,
@@ -62,9 +59,6 @@ def command(dem, output, product, units, flat_value, azimuth, altitude, multidir
                                  altitude=altitude, multidirectional=multidirectional)
             plot_dem(dem, output, product=product, opts=opts, band=band, src_crs=src_crs,
                      dpi=dpi, overwrite=overwrite)
-    for w in caught:
-        if issubclass(w.category, MapWarning):
-            warn(str(w.message))
     status(f"wrote {output}")
 
 

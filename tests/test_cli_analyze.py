@@ -369,3 +369,19 @@ def test_analyze_on_a_cluster_gives_the_same_files_and_maps(tmp_path):
         with Image.open(tmp_path / "cluster" / f"dem_{product}.png") as a, \
                 Image.open(tmp_path / "local" / f"dem_{product}.png") as b:
             assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_analyze_and_plot_option_say_when_a_map_is_stretched(tmp_path):
+    y, x = np.mgrid[0:2, 0:20000]
+    dem = write_tif(tmp_path / "strip.tif", (100 + 0.3 * x + 0.2 * y).astype(np.float32),
+                    transform=Affine(10, 0, 500000, 0, -10, 4e6))
+    result = invoke("-q", "analyze", dem, "-d", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == [
+        str(tmp_path / "out" / "strip_slope.png"), str(tmp_path / "out" / "strip_aspect.png")]
+    assert all(line.startswith("warning: ") and "stretched to 48 px" in line for line in lines)
+    assert 40 <= map_lines(tmp_path / "out" / "strip_slope.png", axis=1) <= 60
+    result = invoke("-q", "slope", dem, "-o", tmp_path / "s.tif", "--plot", tmp_path / "s.png")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(f"warning: {tmp_path / 's.png'}: the area is 10000 times")
