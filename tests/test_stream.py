@@ -249,7 +249,7 @@ def test_display_grid_block_means_and_centre_cells(shape, dshape, tile):
     with rasterio.MemoryFile() as mem:
         with mem.open(driver="GTiff", width=shape[1], height=shape[0], count=1,
                       dtype="float32", crs="EPSG:32616",
-                      transform=Affine(1, 0, 0, 0, -1, 0)) as ds:
+                      transform=Affine(10, 0, 0, 0, -10, 0)) as ds:
             ds.write(z, 1)
         with mem.open() as ds:
             gdal = ds.read(1, out_shape=dshape, resampling=rasterio.enums.Resampling.nearest)
