@@ -1,4 +1,4 @@
-"""Benchmark terrain against gdaldem (issue 4): wall time and peak memory, whole process.
+"""Benchmark terrain against gdaldem (issues 4 and 11): wall time, peak memory, output size.
 
 Run from the repository root with the venv's python:
 
@@ -10,18 +10,25 @@ EPSG:32616, 10 m pixels, nodata -9999, deterministic synthetic relief) under
 (the page cache), then runs each case --repeat times as
 separate processes, alternating the cases round by round so that machine drift
 hits them alike. Each process is measured with ``/usr/bin/time -f "%e %M"``:
-wall seconds and peak resident memory. Cases:
+wall seconds, peak resident memory and CPU seconds (user + sys), and the size of
+what the command wrote. Cases, first table (issue 11: defaults against defaults,
+what a user types):
 
-* ``terrain slope --method horn`` vs ``gdaldem slope``;
-* ``terrain analyze --method horn`` (all GeoTIFFs and its PNG maps) vs ``gdaldem``
-  slope + aspect + hillshade run one after the other (walls summed, peak RSS the max);
-* the same four GeoTIFFs from the library's ``process_file`` (no maps), for reference;
-* read + ``numpy.gradient`` (float64) + write, the tutorial approach, for reference.
+* ``terrain slope DEM -o s.tif`` vs ``gdaldem slope DEM g.tif``;
+* ``terrain analyze DEM -d out`` (four GeoTIFFs and the slope and aspect maps) vs
+  ``gdaldem`` slope + aspect + hillshade run one after the other (walls and CPU
+  summed, peak RSS the max);
+* ``terrain plot s.tif -o map.png`` of the 8192^2 slope GeoTIFF terrain wrote.
+
+Second table, the fastest options (issue 4): ``--method horn --co COMPRESS=NONE``
+(and ``analyze --no-maps``) vs ``gdaldem -co TILED=YES``; the same four GeoTIFFs from
+the library's ``process_file``; read + ``numpy.gradient`` (float64) + write.
 
 It checks terrain's Horn slope against gdaldem's (max abs difference, degrees,
 where gdaldem has a value), and with --big slopes a 24000 x 24000 DEM (2.3 GB)
-with both tools once (goal: terrain's peak RSS under 1 GB). It prints a markdown
-table, the machine, and PASS/FAIL for each goal of issue 4.
+with both tools once (goal: terrain's peak RSS under 1 GB). It prints markdown
+tables, the machine (with the load average before and after: other work on the
+machine distorts the walls, CPU seconds much less), and PASS/FAIL for each goal.
 """
 
 from __future__ import annotations
@@ -136,30 +143,43 @@ def make_dem(path: Path, size: int) -> str:
 
 # ---------------------------------------------------------------- running and measuring
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """(wall s, peak RSS MB) of one process, measured by GNU time."""
+def timed(cmd: list[str]) -> tuple[float, float, float]:
+    """(wall s, peak RSS MB, CPU s) of one process, measured by GNU time."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
-        proc = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", out.name, *cmd],
+        proc = subprocess.run(["/usr/bin/time", "-f", "%e %M %U %S", "-o", out.name, *cmd],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if proc.returncode:
             raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n"
                              f"{proc.stderr.strip()}")
-        wall, kib = out.read().split()[-2:]  # last line: a signal note may precede it
-    return float(wall), int(kib) / 1024
+        # The last line: a signal note may precede it.
+        wall, kib, user, system = out.read().split()[-4:]
+    return float(wall), int(kib) / 1024, float(user) + float(system)
 
 
-def run_case(cmds: list[list[str]], outputs: list[Path]) -> tuple[float, float]:
-    """Run the commands of one case in turn (outputs removed first): summed wall, max RSS."""
+def size_mb(paths: list[Path]) -> float:
+    """Bytes written under the outputs (files, or every file in an output folder), in MB."""
+    total = 0
+    for path in paths:
+        if path.is_dir():
+            total += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        elif path.exists():
+            total += path.stat().st_size
+    return total / 1e6
+
+
+def run_case(cmds: list[list[str]], outputs: list[Path]) -> tuple[float, float, float, float]:
+    """Run the commands of one case in turn (outputs removed first):
+    summed wall, max RSS, summed CPU, and the MB they wrote."""
     for path in outputs:
         if path.is_dir():
             shutil.rmtree(path)
         path.unlink(missing_ok=True)
-    walls, rss = zip(*(timed(cmd) for cmd in cmds))
-    return sum(walls), max(rss)
+    walls, rss, cpu = zip(*(timed(cmd) for cmd in cmds))
+    return sum(walls), max(rss), sum(cpu), size_mb(outputs)
 
 
 def benchmark(cases: dict, repeat: int) -> dict:
-    """{name: [(wall, rss), ...]}: one untimed warm-up each, then alternating rounds."""
+    """{name: [(wall, rss, cpu, MB), ...]}: one untimed warm-up each, then alternating rounds."""
     for name, (cmds, outputs) in cases.items():
         run_case(cmds, outputs)
     results = {name: [] for name in cases}
@@ -200,6 +220,28 @@ def analyze_flags(terrain: str) -> tuple[list[str], str]:
                 "gradient GeoTIFF that the gdaldem trio does not")
 
 
+def default_cases(terrain: str, dem: Path, out: Path, product: Path) -> dict:
+    """Issue 11: what a user types, without options, on both sides."""
+    gdal = {p: out / f"gdal_default_{p}.tif" for p in ("slope", "aspect", "hillshade")}
+    return {
+        "terrain slope DEM -o s.tif": (
+            [[terrain, "slope", str(dem), "-o", str(out / "default_slope.tif"), "--overwrite",
+              "-q"]], [out / "default_slope.tif"]),
+        "gdaldem slope DEM g.tif": (
+            [["gdaldem", "slope", str(dem), str(out / "gdal_default_slope.tif"), "-q"]],
+            [out / "gdal_default_slope.tif"]),
+        "terrain analyze DEM -d out (4 GeoTIFFs + 2 maps)": (
+            [[terrain, "analyze", str(dem), "-d", str(out / "default_analyze"), "--overwrite",
+              "-q"]], [out / "default_analyze"]),
+        "gdaldem slope + aspect + hillshade": (
+            [["gdaldem", p, str(dem), str(path), "-q"] for p, path in gdal.items()],
+            list(gdal.values())),
+        "terrain plot s.tif -o map.png (the default slope GeoTIFF)": (
+            [[terrain, "plot", str(product), "-o", str(out / "plot_map.png"), "--overwrite",
+              "-q"]], [out / "plot_map.png"]),
+    }
+
+
 def slope_cases(terrain: str, dem: Path, out: Path) -> dict:
     return {
         "terrain slope": ([[terrain, "slope", str(dem), "-o", str(out / "terrain_slope.tif"),
@@ -230,6 +272,13 @@ def all_cases(terrain: str, dem: Path, out: Path, skip_maps: list[str]) -> dict:
     return cases
 
 
+DEFAULT_BASELINE = {
+    "terrain slope DEM -o s.tif": "gdaldem slope DEM g.tif",
+    "gdaldem slope DEM g.tif": "gdaldem slope DEM g.tif",
+    "terrain analyze DEM -d out (4 GeoTIFFs + 2 maps)": "gdaldem slope + aspect + hillshade",
+    "gdaldem slope + aspect + hillshade": "gdaldem slope + aspect + hillshade",
+    "terrain plot s.tif -o map.png (the default slope GeoTIFF)": None,
+}
 BASELINE = {"terrain slope": "gdaldem slope", "gdaldem slope": "gdaldem slope",
             "read + np.gradient + write": "gdaldem slope",
             "terrain analyze": "gdaldem slope+aspect+hillshade",
@@ -239,19 +288,23 @@ BASELINE = {"terrain slope": "gdaldem slope", "gdaldem slope": "gdaldem slope",
 
 # ---------------------------------------------------------------- reporting
 
-def summarise(runs: list[tuple[float, float]]) -> dict:
-    walls = [w for w, _ in runs]
+def summarise(runs: list[tuple[float, float, float, float]]) -> dict:
+    walls = [r[0] for r in runs]
     return {"median": statistics.median(walls), "min": min(walls),
-            "rss": max(r for _, r in runs)}
+            "rss": max(r[1] for r in runs), "cpu": statistics.median(r[2] for r in runs),
+            "mb": max(r[3] for r in runs)}
 
 
 def table(stats: dict, baseline: dict) -> str:
-    lines = ["| tool | median wall (s) | min wall (s) | peak RSS (MB) | wall ratio vs gdaldem "
-             "| RSS ratio vs gdaldem |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| command | median wall (s) | min wall (s) | median CPU (s) | peak RSS (MB) "
+             "| output (MB) | wall ratio vs gdaldem | RSS ratio vs gdaldem |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, s in stats.items():
-        base = stats[baseline[name]]
-        lines.append(f"| {name} | {s['median']:.2f} | {s['min']:.2f} | {s['rss']:.0f} "
-                     f"| {s['median'] / base['median']:.2f} | {s['rss'] / base['rss']:.2f} |")
+        base = stats[baseline[name]] if baseline.get(name) else None
+        ratios = (f"{s['median'] / base['median']:.2f} | {s['rss'] / base['rss']:.2f}"
+                  if base else "- | -")
+        lines.append(f"| {name} | {s['median']:.2f} | {s['min']:.2f} | {s['cpu']:.2f} "
+                     f"| {s['rss']:.0f} | {s['mb']:.0f} | {ratios} |")
     return "\n".join(lines)
 
 
@@ -272,11 +325,41 @@ def machine(terrain: str) -> str:
             f" numpy {np.__version__}; rasterio {rasterio.__version__};"
             f" {command_output([terrain, '--version'])}\n"
             f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; load average "
-            f"at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min)")
+            f"at the start {LOAD_AT_START}, at the end "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min)")
 
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+def default_goals(stats: dict) -> list[str]:
+    """Issue 11's goals, on the first table."""
+    ts, gs = stats["terrain slope DEM -o s.tif"], stats["gdaldem slope DEM g.tif"]
+    ta = stats["terrain analyze DEM -d out (4 GeoTIFFs + 2 maps)"]
+    ga = stats["gdaldem slope + aspect + hillshade"]
+    tp = stats["terrain plot s.tif -o map.png (the default slope GeoTIFF)"]
+    ratio = ta["median"] / ga["median"]
+    analyze = "PASS" if ratio <= 0.5 else "FLOOR ONLY (<= 0.6)" if ratio <= 0.6 else "FAIL"
+    plot = ("PASS" if tp["median"] <= 1.0 and tp["rss"] <= 250 else
+            "FLOOR ONLY (<= 2 s, <= 300 MB)" if tp["median"] <= 2.0 and tp["rss"] <= 300
+            else "FAIL")
+    return [
+        f"- {verdict(ts['median'] <= 0.5 * gs['median'])}: default slope wall <= 0.5 x default "
+        f"gdaldem ({ts['median']:.2f} s vs {0.5 * gs['median']:.2f} s; ratio "
+        f"{ts['median'] / gs['median']:.2f}; CPU {ts['cpu']:.2f} s vs {gs['cpu']:.2f} s)",
+        f"- {verdict(ts['rss'] <= gs['rss'])}: default slope peak RSS <= gdaldem's "
+        f"({ts['rss']:.0f} MB vs {gs['rss']:.0f} MB)",
+        f"- {verdict(ts['mb'] <= gs['mb'])}: default slope output <= gdaldem's "
+        f"({ts['mb']:.0f} MB vs {gs['mb']:.0f} MB)",
+        f"- {analyze}: default analyze with its maps <= 0.5 x the three gdaldem runs "
+        f"(floor 0.6; ratio {ratio:.2f}: {ta['median']:.2f} s vs {ga['median']:.2f} s; CPU "
+        f"{ta['cpu']:.2f} s vs {ga['cpu']:.2f} s)",
+        f"- {verdict(ta['rss'] <= ga['rss'])}: default analyze peak RSS <= gdaldem's "
+        f"({ta['rss']:.0f} MB vs {ga['rss']:.0f} MB)",
+        f"- {plot}: terrain plot of the 8192^2 slope <= 1 s and <= 250 MB "
+        f"({tp['median']:.2f} s, {tp['rss']:.0f} MB)",
+    ]
 
 
 def goals(stats: dict, big: dict | None) -> list[str]:
@@ -324,7 +407,12 @@ def run_big(terrain: str, workdir: Path, keep: bool) -> dict:
             dem.unlink(missing_ok=True)
 
 
+LOAD_AT_START = "?"
+
+
 def main(argv=None) -> None:
+    global LOAD_AT_START
+    LOAD_AT_START = " ".join(f"{x:.2f}" for x in os.getloadavg())
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=8192, help="DEM side in pixels (8192)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each case (3)")
@@ -348,9 +436,16 @@ def main(argv=None) -> None:
     skip_maps, maps_note = analyze_flags(terrain)
     print(maps_note, flush=True)
     cases = all_cases(terrain, dem, out, skip_maps)
-    print(f"one untimed warm-up run of each command (page cache), then "
-          f"{args.repeat} timed round(s), the cases alternating ...", flush=True)
+    # The product `terrain plot` maps: the default slope GeoTIFF, written once here.
+    product = out / "plotted_slope.tif"
+    run_case([[terrain, "slope", str(dem), "-o", str(product), "--overwrite", "-q"]], [product])
+    defaults = default_cases(terrain, dem, out, product)
+    print(f"load average at the start {LOAD_AT_START}; one untimed warm-up run of each "
+          f"command (page cache), then {args.repeat} timed round(s), the cases alternating ...",
+          flush=True)
     try:
+        default_stats = {name: summarise(runs)
+                         for name, runs in benchmark(defaults, args.repeat).items()}
         stats = {name: summarise(runs)
                  for name, runs in benchmark(cases, args.repeat).items()}
         diff, cells = slope_difference(out / "terrain_slope.tif", out / "gdal_slope.tif")
@@ -359,8 +454,11 @@ def main(argv=None) -> None:
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
 
-    print(f"\n## {args.size} x {args.size} float32 DEM, {args.repeat} timed run(s) each, "
-          "after one warm-up (whole process, `/usr/bin/time`)\n")
+    print(f"\n## Defaults against defaults: {args.size} x {args.size} float32 DEM, "
+          f"{args.repeat} timed run(s) each, after one warm-up (whole process, `/usr/bin/time`)\n")
+    print(table(default_stats, DEFAULT_BASELINE))
+    print(f"\n## Fastest options: {args.size} x {args.size} float32 DEM, {args.repeat} timed "
+          "run(s) each (terrain --method horn --co COMPRESS=NONE, gdaldem -co TILED=YES)\n")
     print(table(stats, BASELINE))
     print(f"\nterrain horn slope vs gdaldem slope: max |difference| {diff:.2e} degrees "
           f"over {cells} cells where gdaldem has a value")
@@ -372,7 +470,9 @@ def main(argv=None) -> None:
         print(f"\nmax |difference| vs gdaldem: {big['diff'][0]:.2e} degrees")
     print("\n## Machine\n")
     print(machine(terrain))
-    print("\n## Goals (issue 4)\n")
+    print("\n## Goals (issue 11: defaults, first table)\n")
+    print("\n".join(default_goals(default_stats)))
+    print("\n## Goals (issue 4: fastest options, second table)\n")
     print("\n".join(goals(stats, big)))
     if not skip_maps:
         print(f"\n{maps_note}.")

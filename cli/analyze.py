@@ -31,7 +31,8 @@ def targets(dem: str, out_dir: str) -> tuple[dict, dict]:
 @o.units_option
 @o.flat_value_option
 @o.hillshade_options
-@o.gradient_options()
+@o.gradient_options(method_default=None,
+                    method_note="[default: central; horn for the hillshade]")
 @o.input_options
 @o.geotiff_options
 @o.dpi_option
@@ -48,7 +49,8 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
     \b
     Writes DIR/<stem>_slope.tif, _aspect.tif, _gradient.tif (dzdx, dzdy),
     _hillshade.tif, _slope.png and _aspect.png. Units and conventions are those
-    of the single-product commands (see `terrain slope --help` ...). A DEM that
+    of the single-product commands (see `terrain slope --help` ...): without
+    --method, the hillshade is Horn's like `terrain hillshade`'s. A DEM that
     fails is reported in one line and skipped; the exit status is 1 if any did.
     """
     from .common import build_options, describe_error, state, status, want_file_bar
@@ -64,9 +66,12 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
                 f"{stems[stem]} and {path} would write the same outputs "
                 f"(DIR/{stem}_*); run them into different folders")
         stems[stem] = path
-    opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor, units=units,
-                         flat_value=flat_value, azimuth=azimuth, altitude=altitude,
+    opts = build_options(method=method or "central", edge_order=edge_order, z_factor=z_factor,
+                         units=units, flat_value=flat_value, azimuth=azimuth, altitude=altitude,
                          multidirectional=multidirectional, geometry=geometry)
+    # One default for hillshades everywhere (terrain.engine.HILLSHADE_METHOD); an
+    # explicit --method applies to every product.
+    explicit_method = method is not None
     quiet = state()["quiet"]
 
     from tqdm import tqdm
@@ -83,7 +88,8 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
                                            src_crs=src_crs, creation_options=creation_options,
                                            cog=cog, overwrite=overwrite, threads=threads,
                                            tile_size=tile_size, scheduler=scheduler,
-                                           dpi=dpi, draw_maps=not no_maps)
+                                           dpi=dpi, draw_maps=not no_maps,
+                                           explicit_method=explicit_method)
                 except Exception as exc:  # noqa: BLE001 - one bad file never stops the rest
                     if not several:
                         raise
@@ -104,25 +110,40 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
 
 
 def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_options, cog,
-                 overwrite, threads, tile_size, scheduler, dpi, draw_maps=True) -> list:
-    """All products and maps of one DEM; the files written."""
-    from .common import compute_to_files, draw_product_map, warn
+                 overwrite, threads, tile_size, scheduler, dpi, draw_maps=True,
+                 explicit_method=False) -> list:
+    """All products and maps of one DEM; the files written.
+
+    The maps are drawn from display rasters accumulated during the one streaming
+    pass (no product is read back); their backdrop is the hillshade GeoTIFF's
+    own values, averaged.
+    """
+    from terrain.plot import backdrop_options
+
+    from .common import compute_to_files, draw_display_map, map_display, warn
 
     tifs, maps = targets(path, out_dir)
     if not draw_maps:
         maps = {}
+    # The hillshade GeoTIFF (and the maps' backdrop) with the one hillshade default.
+    product_opts = None if explicit_method else {"hillshade": backdrop_options(opts)}
+    display = None
+    if maps:
+        display, _ = map_display(path, list(maps), band=band, src_crs=src_crs, opts=opts,
+                                 dpi=dpi)
     result = compute_to_files(path, tifs, opts, band=band, src_crs=src_crs,
                               creation_options=creation_options, cog=cog, overwrite=overwrite,
                               threads=threads, tile_size=tile_size, scheduler=scheduler,
                               maps=list(maps.values()),
-                              bar=False if several else None)
+                              bar=False if several else None, display=display,
+                              product_opts=product_opts)
     written = list(tifs.values())
     if not result["valid"]:
         warn(f"{path}: no map drawn, there is nothing to show")
         return written
     for product, out_map in maps.items():
-        draw_product_map(tifs[product], out_map, product=product, dem=path, band=band,
-                         src_crs=src_crs, dpi=dpi, overwrite=overwrite, method=opts.method)
+        draw_display_map(display, out_map, product=product, dem=path, opts=opts, band=band,
+                         src_crs=src_crs, dpi=dpi)
         written.append(out_map)
     return written
 

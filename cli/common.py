@@ -115,12 +115,13 @@ def pixel_bar(total: int, label: str, enabled: bool):
 
 def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation_options=None,
                      cog=False, overwrite=False, threads=None, tile_size=1024, scheduler=None,
-                     maps=(), bar=None) -> dict:
+                     maps=(), bar=None, display=None, product_opts=None) -> dict:
     """Check everything, then stream ``src`` into the GeoTIFFs ``outputs`` ({kind: path}).
 
     ``maps`` are the map paths that will be drawn afterwards: they are checked
     here too, so that every bad input or output is reported before any work.
     ``bar``: True/False to force the pixel progress bar, None to decide by size.
+    ``display`` / ``product_opts``: passed to process_file (maps from the same pass).
     Returns process_file's ``{"valid", "cells"}``; warns when nothing is valid.
     """
     from terrain.raster import raster_info
@@ -142,7 +143,8 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
             result = process_file(src, outputs, opts, band=band, src_crs=src_crs,
                                   tile_size=tile_size, threads=threads, scheduler=scheduler,
                                   creation_options=creation_options, cog=cog,
-                                  overwrite=overwrite, progress=progress, stop_event=stop)
+                                  overwrite=overwrite, progress=progress, stop_event=stop,
+                                  display=display, product_opts=product_opts)
         finally:
             obj["stop_watched"] = False
     if obj.get("signalled"):
@@ -150,6 +152,47 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
     if not result["valid"]:
         warn(f"{src}: no valid elevation; outputs are all nodata")
     return result
+
+
+def map_display(dem, products, *, band=1, src_crs=None, opts=None, dpi=150):
+    """(DisplayGrid, product_opts) to draw maps of ``products`` of ``dem`` from its one
+    streaming pass: the display rasters and the backdrop's hillshade (the one hillshade
+    method, unless the hillshade is itself a product computed with ``opts``)."""
+    from terrain.plot import backdrop_options, display_grid, picture_pixels
+    from terrain.raster import raster_info
+
+    info = raster_info(dem, band=band, src_crs=src_crs)
+    # No more display cells than the picture has pixels across.
+    grid = display_grid(info, products, max_pixels=min(2048, picture_pixels(dpi)))
+    return grid, {"hillshade": backdrop_options(opts)}
+
+
+def draw_display_map(display, out_map, *, product, dem, opts, band=1, src_crs=None,
+                     dpi=150) -> str:
+    """Map of ``product`` from the display rasters accumulated while ``dem`` streamed."""
+    from terrain.plot import render_display
+    from terrain.raster import raster_info
+
+    info = raster_info(dem, band=band, src_crs=src_crs)
+    with map_warnings():
+        return render_display(out_map, product, display, info, opts, source=dem, dpi=dpi)
+
+
+@contextmanager
+def map_warnings():
+    """Print the maps' warnings (terrain.plot.MapWarning) as warning lines, even with -q."""
+    import warnings
+
+    from terrain.plot import MapWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MapWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, MapWarning):
+                    warn(str(w.message))
 
 
 def draw_product_map(product_tif, out_map, *, product, dem, band=1, src_crs=None, dpi=150,
@@ -173,15 +216,23 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, metho
     opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor,
                          geometry=geometry, **product_settings)
     maps = [plot] if plot else []
+    display = product_opts = None
+    if plot:
+        # The map is drawn from display rasters accumulated in the same pass; a
+        # hillshade map is the product itself, computed with the command's options.
+        display, product_opts = map_display(dem, [kind], band=band, src_crs=src_crs, opts=opts,
+                                            dpi=dpi)
+        if kind == "hillshade":
+            product_opts = None
     result = compute_to_files(dem, {kind: output}, opts, band=band, src_crs=src_crs,
                               creation_options=creation_options, cog=cog, overwrite=overwrite,
                               threads=threads, tile_size=tile_size, scheduler=scheduler,
-                              maps=maps)
+                              maps=maps, display=display, product_opts=product_opts)
     status(f"wrote {output}")
     if plot:
         if not result["valid"]:
             warn(f"{dem}: no map drawn, there is nothing to show")
             return
-        draw_product_map(output, plot, product=kind, dem=dem, band=band, src_crs=src_crs,
-                         dpi=dpi, overwrite=overwrite, method=opts.method)
+        draw_display_map(display, plot, product=kind, dem=dem, opts=opts, band=band,
+                         src_crs=src_crs, dpi=dpi)
         status(f"wrote {plot}")

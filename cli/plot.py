@@ -1,4 +1,4 @@
-"""terrain plot DEM -o OUT.png"""
+"""terrain plot DEM -o OUT.png  (or a slope / aspect / hillshade GeoTIFF written by terrain)"""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from . import options as o
 @click.command("plot", short_help="Map of slope, aspect, hillshade or elevation (PNG/PDF/SVG).")
 @o.dem_argument()
 @o.output_option(map_file=True)
-@click.option("--product", type=click.Choice(o.PLOT_PRODUCTS), default="slope",
-              show_default=True, help="What to map.")
+@click.option("--product", type=click.Choice(o.PLOT_PRODUCTS), default=None,
+              help="What to map.  [default: slope; for a terrain product GeoTIFF, its product]")
 @o.units_option
 @o.flat_value_option
 @o.hillshade_options
@@ -28,16 +28,51 @@ def command(dem, output, product, units, flat_value, azimuth, altitude, multidir
     a cyclic colormap and a compass legend (flat cells apart), hillshade or
     elevation; axes in map units (lon/lat degrees for geographic DEMs). A DEM
     larger than the picture is computed at full resolution, then drawn averaged.
+
+    \b
+    A slope, aspect or hillshade GeoTIFF written by terrain (its tags say so) is
+    drawn as it is, not treated as a DEM: `terrain plot out_slope.tif -o map.png`
+    reads its overviews if it has some, otherwise it reads the file window by
+    window at display resolution (averages; nearest for aspect), in its units.
     """
-    from terrain.plot import plot_dem
+    from terrain.plot import picture_pixels, plot_dem, plot_product_file
 
-    from .common import build_options, status
+    from .common import build_options, map_warnings, status
 
-    if method is None:
-        method = "horn" if product == "hillshade" else "central"
-    opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor, units=units,
-                         flat_value=flat_value, azimuth=azimuth, altitude=altitude,
-                         multidirectional=multidirectional, geometry=geometry)
-    plot_dem(dem, output, product=product, opts=opts, band=band, src_crs=src_crs, dpi=dpi,
-             overwrite=overwrite)
+    kind = _terrain_product(dem)
+    if kind is not None and product not in (None, kind):
+        raise click.UsageError(f"{dem} is a terrain {kind} GeoTIFF: it maps as {kind} "
+                               "(drop --product, or give the DEM)")
+    with map_warnings():
+        if kind is not None:
+            plot_product_file(dem, output, product=kind, src_crs=src_crs, dpi=dpi,
+                              overwrite=overwrite, method=method,
+                              max_pixels=min(2048, picture_pixels(dpi)))
+        else:
+            product = product or "slope"
+            if method is None:
+                from terrain.engine import HILLSHADE_METHOD
+
+                method = HILLSHADE_METHOD if product == "hillshade" else "central"
+            opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor,
+                                 units=units, flat_value=flat_value, azimuth=azimuth,
+                                 altitude=altitude, multidirectional=multidirectional,
+                                 geometry=geometry)
+            plot_dem(dem, output, product=product, opts=opts, band=band, src_crs=src_crs,
+                     dpi=dpi, overwrite=overwrite)
     status(f"wrote {output}")
+
+
+def _terrain_product(path) -> str | None:
+    """'slope', 'aspect' or 'hillshade' for a one-band product GeoTIFF terrain wrote, else None."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    try:
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(path) as ds:
+            if ds.count != 1 or ds.tags().get("software") != "terrain":
+                return None
+            kind = ds.descriptions[0]
+    except (RasterioError, OSError):
+        return None  # not readable: plot_dem says why, in the usual words
+    return kind if kind in ("slope", "aspect", "hillshade") else None

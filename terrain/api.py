@@ -12,7 +12,8 @@ import numpy as np
 import xarray as xr
 
 from .dem import _is_dask, elevation_of, z_factor_of
-from .engine import Z_FACTOR_EXPLICIT, Options, product_description, product_units, products_from_gradient, run_in_memory
+from .engine import (HILLSHADE_METHOD, Z_FACTOR_EXPLICIT, Options, product_description,
+                     product_units, products_from_gradient, run_in_memory)
 from .errors import TerrainError
 
 
@@ -195,9 +196,10 @@ def aspect(dem, *, method: str = "central", edge_order: int = 1, z_factor: float
                 z_factor=z_factor, flat_value=flat_value, geometry=geometry)
 
 
-def hillshade(dem, *, azimuth: float = 315.0, altitude: float = 45.0, method: str = "horn",
-              multidirectional: bool = False, edge_order: int = 1, z_factor: float | None = None,
-              geometry: str = "geodesic", spacing=None):
+def hillshade(dem, *, azimuth: float = 315.0, altitude: float = 45.0,
+              method: str = HILLSHADE_METHOD, multidirectional: bool = False,
+              edge_order: int = 1, z_factor: float | None = None, geometry: str = "geodesic",
+              spacing=None):
     """gdaldem's hillshade (1..255, NaN where no data) on the true ground spacing.
 
     ``azimuth`` is the light's direction, clockwise from the map's up, ``altitude``

@@ -333,3 +333,9 @@ def product_description(name: str, opts: Options) -> str:
         "hillshade": f"hillshade, azimuth {opts.azimuth:g}, altitude {opts.altitude:g}"
                      + (", multidirectional" if opts.multidirectional else ""),
     }[name]
+
+
+# The one default gradient method of hillshades (issue 9 row 9): `terrain hillshade`,
+# the hillshade GeoTIFF of `terrain analyze`, `terrain plot --product hillshade`,
+# terrain.hillshade() and the grey backdrop of every map use it unless a method is given.
+HILLSHADE_METHOD = "horn"

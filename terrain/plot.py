@@ -36,6 +36,7 @@ PRODUCTS = ("slope", "aspect", "hillshade", "elevation")
 FILE_PRODUCTS = ("slope", "aspect", "hillshade")
 
 FIG_WIDTH = 8.0  # inches: 1200 px at the default 150 dpi
+MIN_SHORT_PX = 48  # a map's short side is never drawn thinner (stretched, with a warning)
 SLOPE_CMAP = "magma_r"
 ASPECT_CMAP = "twilight"
 FLAT_COLOUR = "#bdbdbd"
@@ -53,6 +54,13 @@ _LINEAR_UNITS = {
     "foot": "ft", "ft": "ft", "us survey foot": "US survey ft", "us-ft": "US survey ft",
     "foot_us": "US survey ft",
 }
+
+
+class MapWarning(UserWarning):
+    """A map was drawn, but not quite as asked (all nodata, stretched to stay readable).
+
+    The command line prints these as ``warning: ...`` lines.
+    """
 
 
 @dataclass
@@ -113,6 +121,9 @@ def plot_dem(src, out_png, *, product: str = "slope", opts=None, band: int = 1, 
     info = raster_info(src, band=band, src_crs=src_crs)
     out = check_target(out_png, inputs=[src], overwrite=overwrite)
     data = _dem_map_data(src, info, product, opts, max_pixels, os.path.dirname(out))
+    if not np.isfinite(data.values).any():
+        # The GeoTIFF commands' warning, word for word.
+        _warn(f"{src}: no valid elevation; outputs are all nodata")
     render(out, product, data.values, extent=data.extent, geographic=data.geographic,
            units=data.units, title=_title(product, data.source, data.method, opts),
            shade=data.shade, flat_value=data.flat_value, dpi=dpi, axis_unit=data.axis_unit)
@@ -163,10 +174,62 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
     out = check_target(out_png, inputs=inputs, overwrite=overwrite)
     data = _product_map_data(product_tif, product, dem=dem, band=band, src_crs=src_crs,
                              method=method, max_pixels=max_pixels)
+    if not np.isfinite(data.values).any():
+        _warn(f"{product_tif}: no valid {product} values; the map is all nodata")
     render(out, product, data.values, extent=data.extent, geographic=data.geographic,
            units=data.units, title=_title(product, data.source, data.method, None),
            shade=data.shade, flat_value=data.flat_value, dpi=dpi, axis_unit=data.axis_unit)
     return out
+
+
+def picture_pixels(dpi) -> int:
+    """The map's width in pixels at ``dpi``: more display cells than that are never seen."""
+    return max(2, int(round(FIG_WIDTH * float(dpi))))
+
+
+def display_grid(info, products, *, max_pixels: int = 2048):
+    """What to accumulate while streaming to draw maps of ``products`` afterwards.
+
+    A :class:`terrain.stream.DisplayGrid` for ``process_file(display=...)``: the
+    products at display resolution (block averages; nearest for aspect) and the
+    full-resolution hillshade averaged, the maps' grey backdrop. Compute that
+    hillshade with :func:`backdrop_options` (``product_opts={"hillshade": ...}``).
+    """
+    from .stream import DisplayGrid
+
+    for product in products:
+        _check_product(product, FILE_PRODUCTS)
+    _check_max_pixels(max_pixels)
+    how = {p: "nearest" if p == "aspect" else "average" for p in products}
+    how["hillshade"] = "average"
+    return DisplayGrid(info.shape, _display_shape(info.shape, max_pixels), how)
+
+
+def backdrop_options(opts):
+    """The grey backdrop's options: the map's light and the one hillshade method."""
+    return _backdrop_options(opts)
+
+
+def render_display(out_png, product, display, info, opts, *, source, method=None,
+                   dpi: int = 150) -> str:
+    """Draw the map of ``product`` from a filled :func:`display_grid` (no file read back).
+
+    ``info`` is the DEM's :class:`terrain.raster.RasterInfo`, ``opts`` the Options
+    the product was computed with (units, flat value, light), ``source`` the DEM
+    named in the title. The caller checked the output (``check_target``).
+    """
+    _check_product(product, FILE_PRODUCTS)
+    values = _north_up(display.result(product), info.transform)
+    shade = None
+    if product != "hillshade":
+        shade = _north_up(display.result("hillshade"), info.transform)
+    geographic, axis_unit = _crs_kind(info.crs)
+    return render(out_png, product, values, extent=_extent(info.transform, info.shape),
+                  geographic=geographic, units=_units(product, opts, info),
+                  title=_title(product, source, method or opts.method,
+                               opts if product == "hillshade" else None),
+                  shade=shade, flat_value=float(opts.flat_value), dpi=dpi,
+                  axis_unit=axis_unit)
 
 
 def render(out_png, product, values, *, extent, geographic, units, title, shade=None,
@@ -208,7 +271,7 @@ def render(out_png, product, values, *, extent, geographic, units, title, shade=
     west, east, south, north = (float(v) for v in extent)
     fig = _figure(product, values, (west, east, south, north), geographic=geographic,
                   units=units, title=title, shade=shade, flat_value=flat_value, dpi=dpi,
-                  axis_unit=axis_unit)
+                  axis_unit=axis_unit, name=os.fspath(out_png))
     return _save_atomic(fig, out_png, fmt, dpi)
 
 
@@ -216,7 +279,7 @@ def render(out_png, product, values, *, extent, geographic, units, title, shade=
 
 
 def _figure(product, values, extent, *, geographic, units, title, shade, flat_value, dpi,
-            axis_unit):
+            axis_unit, name="the map"):
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
@@ -236,6 +299,7 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     # Display aspect: a degree of longitude is cos(latitude) of a degree of latitude.
     aspect = 1.0 / max(math.cos(math.radians(0.5 * (south + north))), 1e-6) if geographic else 1.0
     ratio = abs(north - south) * aspect / max(abs(east - west), 1e-300)
+    aspect, ratio = _readable(aspect, ratio, dpi, name)
     # A first guess of the height; _fit_height trims what the map does not use.
     map_h = min(5.6 * ratio, 6.8)
     fig_h = min(max(map_h + 2.0, 4.0), 9.5)
@@ -323,20 +387,64 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     ax.set_title(title, fontsize="medium")
     _set_ticks(fig, ax, geographic)
     _fit_height(fig, ax)
+    # The layout is final: freeze it, or savefig would render the figure twice
+    # (matplotlib prints a throw-away PNG to lay a constrained figure out).
+    _layout(fig, ax)
+    fig.set_layout_engine("none")
+    # "none" after a constrained layout leaves a placeholder engine, which savefig
+    # still lays out with a full throw-away draw; no engine at all is what we mean.
+    fig._layout_engine = None
     return fig
+
+
+def _readable(aspect, ratio, dpi, name):
+    """(aspect, ratio) stretched so that the map's short side gets MIN_SHORT_PX at least.
+
+    To scale, a map 5.6 inches wide (6.8 tall at most) of a long thin strip
+    would be a line or nothing (a 2 x 20000 strip: 0 px); such a map is
+    stretched across its short side, and a :class:`MapWarning` says so.
+    """
+    min_in = MIN_SHORT_PX / float(dpi)
+    short_in = min(5.6 * ratio, 5.6) if ratio <= 6.8 / 5.6 else min(6.8 / ratio, 6.8)
+    if short_in >= min_in:
+        return aspect, ratio
+    # Wide maps: width 5.6 in, height 5.6 ratio; tall maps: height 6.8 in, width 6.8 / ratio.
+    new_ratio = min_in / 5.6 if ratio <= 6.8 / 5.6 else 6.8 / min_in
+    stretch = new_ratio / ratio
+    _warn(f"{name}: the area is {max(ratio, 1 / ratio):.0f} times longer than wide; to scale "
+          f"its short side would be {short_in * dpi:.1f} px, so it is stretched to "
+          f"{MIN_SHORT_PX} px (the map is not to scale)")
+    return aspect * stretch, new_ratio
+
+
+def _warn(message):
+    import warnings
+
+    warnings.warn(MapWarning(message), stacklevel=3)
 
 
 def _set_ticks(fig, ax, geographic):
     """As many ticks as the map's sides have room for (long easting labels need more)."""
     from matplotlib.ticker import MaxNLocator
 
-    fig.canvas.draw()
+    _layout(fig, ax)
     pos = ax.get_position(original=False)
     per_tick = 0.9 if geographic else 1.2  # inches per label
     for axis, length in ((ax.xaxis, pos.width * fig.get_figwidth()),
                          (ax.yaxis, pos.height * fig.get_figheight())):
         axis.set_major_locator(MaxNLocator(nbins=int(min(max(length / per_tick, 1), 6)),
                                            steps=[1, 2, 2.5, 5, 10]))
+
+
+def _layout(fig, ax):
+    """Place the axes as a draw would, without drawing (the images are the costly part).
+
+    The constrained layout only needs text extents from the renderer; the map's
+    fixed aspect then shrinks its box as ``Axes.draw`` does. The figure is
+    drawn once, when it is saved.
+    """
+    fig.get_layout_engine().execute(fig)
+    ax.apply_aspect()
 
 
 def _opaque(im):
@@ -353,7 +461,7 @@ def _fit_height(fig, ax, min_height: float = 3.0):
     figure by the height of that box the map does not use.
     """
     for _ in range(3):
-        fig.canvas.draw()
+        _layout(fig, ax)
         box = ax.get_position(original=True)
         used = ax.get_position(original=False)
         slack = (box.height - used.height) * fig.get_figheight()
@@ -422,20 +530,20 @@ def _dem_map_data(src, info, product, opts, max_pixels, workdir) -> MapData:
         from .dem import open_dem
 
         dem = open_dem(src, band=info.band, src_crs=info.crs)
-        wanted = ("hillshade",) if product in ("hillshade", "elevation") else (product, "hillshade")
-        res = compute(dem, wanted, **dataclasses.asdict(opts))
-        values = dem.values if product == "elevation" else res[product].values
-        shade = None if product == "hillshade" else res["hillshade"].values
+        values = dem.values if product == "elevation" else \
+            compute(dem, (product,), **dataclasses.asdict(opts))[product].values
+        shade = None
+        if product != "hillshade":
+            shade = compute(dem, ("hillshade",),
+                            **dataclasses.asdict(_backdrop_options(opts)))["hillshade"].values
     else:
         from rasterio.enums import Resampling
 
         if product == "elevation":
             values = _read_resampled(src, info.band, shape, Resampling.average)
-        else:
-            values = _stream_then_read(src, info, product, opts, shape, workdir)
-        shade = None
-        if product != "hillshade":
             shade = _display_hillshade(src, info, shape, opts)
+        else:
+            values, shade = _stream_then_read(src, info, product, opts, shape, workdir)
     values = _north_up(np.asarray(values, dtype=np.float64), info.transform)
     shade = None if shade is None else _north_up(np.asarray(shade, np.float64), info.transform)
     return MapData(values=values, shade=shade, extent=extent, geographic=geographic,
@@ -445,17 +553,31 @@ def _dem_map_data(src, info, product, opts, max_pixels, workdir) -> MapData:
 
 
 def _stream_then_read(src, info, product, opts, shape, workdir):
-    """Full-resolution product through the streaming runner, read back at ``shape``."""
+    """Full-resolution product through the streaming runner, read back at ``shape``;
+    and the backdrop (None for a hillshade map): the full-resolution hillshade
+    averaged onto ``shape`` in the same pass."""
     from rasterio.enums import Resampling
 
-    from .stream import process_file
+    from .stream import DisplayGrid, process_file
 
+    display = None
+    if product != "hillshade":
+        display = DisplayGrid(info.shape, shape, {"hillshade": "average"})
     with tempfile.TemporaryDirectory(prefix=".terrain-plot.", dir=workdir) as tmp:
         path = os.path.join(tmp, f"{product}.tif")
         process_file(src, {product: path}, opts, band=info.band, src_crs=info.crs,
-                     overwrite=True)
+                     overwrite=True, display=display,
+                     product_opts={"hillshade": _backdrop_options(opts)})
         resampling = Resampling.nearest if product == "aspect" else Resampling.average
-        return _read_resampled(path, 1, shape, resampling)
+        values = _read_resampled(path, 1, shape, resampling)
+    return values, (None if display is None else display.result("hillshade"))
+
+
+def _backdrop_options(opts):
+    """The grey backdrop's options: the map's light, the one hillshade method."""
+    from .engine import HILLSHADE_METHOD
+
+    return dataclasses.replace(opts, method=HILLSHADE_METHOD)
 
 
 def _product_map_data(path, product, *, dem, band, src_crs, method, max_pixels) -> MapData:
@@ -476,8 +598,7 @@ def _product_map_data(path, product, *, dem, band, src_crs, method, max_pixels) 
     units = units or ("degrees" if product == "aspect" else "brightness")
     flat_value = _flat_value(band_tags.get("description", ""))
     shape = _display_shape(info.shape, max_pixels)
-    resampling = Resampling.nearest if product == "aspect" else Resampling.average
-    values = _read_resampled(path, 1, shape, resampling)
+    values = _read_display(path, 1, shape, "nearest" if product == "aspect" else "average")
     shade = None
     if dem is not None and product != "hillshade":
         from .engine import Options
@@ -524,8 +645,72 @@ def _display_hillshade(path, info, shape, opts):
     from .api import compute
 
     dem = _display_dem(path, info, shape)
-    kw = dataclasses.asdict(opts)
+    kw = dataclasses.asdict(_backdrop_options(opts))
     return compute(dem, ("hillshade",), **kw)["hillshade"].values
+
+
+def _read_display(path, band, shape, how, threads=None):
+    """Band ``band`` of ``path`` at ``shape`` (NaN for nodata), never holding the full raster.
+
+    The overviews when the file has some fine enough (GDAL picks them); otherwise
+    the file is read in block-aligned windows on a few threads and folded into a
+    :class:`terrain.stream.DisplayGrid` (``how``: ``average`` of the valid cells,
+    or ``nearest``): the same display rasters as a map drawn while streaming.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    import threading
+
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from .engine import default_threads
+    from .raster import GDAL_ENV, open_raster, read_band
+    from .stream import DisplayGrid
+
+    resampling = Resampling.nearest if how == "nearest" else Resampling.average
+    # Each block is read once: GDAL's block cache (sized by the first read of the
+    # process) need not hold any.
+    env = dict(GDAL_ENV, GDAL_CACHEMAX=8 * 2**20)
+    with rasterio.Env(**env), open_raster(path) as ds:
+        full = (ds.height, ds.width)
+        factors = ds.overviews(band)
+        block_rows, block_cols = ds.block_shapes[band - 1]
+        nodata = ds.nodatavals[band - 1]
+    shape = (int(shape[0]), int(shape[1]))
+    finest = min(full[0] / shape[0], full[1] / shape[1])
+    if shape == full or any(f <= finest for f in factors):
+        return _read_resampled(path, band, shape, resampling)
+    grid = DisplayGrid(full, shape, {"v": how})
+    # Whole blocks per window (each is decompressed once), a few MB each.
+    rows = block_rows * max(1, -(-512 // block_rows))
+    cols = full[1] if block_cols >= full[1] else block_cols * max(1, -(-2048 // block_cols))
+    local = threading.local()
+    handles = []
+
+    def work(win):
+        row0, row1, col0, col1 = win
+        with rasterio.Env(**env):
+            ds = getattr(local, "ds", None)
+            if ds is None:
+                ds = local.ds = open_raster(path)
+                handles.append(ds)
+            arr = read_band(ds, path, band, ((row0, row1), (col0, col1)))
+        block = arr if arr.dtype.kind == "f" else arr.astype(np.float32)
+        if nodata is not None:
+            block[arr == nodata] = np.nan
+        block[~np.isfinite(block)] = np.nan
+        grid.add(row0, row1, col0, col1, {"v": block})
+
+    wins = [(r0, min(r0 + rows, full[0]), c0, min(c0 + cols, full[1]))
+            for r0 in range(0, full[0], rows) for c0 in range(0, full[1], cols)]
+    try:
+        with ThreadPoolExecutor(threads or default_threads()) as pool:
+            for f in [pool.submit(work, w) for w in wins]:
+                f.result()
+    finally:
+        for ds in handles:
+            ds.close()
+    return grid.result("v")
 
 
 def _read_resampled(path, band, shape, resampling):
@@ -651,4 +836,4 @@ def _title(product, path, method, opts) -> str:
     return f"{head} of {name}" + (f" ({', '.join(details)})" if details else "")
 
 
-__all__ = ["plot_dem", "plot_product_file", "render"]
+__all__ = ["MapWarning", "plot_dem", "plot_product_file", "render"]

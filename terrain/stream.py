@@ -36,6 +36,108 @@ FILE_KINDS = {
 }
 
 
+class DisplayGrid:
+    """Display-resolution rasters of some products, accumulated while the windows stream.
+
+    A map of a large DEM needs its products at a few thousand pixels, not the
+    full raster: each worker adds its finished window here (before encoding),
+    so no product is read back from disk. ``average`` products (slope,
+    hillshade ...) get the mean of the valid full-resolution cells in each
+    display cell (NaN where none is valid); ``nearest`` products (aspect, whose
+    values are angles) get the full-resolution cell at each display cell's
+    centre, as GDAL's nearest resampling picks it.
+
+    Parameters
+    ----------
+    shape : (rows, cols)
+        The full-resolution grid.
+    display_shape : (rows, cols)
+        The display grid (each side at most the full one).
+    products : dict
+        ``{product: "average" | "nearest"}``.
+    """
+
+    def __init__(self, shape, display_shape, products: dict):
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.display_shape = (int(display_shape[0]), int(display_shape[1]))
+        if not all(0 < d <= s for d, s in zip(self.display_shape, self.shape)):
+            raise TerrainError(f"display grid {self.display_shape} must be within {self.shape}")
+        for name, how in products.items():
+            if how not in ("average", "nearest"):
+                raise TerrainError(f"{name}: resampling must be average or nearest, got {how!r}")
+        self.products = dict(products)
+        (rows, cols), (drows, dcols) = self.shape, self.display_shape
+        # Display cell of each full-resolution row / column (block averages) ...
+        self._row_cell = (np.arange(rows, dtype=np.int64) * drows) // rows
+        self._col_cell = (np.arange(cols, dtype=np.int64) * dcols) // cols
+        # ... and the full-resolution row / column at each display cell's centre (nearest).
+        self._row_pick = np.minimum(((2 * np.arange(drows) + 1) * rows) // (2 * drows), rows - 1)
+        self._col_pick = np.minimum(((2 * np.arange(dcols) + 1) * cols) // (2 * dcols), cols - 1)
+        self._sum, self._count, self._pick = {}, {}, {}
+        for name, how in self.products.items():
+            if how == "average":
+                self._sum[name] = np.zeros(self.display_shape, np.float64)
+                self._count[name] = np.zeros(self.display_shape, np.int32)
+            else:
+                self._pick[name] = np.full(self.display_shape, np.nan, np.float64)
+        self._lock = threading.Lock()
+
+    def add(self, row0, row1, col0, col1, res) -> None:
+        """Fold one window (``{product: block}``, NaN for nodata) in; any thread."""
+        rc, cc = self._row_cell[row0:row1], self._col_cell[col0:col1]
+        # Runs of rows / columns falling in one display cell: [start, end).
+        rstart = np.flatnonzero(np.r_[True, rc[1:] != rc[:-1]])
+        rend = np.r_[rstart[1:], rc.size]
+        cend = np.flatnonzero(np.r_[cc[1:] != cc[:-1], True])  # last column of each run
+        rsl = slice(int(rc[0]), int(rc[-1]) + 1)
+        csl = slice(int(cc[0]), int(cc[-1]) + 1)
+        rp = np.flatnonzero((self._row_pick >= row0) & (self._row_pick < row1))
+        cp = np.flatnonzero((self._col_pick >= col0) & (self._col_pick < col1))
+        partial = {}
+        for name, how in self.products.items():
+            if name not in res:  # computed in another pass (per-product options)
+                continue
+            block = res[name]
+            if how == "average":
+                valid = ~np.isnan(block)
+                values = np.where(valid, block, block.dtype.type(0))
+                s = np.empty((rstart.size, block.shape[1]), values.dtype)
+                n = np.empty((rstart.size, block.shape[1]), np.int32)
+                # Rows first, run by run (numpy's reduceat is slow along axis 0), in
+                # the block's type (a run is a few rows); the columns' sums in float64.
+                for i, (a, b) in enumerate(zip(rstart, rend)):
+                    np.add.reduce(values[a:b], axis=0, out=s[i])
+                    np.add.reduce(valid[a:b], axis=0, dtype=np.int32, out=n[i])
+                partial[name] = (_run_sums(s, cend), _run_sums(n, cend))
+            elif rp.size and cp.size:
+                partial[name] = block[np.ix_(self._row_pick[rp] - row0,
+                                             self._col_pick[cp] - col0)]
+        # Display cells on a window's edge get parts from two windows: add under a lock.
+        with self._lock:
+            for name, part in partial.items():
+                if self.products[name] == "average":
+                    self._sum[name][rsl, csl] += part[0]
+                    self._count[name][rsl, csl] += part[1]
+                else:
+                    self._pick[name][np.ix_(rp, cp)] = part
+
+    def result(self, name) -> np.ndarray:
+        """The display raster of ``name`` (float64, NaN where no value), as the file is oriented."""
+        if name in self._pick:
+            return self._pick[name].copy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = self._sum[name] / self._count[name]
+        out[self._count[name] == 0] = np.nan
+        return out
+
+
+def _run_sums(a, last):
+    """Sums of runs of columns of ``a``; ``last``: the last column of each run."""
+    c = np.cumsum(a, axis=1, dtype=np.float64 if a.dtype.kind == "f" else np.int64)[:, last]
+    c[:, 1:] -= c[:, :-1].copy()
+    return c
+
+
 def _check_kinds(outputs):
     for kind in outputs:
         if kind not in FILE_KINDS:
@@ -56,7 +158,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                  src_crs=None, tile_size: int = 1024, threads: int | None = None,
                  creation_options=None, cog: bool = False, overwrite: bool = False,
                  progress=None, stop_event: threading.Event | None = None,
-                 scheduler: str | None = None) -> dict:
+                 scheduler: str | None = None, display: DisplayGrid | None = None,
+                 product_opts: dict | None = None) -> dict:
     """Compute products of the DEM ``src`` straight into GeoTIFF files.
 
     Parameters
@@ -80,6 +183,12 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     scheduler : str, optional
         Address of a dask.distributed scheduler: the windows are computed by its
         workers (which must see ``src`` at the same path) and written here.
+    display : DisplayGrid, optional
+        Accumulates display-resolution rasters of its products (computed even
+        when no file holds them) from the same pass, for maps.
+    product_opts : dict, optional
+        ``{product: Options}`` for products computed with other options than
+        ``opts`` (e.g. the hillshade with its own method), from the same read.
 
     Returns
     -------
@@ -96,12 +205,20 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     info = raster_info(src, band=band, src_crs=src_crs)
     z_source = Z_FACTOR_EXPLICIT if opts.z_factor_explicit else info.z_factor_source
     opts = opts.with_z_factor(info.z_factor)
+    product_opts = {n: o.with_z_factor(info.z_factor) for n, o in (product_opts or {}).items()}
+    if any(o.geometry != opts.geometry for o in product_opts.values()):
+        raise TerrainError("product_opts must share opts.geometry (one ground map per run)")
     grid = info.grid(opts.geometry)
     targets = {kind: check_target(path, inputs=[src], overwrite=overwrite)
                for kind, path in outputs.items()}
     if len(set(targets.values())) != len(targets):
         raise OutputError("two outputs have the same file name; give each product its own")
     products = tuple(dict.fromkeys(p for kind in outputs for p in FILE_KINDS[kind][0]))
+    if display is not None:
+        if tuple(display.shape) != tuple(info.shape):
+            raise TerrainError(f"{src}: display grid made for {display.shape}, not {info.shape}")
+        products = tuple(dict.fromkeys(products + tuple(display.products)))
+    groups = _option_groups(opts, products, product_opts or {})
     tags = {"method": opts.method, "edge_order": str(opts.edge_order),
             "z_factor": repr(opts.z_factor), "z_factor_source": z_source,
             "geometry": opts.geometry, "source": os.path.basename(src),
@@ -117,16 +234,21 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
         """Write one finished window of every product (any thread)."""
         window = Window(col0, row0, col1 - col0, row1 - row0)
         # Only "is there any valid cell at all" is needed (the all-nodata warning).
-        if not valid[0] and not np.isnan(res[products[0]]).all():
+        # With several option groups on a cluster, a window comes once per group.
+        first = groups[0][1][0] in res
+        if first and not valid[0] and not np.isnan(res[groups[0][1][0]]).all():
             valid[0] = True
+        if display is not None:
+            display.add(row0, row1, col0, col1, res)  # before encode() overwrites NaN
         encoded = [(writer, k, writer.encode(res[name]))
-                   for writer, names in writers for k, name in enumerate(names, start=1)]
+                   for writer, names in writers if all(n in res for n in names)
+                   for k, name in enumerate(names, start=1)]
         with write_lock:
             if stop_event.is_set():
                 return
             for writer, k, data in encoded:
                 writer.write(k, data, window)
-        if progress is not None:
+        if progress is not None and first:
             progress((row1 - row0) * (col1 - col0))
 
     with rasterio.Env(**GDAL_ENV), GdalErrors() as gdal_errors:
@@ -137,15 +259,17 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                     path, info,
                     [(n, product_units(n, opts), product_description(n, opts)) for n in names],
                     byte=(kind == "hillshade"), creation_options=creation_options, cog=cog,
-                    resampling=resampling, tags=tags)
+                    resampling=resampling, tags=_file_tags(tags, names, opts, product_opts))
                 writers.append((writer, names))
             if scheduler is None:
-                _run_threads(info, grid, opts, products, tile_size, threads or default_threads(),
+                _run_threads(info, grid, groups, tile_size, threads or default_threads(),
                              emit, stop_event)
             else:
                 from .dask_runner import run_distributed
 
-                run_distributed(info, grid, opts, products, tile_size, scheduler, emit, stop_event)
+                for gopts, names in groups:
+                    run_distributed(info, grid, gopts, names, tile_size, scheduler, emit,
+                                    stop_event)
             if stop_event.is_set():
                 raise Interrupted(f"{src}: interrupted; no output was written")
             # All or nothing: every file is finished before any is renamed into place.
@@ -162,12 +286,30 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     return {"valid": valid[0], "cells": info.shape[0] * info.shape[1]}
 
 
-def _run_threads(info, grid, opts, products, tile_size, threads, emit, stop_event):
-    """Read, compute and emit every window on a pool of threads, one dataset handle each."""
+def _file_tags(tags, names, opts, product_opts) -> dict:
+    """A file's dataset tags: the method is that of its bands' options."""
+    own = {(product_opts or {}).get(n, opts).method for n in names}
+    return dict(tags, method=own.pop()) if len(own) == 1 else tags
+
+
+def _option_groups(opts, products, product_opts) -> list:
+    """``[(Options, products computed with them), ...]``, ``opts``'s group first."""
+    groups = {}
+    for name in products:
+        groups.setdefault(product_opts.get(name, opts), []).append(name)
+    return sorted(((o, tuple(n)) for o, n in groups.items()), key=lambda g: g[0] != opts)
+
+
+def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event):
+    """Read, compute and emit every window on a pool of threads, one dataset handle each.
+
+    ``groups``: ``[(Options, products), ...]``; one read (with the widest halo) serves all.
+    """
     local = threading.local()
     handles = []
     handles_lock = threading.Lock()
     out_dtype = output_dtype(info.elevation_dtype)
+    halo = max(o.halo for o, _ in groups)
 
     def reader():
         ds = getattr(local, "ds", None)
@@ -185,8 +327,12 @@ def _run_threads(info, grid, opts, products, tile_size, threads, emit, stop_even
         # GDAL's error handler is per thread: inside an Env its messages reach
         # Python logging (and GdalErrors), not stderr.
         with rasterio.Env(**GDAL_ENV):
-            zpad = read_padded(reader(), info, row0, row1, col0, col1, opts.halo)
-            res = compute_block(zpad, grid, win, opts, products, out_dtype, name=info.path)
+            zpad = read_padded(reader(), info, row0, row1, col0, col1, halo)
+            res = {}
+            for opts, products in groups:
+                d = halo - opts.halo  # a narrower halo: the inner part of the same read
+                z = np.ascontiguousarray(zpad[d:zpad.shape[0] - d, d:zpad.shape[1] - d]) if d else zpad
+                res.update(compute_block(z, grid, win, opts, products, out_dtype, name=info.path))
             emit(row0, row1, col0, col1, res)
 
     pool = ThreadPoolExecutor(threads) if threads > 1 else None

@@ -27,6 +27,7 @@ DEFAULT_CREATION_OPTIONS = {
     "BLOCKXSIZE": "512",
     "BLOCKYSIZE": "512",
     "COMPRESS": "ZSTD",
+    "ZSTD_LEVEL": "1",
     "BIGTIFF": "IF_SAFER",
 }
 

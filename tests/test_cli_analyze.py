@@ -211,3 +211,194 @@ def test_plot_option_on_all_nodata_warns(tmp_path):
     assert result.exit_code == 0
     assert "no valid elevation" in result.stderr and "no map drawn" in result.stderr
     assert sorted(os.listdir(tmp_path)) == ["s.tif", "void.tif"]
+
+
+# --------------------------------------------------------------------------- issue 11 / issue 9
+
+
+def map_lines(path, axis=1, min_count=150):
+    """Rows (axis=1) or columns (axis=0) of the PNG where the map's own colour (the
+    commonest non-grey one) fills ``min_count`` pixels or more: the drawn height
+    (width) of a uniformly coloured map."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB")).astype(np.int32)
+    grey = (np.abs(rgb[..., 0] - rgb[..., 1]) < 8) & (np.abs(rgb[..., 1] - rgb[..., 2]) < 8)
+    code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    values, counts = np.unique(code[~grey], return_counts=True)
+    colour = values[np.argmax(counts)]
+    return int(((code == colour).sum(axis=axis) >= min_count).sum())
+
+
+def capture_render(monkeypatch):
+    import terrain.plot
+
+    calls = []
+    real = terrain.plot.render
+
+    def recorder(out_png, product, values, **kw):
+        calls.append(dict(product=product, values=np.array(values), **kw))
+        return real(out_png, product, values, **kw)
+
+    monkeypatch.setattr(terrain.plot, "render", recorder)
+    return calls
+
+
+def test_analyze_hillshade_is_terrain_hillshade(tmp_path):
+    """Issue 9 row 9: one default for hillshade; an explicit --method applies to all."""
+    dem = small_dem(tmp_path / "dem.tif")
+    assert invoke("-q", "analyze", dem, "-d", tmp_path / "a", "--no-maps").exit_code == 0
+    assert invoke("-q", "hillshade", dem, "-o", tmp_path / "h.tif").exit_code == 0
+    mine, theirs = read_all(tmp_path / "a" / "dem_hillshade.tif"), read_all(tmp_path / "h.tif")
+    assert np.array_equal(mine[0], theirs[0])
+    assert mine[4]["method"] == theirs[4]["method"] == "horn"
+    # The slope keeps analyze's own default, central.
+    assert read_all(tmp_path / "a" / "dem_slope.tif")[4]["method"] == "central"
+    assert invoke("-q", "analyze", dem, "-d", tmp_path / "c", "--no-maps",
+                  "--method", "central").exit_code == 0
+    assert invoke("-q", "hillshade", dem, "-o", tmp_path / "hc.tif",
+                  "--method", "central").exit_code == 0
+    central = read_all(tmp_path / "c" / "dem_hillshade.tif")[0]
+    assert np.array_equal(central, read_all(tmp_path / "hc.tif")[0])
+    assert not np.array_equal(central, mine[0])
+
+
+def test_analyze_maps_come_from_the_stream_not_the_files(tmp_path, monkeypatch):
+    import terrain.plot
+
+    def no_read_back(*args, **kwargs):
+        raise AssertionError("a product was read back from disk")
+
+    monkeypatch.setattr(terrain.plot, "_read_display", no_read_back)
+    monkeypatch.setattr(terrain.plot, "_read_resampled", no_read_back)
+    calls = capture_render(monkeypatch)
+    dem = small_dem(tmp_path / "dem.tif")
+    result = invoke("-q", "analyze", dem, "-d", tmp_path / "out", *FAST)
+    assert result.exit_code == 0, result.output
+    slope, aspect = calls
+    with rasterio.open(tmp_path / "out" / "dem_slope.tif") as ds:
+        expected = ds.read(1, masked=True).astype(np.float64).filled(np.nan)
+    with rasterio.open(tmp_path / "out" / "dem_hillshade.tif") as ds:
+        shade = ds.read(1, masked=True).astype(np.float64).filled(np.nan)
+    np.testing.assert_allclose(slope["values"], expected, rtol=1e-6)
+    # The backdrop is the hillshade GeoTIFF's own values (before rounding to bytes).
+    np.testing.assert_allclose(slope["shade"], shade, atol=0.5)
+    assert aspect["product"] == "aspect" and aspect["values"].shape == expected.shape
+
+
+def test_plot_all_nodata_dem_warns_like_the_geotiff_commands(tmp_path):
+    """Issue 9 row 10."""
+    dem = write_tif(tmp_path / "void.tif", np.full((20, 30), -32768, np.int16), nodata=-32768)
+    out = tmp_path / "void.png"
+    result = invoke("plot", dem, "-o", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"warning: {dem}: no valid elevation; outputs are all nodata", f"wrote {out}"]
+    assert png_size(out)[0] >= 300
+
+
+@pytest.mark.parametrize("shape", [(2, 20000), (20000, 2)])
+def test_plot_long_thin_strip_stays_readable(tmp_path, shape):
+    """Issue 9 row 10: a 2 x 20000 strip was drawn 0 px tall."""
+    rows, cols = shape
+    y, x = np.mgrid[0:rows, 0:cols]
+    dem = write_tif(tmp_path / "strip.tif", (100 + 0.3 * x + 0.2 * y).astype(np.float32),
+                    transform=Affine(10, 0, 500000, 0, -10, 4e6))
+    out = tmp_path / "strip.png"
+    result = invoke("plot", dem, "-o", out)
+    assert result.exit_code == 0, result.output
+    warning, wrote = result.stderr.splitlines()
+    assert warning.startswith(f"warning: {out}: the area is 10000 times longer than wide")
+    assert "stretched to 48 px (the map is not to scale)" in warning
+    assert wrote == f"wrote {out}"
+    # The plane's one slope colour fills the map: its short side is about 48 px.
+    if rows < cols:
+        assert 40 <= map_lines(out, axis=1) <= 60
+        assert map_lines(out, axis=0, min_count=40) >= 600  # and it is long
+    else:
+        assert 40 <= map_lines(out, axis=0) <= 60
+        assert map_lines(out, axis=1, min_count=40) >= 400
+
+
+@pytest.mark.parametrize("kind", ["slope", "aspect", "hillshade"])
+def test_plot_of_a_product_file_draws_the_file(tmp_path, monkeypatch, kind):
+    """`terrain plot out_slope.tif` maps the product (found by its tags), not a slope of it."""
+    dem = small_dem(tmp_path / "dem.tif", shape=(300, 260))
+    tif = tmp_path / f"{kind}.tif"
+    assert invoke("-q", kind, dem, "-o", tif, "--method", "horn").exit_code == 0
+    calls = capture_render(monkeypatch)
+    out = tmp_path / "map.png"
+    result = invoke("plot", tif, "-o", out, "--dpi", "20")  # 160 px wide: decimated read
+    assert result.exit_code == 0, result.output
+    assert result.stderr == f"wrote {out}\n"
+    (call,) = calls
+    assert call["product"] == kind and call["values"].shape == (160, 139)
+    from test_stream import block_means
+
+    with rasterio.open(tif) as ds:
+        full = ds.read(1, masked=True).astype(np.float64).filled(np.nan)
+        if kind == "aspect":
+            expected = ds.read(1, out_shape=(160, 139), masked=True,
+                               resampling=rasterio.enums.Resampling.nearest)
+            expected = expected.astype(np.float64).filled(np.nan)
+        else:
+            expected = block_means(full, (160, 139))
+    np.testing.assert_allclose(call["values"], expected, rtol=1e-6)
+    result = invoke("plot", tif, "-o", tmp_path / "m2.png", "--product", "elevation")
+    assert result.exit_code == 2 and f"is a terrain {kind} GeoTIFF" in result.stderr
+
+
+def test_analyze_on_a_cluster_gives_the_same_files_and_maps(tmp_path):
+    """With --scheduler, each group of options (the Horn hillshade apart) is one pass."""
+    distributed = pytest.importorskip("distributed")
+    from PIL import Image
+
+    dem = small_dem(tmp_path / "dem.tif", shape=(90, 70))
+    assert invoke("-q", "analyze", dem, "-d", tmp_path / "local", *FAST).exit_code == 0
+    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1,
+                                  dashboard_address=None) as cluster:
+        result = invoke("-q", "analyze", dem, "-d", tmp_path / "cluster", *FAST,
+                        "--scheduler", cluster.scheduler_address, "--tile-size", "32")
+    assert result.exit_code == 0, result.output
+    for kind in KINDS:
+        mine = read_all(tmp_path / "cluster" / f"dem_{kind}.tif")
+        theirs = read_all(tmp_path / "local" / f"dem_{kind}.tif")
+        assert np.array_equal(mine[0], theirs[0]) and mine[4] == theirs[4]
+    for product in ("slope", "aspect"):
+        with Image.open(tmp_path / "cluster" / f"dem_{product}.png") as a, \
+                Image.open(tmp_path / "local" / f"dem_{product}.png") as b:
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_analyze_and_plot_option_say_when_a_map_is_stretched(tmp_path):
+    y, x = np.mgrid[0:2, 0:20000]
+    dem = write_tif(tmp_path / "strip.tif", (100 + 0.3 * x + 0.2 * y).astype(np.float32),
+                    transform=Affine(10, 0, 500000, 0, -10, 4e6))
+    result = invoke("-q", "analyze", dem, "-d", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == [
+        str(tmp_path / "out" / "strip_slope.png"), str(tmp_path / "out" / "strip_aspect.png")]
+    assert all(line.startswith("warning: ") and "stretched to 48 px" in line for line in lines)
+    assert 40 <= map_lines(tmp_path / "out" / "strip_slope.png", axis=1) <= 60
+    result = invoke("-q", "slope", dem, "-o", tmp_path / "s.tif", "--plot", tmp_path / "s.png")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(f"warning: {tmp_path / 's.png'}: the area is 10000 times")
+
+
+def test_analyze_hillshade_uses_the_files_vertical_unit(tmp_path):
+    """The hillshade's own option group gets the z factor of the file's band unit too:
+    analyze's hillshade of a DEM in feet equals terrain hillshade's, and differs from the
+    same numbers read as metres."""
+    dem = small_dem(tmp_path / "dem.tif")
+    with rasterio.open(dem, "r+") as ds:
+        ds.units = ("ft",)
+    assert invoke("-q", "analyze", dem, "-d", tmp_path / "a", "--no-maps").exit_code == 0
+    assert invoke("-q", "hillshade", dem, "-o", tmp_path / "h.tif").exit_code == 0
+    assert invoke("-q", "hillshade", dem, "-o", tmp_path / "m.tif",
+                  "--z-factor", "1").exit_code == 0
+    mine = read_all(tmp_path / "a" / "dem_hillshade.tif")
+    assert mine[4]["z_factor"] == "0.3048"
+    assert np.array_equal(mine[0], read_all(tmp_path / "h.tif")[0])
+    assert not np.array_equal(mine[0], read_all(tmp_path / "m.tif")[0])

@@ -285,3 +285,55 @@ def test_aspect_compass_and_legend(tmp_path):
     out = plot.render(tmp_path / "a.png", "aspect", values, extent=(0, 3, 0, 3),
                       geographic=False, units="degrees", title="tiny")
     assert image_size(out)[0] >= 1000
+
+
+# --------------------------------------------------------------------------- product files (issue 11)
+
+
+def test_product_file_read_uses_overviews_when_present(tmp_path):
+    slope_tif = tmp_path / "s.tif"
+    process_file(UTM, {"slope": slope_tif})
+    no_overviews = plot._read_display(slope_tif, 1, (136, 129), "average")
+    with rasterio.open(slope_tif, "r+") as ds:
+        ds.build_overviews([8], Resampling.nearest)  # unlike an average: tells them apart
+    with rasterio.open(slope_tif) as ds:
+        full = ds.read(1, masked=True).astype(np.float64).filled(np.nan)
+        # GDAL reads the overview for a decimated read (average from its cells).
+        overview = ds.read(1, out_shape=(136, 129), masked=True, resampling=Resampling.average)
+        overview = overview.astype(np.float64).filled(np.nan)
+    with_overviews = plot._read_display(slope_tif, 1, (136, 129), "average")
+    np.testing.assert_array_equal(with_overviews, overview)
+    np.testing.assert_allclose(no_overviews[:, :], _block_mean_8(full), rtol=1e-6)
+    assert not np.allclose(np.nan_to_num(no_overviews), np.nan_to_num(with_overviews))
+
+
+def _block_mean_8(full):
+    """Means of the valid cells of 8 x 8 blocks (1088 x 1033 -> 136 x 129), numpy only."""
+    rows, cols = full.shape
+    rc = np.arange(rows) * 136 // rows
+    cc = np.arange(cols) * 129 // cols
+    total = np.zeros((136, 129))
+    count = np.zeros((136, 129))
+    valid = np.isfinite(full)
+    np.add.at(total, (rc[:, None].repeat(cols, 1)[valid], cc[None, :].repeat(rows, 0)[valid]),
+              full[valid])
+    np.add.at(count, (rc[:, None].repeat(cols, 1)[valid], cc[None, :].repeat(rows, 0)[valid]), 1)
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def test_render_draws_the_figure_once(tmp_path, monkeypatch):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    draws = []
+    real = FigureCanvasAgg.draw
+
+    def counting(self, *a, **k):
+        draws.append(1)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(FigureCanvasAgg, "draw", counting)
+    values = np.arange(120.0).reshape(10, 12)
+    out = plot.render(tmp_path / "m.png", "slope", values, extent=(0, 12, 0, 10),
+                      geographic=False, units="degrees", title="once", shade=values)
+    assert len(draws) == 1 and image_size(out)[0] >= 1000

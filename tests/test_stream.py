@@ -207,3 +207,98 @@ def test_output_georeferencing_is_the_input(dems, tmp_path):
         assert dst.transform == src.transform
         assert (dst.height, dst.width) == (src.height, src.width)
         assert dst.dtypes[0] == "float32"
+
+
+# --------------------------------------------------------------------------------------
+# Display rasters accumulated while streaming (maps from the same pass, issue 11)
+# --------------------------------------------------------------------------------------
+
+def block_means(a, dshape):
+    """Mean of the finite cells of each display cell, by brute force (NaN where none)."""
+    rows, cols = a.shape
+    rc = np.arange(rows) * dshape[0] // rows
+    cc = np.arange(cols) * dshape[1] // cols
+    out = np.full(dshape, np.nan)
+    for i in range(dshape[0]):
+        for j in range(dshape[1]):
+            cell = a[rc == i][:, cc == j]
+            if np.isfinite(cell).any():
+                out[i, j] = np.nanmean(cell)
+    return out
+
+
+@pytest.mark.parametrize("shape, dshape, tile", [((37, 53), (10, 7), (6, 11)),
+                                                 ((40, 30), (40, 30), (7, 7)),
+                                                 ((64, 64), (16, 16), (16, 16)),
+                                                 ((100, 30), (33, 29), (9, 30))])
+def test_display_grid_block_means_and_centre_cells(shape, dshape, tile):
+    rng = np.random.default_rng(3)
+    z = rng.random(shape).astype(np.float32) * 50
+    z[rng.random(shape) < 0.3] = np.nan
+    z[: shape[0] // 3, : shape[1] // 3] = np.nan  # whole display cells without data
+    grid = terrain.stream.DisplayGrid(shape, dshape, {"avg": "average", "pick": "nearest"})
+    # Windows in an odd order, each cut by the tiles: seams fall inside display cells.
+    wins = [(r, min(r + tile[0], shape[0]), c, min(c + tile[1], shape[1]))
+            for r in range(0, shape[0], tile[0]) for c in range(0, shape[1], tile[1])]
+    for r0, r1, c0, c1 in wins[::-1]:
+        block = z[r0:r1, c0:c1].copy()
+        grid.add(r0, r1, c0, c1, {"avg": block, "pick": block})
+    np.testing.assert_allclose(grid.result("avg"), block_means(z.astype(np.float64), dshape),
+                               rtol=1e-6)
+    assert np.isnan(grid.result("avg")).any()
+    # Nearest: GDAL's own decimation of the same array is the truth.
+    with rasterio.MemoryFile() as mem:
+        with mem.open(driver="GTiff", width=shape[1], height=shape[0], count=1,
+                      dtype="float32", crs="EPSG:32616",
+                      transform=Affine(10, 0, 0, 0, -10, 0)) as ds:
+            ds.write(z, 1)
+        with mem.open() as ds:
+            gdal = ds.read(1, out_shape=dshape, resampling=rasterio.enums.Resampling.nearest)
+    np.testing.assert_array_equal(grid.result("pick"), gdal)
+
+
+def written(path):
+    """Band 1 of a product file, NaN for its nodata."""
+    with rasterio.open(path) as ds:
+        return ds.read(1, masked=True).astype(np.float64).filled(np.nan)
+
+
+def test_display_from_the_same_pass_is_the_written_product_averaged(tmp_path):
+    dem = make_dem(tmp_path / "dem.tif", "utm")
+    dshape = (9, 7)  # 23 x 19 cells: uneven display cells, tiles of 4 cut through them
+    display = terrain.stream.DisplayGrid(SHAPE, dshape, {"slope": "average", "aspect": "nearest",
+                                                         "hillshade": "average"})
+    horn = Options(method="horn")
+    process_file(dem, {"slope": tmp_path / "s.tif", "aspect": tmp_path / "a.tif"}, Options(),
+                 tile_size=4, threads=2, display=display, product_opts={"hillshade": horn})
+    # The hillshade was computed for the display (no file holds it), with its own options.
+    process_file(dem, {"hillshade": tmp_path / "h.tif"}, horn)
+    np.testing.assert_allclose(display.result("slope"),
+                               block_means(written(tmp_path / "s.tif"), dshape), rtol=1e-6)
+    # The file holds the hillshade rounded to bytes: half a grey level at most.
+    np.testing.assert_allclose(display.result("hillshade"),
+                               block_means(written(tmp_path / "h.tif"), dshape), atol=0.5)
+    with rasterio.open(tmp_path / "a.tif") as ds:
+        aspect = ds.read(1, out_shape=dshape, resampling=rasterio.enums.Resampling.nearest,
+                         masked=True).astype(np.float64).filled(np.nan)
+    np.testing.assert_array_equal(display.result("aspect"), aspect)
+
+
+def test_product_opts_give_the_hillshade_its_own_method_from_one_read(tmp_path):
+    dem = make_dem(tmp_path / "dem.tif", "wgs84")
+    central = Options(method="central", edge_order=2)  # halo 2; Horn's is 1
+    process_file(dem, {"slope": tmp_path / "s.tif", "hillshade": tmp_path / "h.tif"},
+                 central, tile_size=7, threads=2,
+                 product_opts={"hillshade": Options(method="horn")})
+    process_file(dem, {"hillshade": tmp_path / "h_horn.tif"}, Options(method="horn"))
+    process_file(dem, {"slope": tmp_path / "s_central.tif"}, central)
+    assert_bitwise_equal(read_file(tmp_path / "h.tif")[0], read_file(tmp_path / "h_horn.tif")[0])
+    assert_bitwise_equal(read_file(tmp_path / "s.tif")[0],
+                         read_file(tmp_path / "s_central.tif")[0])
+    h_central = tmp_path / "h_central.tif"
+    process_file(dem, {"hillshade": h_central}, central)
+    assert (read_file(h_central)[0] != read_file(tmp_path / "h.tif")[0]).any()
+    with rasterio.open(tmp_path / "h.tif") as ds:
+        assert ds.tags()["method"] == "horn"
+    with rasterio.open(tmp_path / "s.tif") as ds:
+        assert ds.tags()["method"] == "central"
