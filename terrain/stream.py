@@ -22,7 +22,7 @@ from .engine import (Options, as_elevation, compute_block, default_threads, halo
                      output_dtype, pad_block, product_description, product_units, windows)
 from .errors import Interrupted, OutputError, TerrainError
 from .raster import GDAL_ENV, GdalErrors, open_raster, raster_info, read_band
-from .writer import GeoTIFFWriter, check_target
+from .writer import GEOTIFF_SUFFIXES, GeoTIFFWriter, check_target
 
 # What each file kind holds: its bands, and its overview resampling for --cog.
 FILE_KINDS = {
@@ -91,7 +91,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     src = os.fspath(src)
     info = raster_info(src, band=band, src_crs=src_crs)
     grid = info.grid()
-    targets = {kind: check_target(path, inputs=[src], overwrite=overwrite)
+    targets = {kind: check_target(path, inputs=[src], overwrite=overwrite,
+                                  suffixes=GEOTIFF_SUFFIXES)
                for kind, path in outputs.items()}
     if len(set(targets.values())) != len(targets):
         raise OutputError("two outputs have the same file name; give each product its own")
@@ -130,7 +131,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                     path, info,
                     [(n, product_units(n, opts), product_description(n, opts)) for n in names],
                     byte=(kind == "hillshade"), creation_options=creation_options, cog=cog,
-                    resampling=resampling, tags=tags)
+                    resampling=resampling, tags=tags, overwrite=overwrite)
                 writers.append((writer, names))
             if scheduler is None:
                 _run_threads(info, grid, opts, products, tile_size, threads or default_threads(),
@@ -146,8 +147,18 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                 writer.finish(gdal_errors)
             if stop_event.is_set():
                 raise Interrupted(f"{src}: interrupted; no output was written")
-            for writer, _ in writers:
-                writer.publish()
+            published = []
+            try:
+                for writer, _ in writers:
+                    writer.publish()
+                    published.append(writer)
+            except BaseException:
+                # All or nothing: a name taken meanwhile by another run (no --overwrite)
+                # takes back the files this run has just published.
+                if not overwrite:
+                    for writer in published:
+                        writer.withdraw()
+                raise
             writers.clear()
         finally:
             for writer, _ in writers:
