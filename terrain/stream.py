@@ -115,7 +115,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
             valid[0] = True
         encoded = [(writer, k, writer.encode(res[name]))
                    for writer, names in writers for k, name in enumerate(names, start=1)]
-        with write_lock:
+        with write_lock, gdal_errors.watching():
             if stop_event.is_set():
                 return
             for writer, k, data in encoded:
