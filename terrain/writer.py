@@ -155,9 +155,14 @@ def check_target(path, *, inputs=(), overwrite: bool = False, suffixes=None) -> 
             f"(not {ext or 'a name without extension'}); use e.g. {stem}.tif and convert "
             "with gdal_translate -of FORMAT if needed")
     real = os.path.realpath(path) if os.path.islink(path) else path
-    for src in input_files(inputs):
-        if _same_file(path, src) or _same_file(real, src):
-            raise OutputError(f"{path}: is the input file; choose another output (the input is never overwritten)")
+    for given in inputs:
+        for src in input_files([given]):
+            if not (_same_file(path, src) or _same_file(real, src)):
+                continue
+            if src == os.path.abspath(os.fspath(given)):
+                raise OutputError(f"{path}: is the input file; choose another output (the input is never overwritten)")
+            raise OutputError(f"{path}: is part of the input {os.fspath(given)} (GDAL reads it with "
+                              "it); choose another output (the input is never overwritten)")
     what = _not_regular(path, real)
     if what is not None:
         if what.endswith("a directory"):
@@ -273,7 +278,7 @@ def _space_hint(folder: str) -> str:
     except (OSError, AttributeError):
         return "is the disk full?"
     if free < 4 * 2**20:
-        return f"the disk is full ({free // 1024} kB free in {folder})"
+        return f"the disk is full ({free // 1024} kB left in {folder})"
     return "is the disk full?"
 
 
@@ -386,10 +391,11 @@ class GeoTIFFWriter:
             if self.cog:
                 self._to_cog()
         except (RasterioError, OSError, CPLE_BaseError) as exc:
+            hint = _space_hint(os.path.dirname(self.path))  # measured before clean-up
             self.abort()
-            step = "convert it to a COG (Cloud Optimized GeoTIFF)" if self.cog else "finish writing"
-            raise OutputError(f"{self.path}: could not {step} ({_gdal_cause(exc)}); "
-                              f"{_space_hint(os.path.dirname(self.path))}") from None
+            step = "writing the Cloud Optimized GeoTIFF (COG) failed" if self.cog else \
+                "could not finish writing"
+            raise OutputError(f"{self.path}: {step}: {_gdal_cause(exc)}; {hint}") from None
         except BaseException:
             self.abort()
             raise
