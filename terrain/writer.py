@@ -92,23 +92,28 @@ def input_files(inputs) -> list[str]:
     """
     from .raster import GDAL_ENV
 
-    seen: list[str] = []
-    todo = [os.path.abspath(os.fspath(p)) for p in inputs]
-    while todo and len(seen) < 10_000:
-        name = todo.pop()
+    seen: dict[str, None] = {}
+    # Opened: the inputs themselves and nested VRTs (a GeoTIFF's ds.files is itself
+    # only, so the tiles of a mosaic are not opened one by one).
+    todo = [(os.path.abspath(os.fspath(p)), True) for p in inputs]
+    while todo:
+        name, open_it = todo.pop()
         if name in seen:
             continue
-        seen.append(name)
-        seen.extend(c for c in sidecar_candidates(name) if os.path.lexists(c) and c not in seen)
-        if not os.path.isfile(name):
+        seen[name] = None
+        for car in sidecar_candidates(name):
+            if car not in seen and os.path.lexists(car):
+                seen[car] = None
+        if not open_it or not os.path.isfile(name):
             continue
         try:
             with rasterio.Env(**GDAL_ENV), rasterio.open(name) as ds:
                 files = list(ds.files)
         except Exception:  # noqa: BLE001 - not a raster (a map's input, say): itself only
             continue
-        todo.extend(os.path.abspath(f) for f in files if not f.startswith("/vsi"))
-    return seen
+        todo.extend((os.path.abspath(f), f.lower().endswith(".vrt"))
+                    for f in files if not f.startswith("/vsi"))
+    return list(seen)
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -622,3 +622,16 @@ def test_concurrent_runs_with_overwrite_leave_one_complete_file(two_dems, tmp_pa
             z = ds.read(1)
         assert any(np.array_equal(z, t) for t in truths)
         assert not [n for n in listing(tmp_path) if n.startswith(".")]
+
+
+def test_source_of_a_nested_vrt_is_input(mosaic, tmp_path):
+    """Row 3: a VRT over a VRT: the inner VRT's tiles are still the input."""
+    vrt, t00, t01 = mosaic
+    outer = tmp_path / "outer.vrt"
+    _gdal("gdalbuildvrt", str(outer), str(vrt))
+    with rasterio.open(outer) as ds:
+        assert str(t00) not in ds.files  # GDAL lists only the inner VRT
+    before = sha256(t01)
+    with pytest.raises(OutputError, match="part of the input"):
+        process_file(outer, {"slope": t01}, overwrite=True)
+    assert sha256(t01) == before
