@@ -6,10 +6,8 @@ so both refuse the same files with the same words.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import threading
 from dataclasses import dataclass
 
 import rasterio
@@ -151,6 +149,10 @@ def raster_info(path, *, band: int = 1, src_crs=None) -> RasterInfo:
         with open_raster(path) as ds:
             return describe(ds, path, band, src_crs)
 
+
+
+import contextlib  # noqa: E402 - used by the GDAL error collectors below only
+import threading  # noqa: E402
 
 
 class _GdalLogHub(logging.Handler):

@@ -22,7 +22,7 @@ from .engine import (Options, as_elevation, compute_block, default_threads, halo
                      output_dtype, pad_block, product_description, product_units, windows)
 from .errors import Interrupted, OutputError, TerrainError
 from .raster import GDAL_ENV, GdalErrors, open_raster, raster_info, read_band
-from .writer import GEOTIFF_SUFFIXES, GeoTIFFWriter, check_target
+from .writer import GeoTIFFWriter, check_target
 
 # What each file kind holds: its bands, and its overview resampling for --cog.
 FILE_KINDS = {
@@ -36,9 +36,14 @@ FILE_KINDS = {
 
 
 def _check_kinds(outputs):
+    """Known output kinds, and file names whose extension is GeoTIFF's."""
+    from .writer import check_geotiff_name
+
     for kind in outputs:
         if kind not in FILE_KINDS:
             raise TerrainError(f"unknown output {kind!r}; choose from {', '.join(FILE_KINDS)}")
+    for path in outputs.values():
+        check_geotiff_name(path)
 
 
 def read_padded(ds, info, row0, row1, col0, col1, halo):
@@ -91,8 +96,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     src = os.fspath(src)
     info = raster_info(src, band=band, src_crs=src_crs)
     grid = info.grid()
-    targets = {kind: check_target(path, inputs=[src], overwrite=overwrite,
-                                  suffixes=GEOTIFF_SUFFIXES)
+    targets = {kind: check_target(path, inputs=[src], overwrite=overwrite)
                for kind, path in outputs.items()}
     if len(set(targets.values())) != len(targets):
         raise OutputError("two outputs have the same file name; give each product its own")

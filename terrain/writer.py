@@ -142,6 +142,18 @@ def _not_regular(path: str, real: str) -> str | None:
     return f"is {link}{kind}"
 
 
+def check_geotiff_name(path, suffixes=GEOTIFF_SUFFIXES) -> None:
+    """Refuse an output name whose extension is not GeoTIFF's: the name decides the format."""
+    path = os.path.abspath(os.fspath(path))
+    ext = os.path.splitext(path)[1]
+    if ext.lower() not in suffixes:
+        stem = os.path.splitext(os.path.basename(path))[0] if ext else os.path.basename(path)
+        raise OutputError(
+            f"{path}: terrain writes GeoTIFF only, named {' or '.join(suffixes)} "
+            f"(not {ext or 'a name without extension'}); use e.g. {stem}.tif and convert "
+            "with gdal_translate -of FORMAT if needed")
+
+
 def check_target(path, *, inputs=(), overwrite: bool = False, suffixes=None) -> str:
     """Refuse an output that is (part of) an input, is anything but a regular file, or
     exists without ``overwrite``; make its folder. Returns the name to write.
@@ -152,13 +164,8 @@ def check_target(path, *, inputs=(), overwrite: bool = False, suffixes=None) -> 
     ``suffixes``: the extensions the output's format allows (e.g. ``GEOTIFF_SUFFIXES``).
     """
     path = os.path.abspath(os.fspath(path))
-    if suffixes is not None and os.path.splitext(path)[1].lower() not in suffixes:
-        ext = os.path.splitext(path)[1]
-        stem = os.path.splitext(os.path.basename(path))[0] if ext else os.path.basename(path)
-        raise OutputError(
-            f"{path}: terrain writes GeoTIFF only, named {' or '.join(suffixes)} "
-            f"(not {ext or 'a name without extension'}); use e.g. {stem}.tif and convert "
-            "with gdal_translate -of FORMAT if needed")
+    if suffixes is not None:
+        check_geotiff_name(path, suffixes)
     real = os.path.realpath(path) if os.path.islink(path) else path
     for given in inputs:
         for src in input_files([given]):
