@@ -54,4 +54,3 @@ def test_describe_sample(path):
         assert info.transform == ds.transform
         assert info.block_shape == tuple(ds.block_shapes[0])
     assert info.path == str(path)
-
