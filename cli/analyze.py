@@ -76,13 +76,18 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
 
     from tqdm import tqdm
 
+    from terrain.errors import Interrupted
+
     failed, done = [], []
     several = len(dems) > 1
+    before = {}
     try:
         with tqdm(dems, desc="analyze", unit="file", file=sys.stderr,
                   disable=not want_file_bar(len(dems), quiet=quiet), dynamic_ncols=True,
                   leave=False) as files:
             for path in files:
+                tifs, maps = targets(path, out_dir)
+                before = {p: _identity(p) for p in [*tifs.values(), *maps.values()]}
                 try:
                     written = _analyze_one(path, out_dir, opts, several, band=band,
                                            src_crs=src_crs, creation_options=creation_options,
@@ -90,7 +95,12 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
                                            tile_size=tile_size, scheduler=scheduler,
                                            dpi=dpi, draw_maps=not no_maps,
                                            explicit_method=explicit_method)
+                except (KeyboardInterrupt, Interrupted):
+                    raise  # the whole run stops, not just this file
                 except Exception as exc:  # noqa: BLE001 - one bad file never stops the rest
+                    if state().get("signalled"):
+                        # Whatever unwinds after a signal is the interruption itself.
+                        raise KeyboardInterrupt from None
                     if not several:
                         raise
                     failed.append(path)
@@ -98,15 +108,32 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
                     continue
                 done.append(path)
                 status(f"{path}: wrote {_brief(written)}")
-    except KeyboardInterrupt:
-        if done:
-            click.echo(f"terrain: {len(done)} of {len(dems)} DEMs were finished before the "
-                       "interruption; their outputs are complete", err=True)
-        raise
+    except (KeyboardInterrupt, Interrupted):
+        # All or nothing per DEM: what the interrupted DEM had already written goes too.
+        for p, was in before.items():
+            if was is None and _identity(p) is not None:
+                try:
+                    os.unlink(p)
+                except OSError:
+                    pass
+        if not done:
+            raise
+        click.echo(f"terrain: interrupted; finished before it, with complete outputs: "
+                   f"{', '.join(done)}; nothing else written", err=True)
+        raise click.exceptions.Exit(130) from None
     if failed:
         click.echo(f"terrain: {len(failed)} of {len(dems)} DEMs failed: {', '.join(failed)}",
                    err=True)
         raise click.exceptions.Exit(1)
+
+
+def _identity(path):
+    """(inode, mtime) of an existing file, None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_options, cog,

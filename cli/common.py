@@ -136,6 +136,8 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
         bar = want_pixel_bar(cells, quiet=state()["quiet"])
     obj = state()
     stop = obj.get("stop_event")
+    if stop is not None and stop.is_set() and not obj.get("signalled"):
+        stop.clear()  # set by the previous file's failed run (analyze), not by a signal
     with pixel_bar(cells, os.path.basename(src), bar) as progress:
         # process_file watches the stop event: signals only set it meanwhile.
         obj["stop_watched"] = stop is not None

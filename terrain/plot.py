@@ -493,6 +493,8 @@ def _degree_formatter(span: float):
 
 
 def _save_atomic(fig, out, fmt: str, dpi) -> str:
+    from .writer import commit
+
     out = os.path.abspath(os.fspath(out))
     folder, base = os.path.split(out)
     ext = os.path.splitext(base)[1]
@@ -507,7 +509,9 @@ def _save_atomic(fig, out, fmt: str, dpi) -> str:
         os.chmod(tmp, 0o666 & ~umask)
         metadata = {"Software": "terrain"} if fmt == "png" else None
         fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
-        os.replace(tmp, out)
+        # The one commit path of every output (regular files only, old sidecars
+        # removed); check_target already decided that replacing is allowed.
+        commit(tmp, out, overwrite=True)
     except OSError as exc:
         raise OutputError(f"{out}: could not write the map ({exc.strerror or exc})") from None
     finally:

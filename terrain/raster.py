@@ -399,47 +399,117 @@ def raster_info(path, *, band: int = 1, src_crs=None) -> RasterInfo:
 
 
 
-class GdalErrors(logging.Handler):
-    """Collects the errors GDAL reports through rasterio's logger while active.
+import contextlib  # noqa: E402 - used by the GDAL error collectors below only
+import threading  # noqa: E402
+
+
+class _GdalLogHub(logging.Handler):
+    """The one handler on rasterio's GDAL logger while any :class:`GdalErrors` is active.
+
+    GDAL's error handler runs in the thread that caused the error, so every record
+    carries that thread (``record.thread``): the hub hands it to the collectors that
+    registered the thread, and to no other. The logger's level, propagation and
+    handlers are changed when the first collector starts and restored when the last
+    one ends, whatever order overlapping runs end in.
+    """
+
+    def __init__(self):
+        super().__init__(level=logging.INFO)
+        self._guard = threading.Lock()
+        self.collectors: list = []
+        self.saved = None
+        self.user_level = logging.WARNING
+        self.forward = False
+
+    def emit(self, record):
+        with self._guard:
+            owners = [c for c in self.collectors if record.thread in c._threads]
+        for collector in owners:
+            collector.collect(record)
+        if self.forward and record.levelno >= self.user_level and GdalErrors._logger.parent:
+            # What the user's logging would have seen anyway still reaches it.
+            GdalErrors._logger.parent.handle(record)
+
+    def add(self, collector):
+        logger = GdalErrors._logger
+        with self._guard:
+            if not self.collectors:
+                self.saved = (logger.level, logger.propagate)
+                self.user_level = logger.getEffectiveLevel()
+                self.forward = False
+                logger.addHandler(self)
+                if self.user_level > logging.INFO:
+                    # See rasterio's INFO records without passing them on to the user.
+                    self.forward = logger.propagate
+                    logger.setLevel(logging.INFO)
+                    logger.propagate = False
+            self.collectors.append(collector)
+
+    def remove(self, collector):
+        logger = GdalErrors._logger
+        with self._guard:
+            if collector in self.collectors:
+                self.collectors.remove(collector)
+            if not self.collectors and self.saved is not None:
+                logger.removeHandler(self)
+                logger.setLevel(self.saved[0])
+                logger.propagate = self.saved[1]
+                self.saved = None
+
+
+class GdalErrors:
+    """Collects the errors GDAL reports through rasterio's logger for one run.
 
     GDAL only logs some failures (a cached block flushed to a full disk, say:
     rasterio logs "GDAL signalled an error" at INFO); a writer checks this before
-    committing a file. Use as a context manager; worker threads must run inside
-    ``rasterio.Env`` for their errors to arrive. The logger is process-wide, so
-    two runs at once in one process would see each other's errors.
+    committing a file. Use as a context manager: the thread that enters it is
+    watched until it exits; other threads of the run (workers writing blocks) are
+    watched inside :meth:`watching`, and must run inside ``rasterio.Env`` for their
+    errors to arrive. Errors of other threads (another run in the same process)
+    are never collected here.
     """
 
     _logger = logging.getLogger("rasterio._env")
     _SIGNAL = "GDAL signalled an error"
+    _hub = _GdalLogHub()
 
     def __init__(self):
-        super().__init__(level=logging.INFO)
         self.messages: list[str] = []
+        self._threads: dict[int, int] = {}
+        self._lock = threading.Lock()
 
-    def emit(self, record):
+    def collect(self, record):
         text = record.getMessage()
         if record.levelno >= logging.ERROR or text.startswith(self._SIGNAL):
             self.messages.append(text)
-        if self._forward and record.levelno >= self._user_level and self._logger.parent:
-            # What the user's logging would have seen anyway still reaches it.
-            self._logger.parent.handle(record)
+
+    def _watch(self, ident, step):
+        with self._lock:
+            n = self._threads.get(ident, 0) + step
+            if n > 0:
+                self._threads[ident] = n
+            else:
+                self._threads.pop(ident, None)
+
+    @contextlib.contextmanager
+    def watching(self):
+        """Attribute the current thread's GDAL errors to this run while inside."""
+        ident = threading.get_ident()
+        self._watch(ident, 1)
+        try:
+            yield self
+        finally:
+            self._watch(ident, -1)
 
     def __enter__(self):
-        self._saved = (self._logger.level, self._logger.propagate)
-        self._user_level = self._logger.getEffectiveLevel()
-        self._forward = False
-        self._logger.addHandler(self)
-        if self._user_level > logging.INFO:
-            # See rasterio's INFO records without passing them on to the user.
-            self._forward = self._logger.propagate
-            self._logger.setLevel(logging.INFO)
-            self._logger.propagate = False
+        self._entered = threading.get_ident()
+        self._watch(self._entered, 1)
+        self._hub.add(self)
         return self
 
     def __exit__(self, *exc):
-        self._logger.removeHandler(self)
-        self._logger.setLevel(self._saved[0])
-        self._logger.propagate = self._saved[1]
+        self._hub.remove(self)
+        self._watch(self._entered, -1)
 
     def check(self, path: str) -> None:
         if self.messages:

@@ -291,18 +291,25 @@ def _lattice_nodes(start: int, stop: int, step: int) -> np.ndarray:
 class _Projection:
     """Evaluates the ground matrices of a projected grid at pixel positions."""
 
-    def __init__(self, x, y, crs, factor: float):
+    def __init__(self, x, y, crs, factor: float, name: str = "the raster"):
         import pyproj
 
         self.x, self.y, self.factor = x, y, factor
         # Central differences over one pixel (any small step would do: the map is smooth).
         self.dx = float(np.abs(np.diff(x)).mean())
         self.dy = float(np.abs(np.diff(y)).mean())
-        pcrs = pyproj.CRS.from_wkt(crs.to_wkt())
-        geodetic = pcrs.geodetic_crs
-        self.to_geo = pyproj.Transformer.from_crs(pcrs, geodetic, always_xy=True)
-        ell = geodetic.ellipsoid
-        self.geod = pyproj.Geod(a=ell.semi_major_metre, b=ell.semi_minor_metre)
+        try:
+            pcrs = pyproj.CRS.from_wkt(crs.to_wkt())
+            geodetic = pcrs.geodetic_crs
+            self.to_geo = pyproj.Transformer.from_crs(pcrs, geodetic, always_xy=True)
+            ell = geodetic.ellipsoid
+            self.geod = pyproj.Geod(a=ell.semi_major_metre, b=ell.semi_minor_metre)
+        except (pyproj.exceptions.ProjError, pyproj.exceptions.CRSError, AttributeError) as exc:
+            # A projection PROJ cannot invert (a misspelt method in the WKT ...).
+            raise GeometryError(
+                f"{name}: cannot measure its CRS on the ground ({str(exc).splitlines()[0]}); "
+                "fix the CRS (gdal_edit.py -a_srs EPSG:XXXX), or use geometry='planar' "
+                "(CLI: --geometry planar)") from None
 
     def at(self, rows: np.ndarray, cols: np.ndarray):
         """(M, R, |J col 0|, |J col 1|) at the mesh of pixel rows x cols.
@@ -385,7 +392,7 @@ def ground_map(x, y, crs, factor: float, *, steps=GROUND_STEPS, block: int = GRO
     ``tolerance`` at a lattice-cell centre gets the next finer step, and so on down
     to every pixel (step 1 is exact).
     """
-    proj = _Projection(np.asarray(x, np.float64), np.asarray(y, np.float64), crs, factor)
+    proj = _Projection(np.asarray(x, np.float64), np.asarray(y, np.float64), crs, factor, name)
     rows_n, cols_n = len(proj.y), len(proj.x)
     coarse, error, sizes = proj.lattice(0, rows_n - 1, 0, cols_n - 1, steps[0], name)
     extremes = [sizes]

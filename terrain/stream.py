@@ -139,9 +139,14 @@ def _run_sums(a, last):
 
 
 def _check_kinds(outputs):
+    """Known output kinds, and file names whose extension is GeoTIFF's."""
+    from .writer import check_geotiff_name
+
     for kind in outputs:
         if kind not in FILE_KINDS:
             raise TerrainError(f"unknown output {kind!r}; choose from {', '.join(FILE_KINDS)}")
+    for path in outputs.values():
+        check_geotiff_name(path)
 
 
 def read_padded(ds, info, row0, row1, col0, col1, halo):
@@ -243,7 +248,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
         encoded = [(writer, k, writer.encode(res[name]))
                    for writer, names in writers if all(n in res for n in names)
                    for k, name in enumerate(names, start=1)]
-        with write_lock:
+        with write_lock, gdal_errors.watching():
             if stop_event.is_set():
                 return
             for writer, k, data in encoded:
@@ -259,7 +264,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                     path, info,
                     [(n, product_units(n, opts), product_description(n, opts)) for n in names],
                     byte=(kind == "hillshade"), creation_options=creation_options, cog=cog,
-                    resampling=resampling, tags=_file_tags(tags, names, opts, product_opts))
+                    resampling=resampling, tags=_file_tags(tags, names, opts, product_opts),
+                    overwrite=overwrite)
                 writers.append((writer, names))
             if scheduler is None:
                 _run_threads(info, grid, groups, tile_size, threads or default_threads(),
@@ -277,8 +283,18 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                 writer.finish(gdal_errors)
             if stop_event.is_set():
                 raise Interrupted(f"{src}: interrupted; no output was written")
-            for writer, _ in writers:
-                writer.publish()
+            published = []
+            try:
+                for writer, _ in writers:
+                    writer.publish()
+                    published.append(writer)
+            except BaseException:
+                # All or nothing: a name taken meanwhile by another run (no --overwrite)
+                # takes back the files this run has just published.
+                if not overwrite:
+                    for writer in published:
+                        writer.withdraw()
+                raise
             writers.clear()
         finally:
             for writer, _ in writers:

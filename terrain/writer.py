@@ -7,12 +7,20 @@ behind; the input is never overwritten, an existing output only when asked.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import stat
 import tempfile
 
 import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
+
+try:  # GDAL's own errors, raised (not wrapped) by e.g. rasterio.shutil.copy
+    from rasterio._err import CPLE_BaseError
+except ImportError:  # pragma: no cover - rasterio moved it
+    CPLE_BaseError = RasterioError
 
 from .errors import OutputError
 
@@ -45,25 +53,246 @@ def parse_creation_options(items) -> dict:
     return out
 
 
-def check_target(path, *, inputs=(), overwrite: bool = False) -> str:
-    """Refuse an output that is an input or exists without ``overwrite``; make its folder."""
+# The only output format: GeoTIFF, chosen by the name's extension.
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+# Files GDAL reads beside a raster NAME as part of it: statistics and georeferencing
+# (PAM), external overviews and masks, and theirs. A replaced output loses them with
+# its old content; an input's count as the input.
+SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".ovr.aux.xml", ".msk", ".msk.aux.xml", ".msk.ovr")
+# Beside STEM (NAME without its extension): HFA/PAM .aux and world files.
+_STEM_SIDECARS = (".aux", ".aux.xml", ".wld", ".WLD")
+# Compressions GDAL's GTiff driver cannot apply to float32 data.
+_BYTE_ONLY_CODECS = {"JPEG": "Byte/UInt16", "WEBP": "Byte"}
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _world_file_suffixes(path: str) -> tuple:
+    """.tfw / .tifw (and upper case) for .tif: GDAL's world-file names for an extension."""
+    ext = os.path.splitext(path)[1][1:]
+    if not ext:
+        return ()
+    names = {f".{ext[0]}{ext[-1]}w", f".{ext}w"}
+    return tuple(sorted(names | {n.upper() for n in names}))
+
+
+def sidecar_candidates(path: str) -> list[str]:
+    """Every name beside ``path`` that GDAL may read as part of it."""
+    stem = os.path.splitext(path)[0]
+    return ([path + s for s in SIDECAR_SUFFIXES]
+            + [stem + s for s in _STEM_SIDECARS + _world_file_suffixes(path)])
+
+
+def input_files(inputs) -> list[str]:
+    """Absolute names of every file the rasters ``inputs`` read: themselves, the files
+    GDAL lists for them (a VRT's sources, recursively) and their sidecars that exist.
+
+    ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`` (see :mod:`terrain.raster`) hides
+    sidecars from ``ds.files``, so the candidate names are checked one by one.
+    """
+    from .raster import GDAL_ENV
+
+    seen: dict[str, None] = {}
+    # Opened: the inputs themselves and nested VRTs (a GeoTIFF's ds.files is itself
+    # only, so the tiles of a mosaic are not opened one by one).
+    todo = [(os.path.abspath(os.fspath(p)), True) for p in inputs]
+    while todo:
+        name, open_it = todo.pop()
+        if name in seen:
+            continue
+        seen[name] = None
+        for car in sidecar_candidates(name):
+            if car not in seen and os.path.lexists(car):
+                seen[car] = None
+        if not open_it or not os.path.isfile(name):
+            continue
+        try:
+            with rasterio.Env(**GDAL_ENV), rasterio.open(name) as ds:
+                files = list(ds.files)
+        except Exception:  # noqa: BLE001 - not a raster (a map's input, say): itself only
+            continue
+        todo.extend((os.path.abspath(f), f.lower().endswith(".vrt"))
+                    for f in files if not f.startswith("/vsi"))
+    return list(seen)
+
+
+def _same_file(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _not_regular(path: str, real: str) -> str | None:
+    """What ``real`` (``path`` or the file it links to) is, if it exists and is not a
+    regular file; None otherwise."""
+    try:
+        mode = os.lstat(real).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = "a directory" if stat.S_ISDIR(mode) else next(
+        (k for test, k in _KINDS if test(mode)), "not a regular file")
+    link = f"a link to {real}, " if real != path else ""
+    return f"is {link}{kind}"
+
+
+def check_geotiff_name(path, suffixes=GEOTIFF_SUFFIXES) -> None:
+    """Refuse an output name whose extension is not GeoTIFF's: the name decides the format."""
     path = os.path.abspath(os.fspath(path))
-    for src in inputs:
-        src = os.path.abspath(os.fspath(src))
-        if path == src or (os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src)):
-            raise OutputError(f"{path}: is the input file; choose another output (the input is never overwritten)")
-    if os.path.isdir(path):
-        raise OutputError(f"{path}: is a directory; give a file name for the output")
-    if os.path.exists(path) and not overwrite:
+    ext = os.path.splitext(path)[1]
+    if ext.lower() not in suffixes:
+        stem = os.path.splitext(os.path.basename(path))[0] if ext else os.path.basename(path)
+        raise OutputError(
+            f"{path}: terrain writes GeoTIFF only, named {' or '.join(suffixes)} "
+            f"(not {ext or 'a name without extension'}); use e.g. {stem}.tif and convert "
+            "with gdal_translate -of FORMAT if needed")
+
+
+def check_target(path, *, inputs=(), overwrite: bool = False, suffixes=None) -> str:
+    """Refuse an output that is (part of) an input, is anything but a regular file, or
+    exists without ``overwrite``; make its folder. Returns the name to write.
+
+    Every file an input reads counts as the input (:func:`input_files`). A symbolic
+    link to a regular file is written through, as a shell redirection would: the file
+    it points to is replaced and the link kept (the name returned is that file's).
+    ``suffixes``: the extensions the output's format allows (e.g. ``GEOTIFF_SUFFIXES``).
+    """
+    path = os.path.abspath(os.fspath(path))
+    if suffixes is not None:
+        check_geotiff_name(path, suffixes)
+    real = os.path.realpath(path) if os.path.islink(path) else path
+    for given in inputs:
+        for src in input_files([given]):
+            if not (_same_file(path, src) or _same_file(real, src)):
+                continue
+            if src == os.path.abspath(os.fspath(given)):
+                raise OutputError(f"{path}: is the input file; choose another output (the input is never overwritten)")
+            raise OutputError(f"{path}: is part of the input {os.fspath(given)} (GDAL reads it with "
+                              "it); choose another output (the input is never overwritten)")
+    what = _not_regular(path, real)
+    if what is not None:
+        if what.endswith("a directory"):
+            raise OutputError(f"{path}: {what}; give a file name for the output")
+        raise OutputError(f"{path}: {what}; only regular files are ever replaced, "
+                          "choose another output")
+    if os.path.lexists(path) and not overwrite:
         raise OutputError(f"{path}: already exists; use --overwrite (library: overwrite=True) to replace it")
-    parent = os.path.dirname(path)
+    parent = os.path.dirname(real)
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{path}: cannot create the folder {parent} ({exc.strerror})") from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{path}: folder {parent} is not writable; choose another output")
-    return path
+    return real
+
+
+def _exists_error(path: str) -> OutputError:
+    return OutputError(f"{path}: already exists (another run wrote it meanwhile); "
+                       "use --overwrite (library: overwrite=True) to replace it")
+
+
+def _claim(tmp: str, path: str) -> None:
+    """Give the finished ``tmp`` the name ``path`` only if nothing has it: os.link fails
+    when the name exists, so two runs can never both take it. ``tmp`` is kept."""
+    try:
+        os.link(tmp, path)
+        return
+    except FileExistsError:
+        raise _exists_error(path) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS,
+                             errno.EMLINK, errno.EACCES):
+            raise
+    # A file system without hard links: claim the name with O_EXCL, then fill it.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~_UMASK)
+    except FileExistsError:
+        raise _exists_error(path) from None
+    os.close(fd)
+    try:
+        shutil.copyfile(tmp, path)
+    except BaseException:
+        os.unlink(path)
+        raise
+
+
+def _move_aside(path: str, tmp: str) -> list:
+    """Rename the sidecars of ``path`` (the old file's statistics, pyramids, mask) to
+    hidden names beside ``tmp``; [(sidecar, hidden)]."""
+    aside = []
+    for suffix in SIDECAR_SUFFIXES:
+        car = path + suffix
+        if os.path.isfile(car) and not os.path.islink(car):
+            hold = f"{tmp}{suffix}.old"
+            os.replace(car, hold)
+            aside.append((car, hold))
+    return aside
+
+
+def commit(tmp: str, path: str, *, overwrite: bool) -> None:
+    """Put the finished temporary file ``tmp`` in place as ``path``: the one way an output
+    lands on disk (GeoTIFFs and maps).
+
+    Without ``overwrite`` the name is claimed exclusively (a run that finds it taken,
+    by another run meanwhile, fails with "already exists"); with it, only a regular
+    file is ever replaced, atomically. The old file's sidecars (.aux.xml, .ovr,
+    .msk ...) go with it: a reader never sees the new file with the old statistics or
+    pyramids. On failure ``tmp`` and every old file are left as they were.
+    """
+    what = _not_regular(path, path)
+    if what is not None:
+        raise OutputError(f"{path}: {what}; only regular files are ever replaced, "
+                          "choose another output")
+    aside = _move_aside(path, tmp)
+    try:
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _claim(tmp, path)
+            os.unlink(tmp)
+    except BaseException:
+        for car, hold in aside:
+            if not os.path.lexists(car):
+                os.replace(hold, car)
+        raise
+    for _, hold in aside:
+        try:
+            os.unlink(hold)
+        except FileNotFoundError:
+            pass
+
+
+def _gdal_cause(exc: BaseException) -> str:
+    """The first line of the GDAL message behind a rasterio error (rasterio says "See
+    previous exception for details" and chains GDAL's own)."""
+    seen = exc
+    for _ in range(5):
+        nxt = seen.__cause__ or seen.__context__
+        if nxt is None:
+            break
+        seen = nxt
+    text = str(seen).strip().splitlines()
+    return text[0] if text else type(seen).__name__
+
+
+def _space_hint(folder: str) -> str:
+    """"the disk is full (12 kB free in FOLDER)" when it nearly is, else a question."""
+    try:
+        st = os.statvfs(folder)
+        free = st.f_bavail * st.f_frsize
+    except (OSError, AttributeError):
+        return "is the disk full?"
+    if free < 4 * 2**20:
+        return f"the disk is full ({free // 1024} kB left in {folder})"
+    return "is the disk full?"
 
 
 class GeoTIFFWriter:
@@ -86,11 +315,15 @@ class GeoTIFFWriter:
         Overview resampling for ``cog`` (``nearest`` for aspect).
     tags : dict
         Dataset metadata (method, units ...).
+    overwrite : bool
+        Whether :meth:`publish` may replace an existing file (see :func:`commit`).
     """
 
     def __init__(self, path, info, bands, *, byte=False, creation_options=None, cog=False,
-                 resampling="average", tags=None):
+                 resampling="average", tags=None, overwrite=False):
         self.path = os.path.abspath(os.fspath(path))
+        self.overwrite = overwrite
+        self.tmp = None
         self.bands = list(bands)
         self.byte = byte
         self.cog = cog
@@ -103,6 +336,11 @@ class GeoTIFFWriter:
         if opts.get("TILED", "YES").upper() in ("NO", "FALSE"):
             opts.pop("BLOCKXSIZE", None)
         self.creation_options = opts
+        codec = opts.get("COMPRESS", "").upper()
+        if not byte and codec in _BYTE_ONLY_CODECS:
+            raise OutputError(f"{self.path}: {codec} compression only supports "
+                              f"{_BYTE_ONLY_CODECS[codec]} data, not float32; use "
+                              "COMPRESS=ZSTD, DEFLATE or LZW")
         folder, base = os.path.split(self.path)
         try:
             fd, self.tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".part.tif", dir=folder)
@@ -149,7 +387,8 @@ class GeoTIFFWriter:
         try:
             self.ds.write(data, band, window=window)
         except RasterioError as exc:
-            raise OutputError(f"{self.path}: write failed ({exc}); is the disk full?") from None
+            raise OutputError(f"{self.path}: write failed ({_gdal_cause(exc)}); "
+                              f"{_space_hint(os.path.dirname(self.path))}") from None
 
     def finish(self, gdal_errors=None) -> None:
         """Close and convert to COG if asked; the result stays in the temporary file.
@@ -164,21 +403,41 @@ class GeoTIFFWriter:
                 gdal_errors.check(self.path)
             if self.cog:
                 self._to_cog()
-        except (RasterioError, OSError) as exc:
+        except (RasterioError, OSError, CPLE_BaseError) as exc:
+            hint = _space_hint(os.path.dirname(self.path))  # measured before clean-up
             self.abort()
-            raise OutputError(f"{self.path}: could not finish writing ({exc})") from None
+            step = "writing the Cloud Optimized GeoTIFF (COG) failed" if self.cog else \
+                "could not finish writing"
+            raise OutputError(f"{self.path}: {step}: {_gdal_cause(exc)}; {hint}") from None
         except BaseException:
             self.abort()
             raise
 
     def publish(self) -> None:
-        """Rename the finished temporary file into place."""
+        """Put the finished temporary file in place (:func:`commit`)."""
         try:
-            os.replace(self.tmp, self.path)
+            commit(self.tmp, self.path, overwrite=self.overwrite)
+            self._published = os.stat(self.path).st_ino
+        except OutputError:
+            self.abort()
+            raise
         except OSError as exc:
             self.abort()
             raise OutputError(f"{self.path}: could not move the finished file into place "
                               f"({exc.strerror})") from None
+        except BaseException:
+            self.abort()
+            raise
+
+    def withdraw(self) -> None:
+        """Remove a file this writer published (all or nothing across outputs: a later
+        output failed to publish). Only the file this run wrote, never another's."""
+        ino = getattr(self, "_published", None)
+        try:
+            if ino is not None and os.stat(self.path).st_ino == ino:
+                os.unlink(self.path)
+        except OSError:
+            pass
 
     def _to_cog(self) -> None:
         from rasterio.shutil import copy as gdal_copy
@@ -204,6 +463,8 @@ class GeoTIFFWriter:
                 ds.close()
             except RasterioError:
                 pass
+        if self.tmp is None:
+            return
         for p in (self.tmp, self.tmp + ".cog.tif"):
             if os.path.exists(p):
                 os.unlink(p)

@@ -597,3 +597,96 @@ def test_a_failing_window_is_an_error_not_an_interruption(tmp_path, monkeypatch)
     assert result.stderr.splitlines() == [
         "terrain: error: dem.tif: cannot read band 1 rows 0-16 (corrupt)"]
     assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- issue 9 (rows 2-5, 8)
+
+def _one_error_line(res, *words):
+    assert res.exit_code == 1, (res.exit_code, res.output)
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("terrain: error: "), res.stderr
+    assert "Traceback" not in res.output
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/null"])
+def test_cli_never_replaces_a_fifo_or_a_device(kind, tmp_path):
+    dem = plane_dem(tmp_path / "dem.tif")
+    target = tmp_path / "target.tif"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to("/dev/null")
+    res = invoke("slope", dem, "-o", target, "--overwrite")
+    _one_error_line(res, str(target), "regular file")
+    if kind == "fifo":
+        assert os.path.exists(target) and not target.is_symlink()
+        assert __import__("stat").S_ISFIFO(os.lstat(target).st_mode)
+    else:
+        assert os.readlink(target) == "/dev/null"
+    assert sorted(os.listdir(tmp_path)) == ["dem.tif", "target.tif"]
+
+
+def test_cli_vrt_source_is_never_an_output(tmp_path):
+    """Row 3: `terrain slope mosaic.vrt -o t00.tif --overwrite` with t00.tif a source tile."""
+    exe = shutil.which("gdalbuildvrt") or "/usr/bin/gdalbuildvrt"
+    assert Path(exe).exists(), "gdalbuildvrt (gdal-bin) is required"
+    t00 = plane_dem(tmp_path / "t00.tif")
+    t01 = plane_dem(tmp_path / "t01.tif", transform=Affine(30.0, 0, 500000.0 + 14 * 30, 0, -30.0,
+                                                                 4e6))
+    vrt = tmp_path / "mosaic.vrt"
+    subprocess.run([exe, str(vrt), t00, t01], check=True, capture_output=True)
+    before = {p: sha256(p) for p in (t00, t01, vrt)}
+    res = invoke("slope", vrt, "-o", t00, "--overwrite")
+    _one_error_line(res, t00, "input")
+    assert {p: sha256(p) for p in (t00, t01, vrt)} == before
+    assert sorted(os.listdir(tmp_path)) == ["mosaic.vrt", "t00.tif", "t01.tif"]
+
+
+@pytest.mark.parametrize("name", ["out.vrt", "out.asc"])
+def test_cli_output_extension_decides(name, tmp_path):
+    """Row 4: -o out.vrt / out.asc is refused with the supported names, nothing written."""
+    dem = plane_dem(tmp_path / "dem.tif")
+    res = invoke("slope", dem, "-o", tmp_path / "out" / name)
+    _one_error_line(res, name, ".tif")
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+    res = invoke("slope", dem, "-o", tmp_path / "out.png")  # the picture hint stays
+    assert res.exit_code == 2 and "--plot" in res.output
+
+
+@pytest.mark.parametrize("codec", ["JPEG", "WEBP"])
+def test_cli_lossy_codec_on_float32(codec, tmp_path):
+    """Row 5: the real cause and the output, not 'is the disk full?'."""
+    dem = plane_dem(tmp_path / "dem.tif")
+    out = tmp_path / "out.tif"
+    line = _one_error_line(invoke("slope", dem, "-o", out, "--co", f"COMPRESS={codec}"),
+                           str(out), codec, "ZSTD")
+    assert "disk" not in line
+    assert sorted(os.listdir(tmp_path)) == ["dem.tif"]
+
+
+def test_cli_two_concurrent_runs_onto_one_name(tmp_path):
+    """Row 8: two `terrain slope ... -o same.tif` at once, no --overwrite: one writes, the
+    other says the file already exists; 3 rounds (before: both succeeded every time)."""
+    rng = np.random.default_rng(8)
+    dems = [write_tif(tmp_path / f"d{k}.tif", (rng.random((1500, 1500)) * 100).astype(np.float32))
+            for k in (0, 1)]
+    for round_ in range(3):
+        out = tmp_path / f"same{round_}.tif"
+        procs = [subprocess.Popen([str(TERRAIN), "slope", d, "-o", str(out), "--tile-size", "128"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for d in dems]
+        results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+        for p in procs:
+            p.stdout.close()
+            p.stderr.close()
+        codes = sorted(code for code, _ in results)
+        assert codes == [0, 1], results
+        err = next(e for code, e in results if code == 1)
+        assert err.startswith(f"terrain: error: {out}: already exists") and \
+            len(err.strip().splitlines()) == 1, err
+        with rasterio.open(out) as ds:
+            assert ds.read(1).shape == (1500, 1500)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]

@@ -402,3 +402,27 @@ def test_analyze_hillshade_uses_the_files_vertical_unit(tmp_path):
     assert mine[4]["z_factor"] == "0.3048"
     assert np.array_equal(mine[0], read_all(tmp_path / "h.tif")[0])
     assert not np.array_equal(mine[0], read_all(tmp_path / "m.tif")[0])
+
+
+def test_corrupt_dem_does_not_stop_the_next_one(tmp_path):
+    """Issue 9 row 7's other half: a DEM whose blocks cannot be decoded stops its own
+    run's threads, not the next DEM (before: "dem.tif: interrupted; no output was written")."""
+    seed = tmp_path / "seed.tif"
+    rng = np.random.default_rng(2)
+    with rasterio.open(seed, "w", driver="GTiff", width=300, height=300, count=1,
+                       dtype="float32", crs="EPSG:32616", compress="deflate", tiled=True,
+                       blockxsize=16, blockysize=16,
+                       transform=Affine(30.0, 0, 5e5, 0, -30.0, 4e6)) as ds:
+        ds.write((rng.random((300, 300)) * 100).astype(np.float32), 1)
+    data = bytearray(seed.read_bytes())
+    data[len(data) // 2:] = bytes(len(data) - len(data) // 2)
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(bytes(data))
+    good = small_dem(tmp_path / "good.tif")
+    out = tmp_path / "out"
+    res = invoke("analyze", str(corrupt), str(good), "-d", str(out), "--no-maps",
+                 "--tile-size", "64", "--threads", "2")
+    assert res.exit_code == 1, res.output
+    assert "interrupted" not in res.output and "1 of 2 DEMs failed" in res.output, res.output
+    assert sorted(os.listdir(out)) == sorted(f"good_{k}.tif" for k in
+                                             ("slope", "aspect", "gradient", "hillshade"))

@@ -41,6 +41,10 @@ import terrain, terrain.stream
 from terrain.engine import Options
 
 variants, out_dir, progress, report = sys.argv[1:5]
+# "extended" (issue 9): every output kind as COGs, replacing an old output that has a
+# statistics sidecar: a failure keeps the old output and its sidecar as they were.
+extended = sys.argv[5:] == ["extended"]
+NAMES = {"slope": "slope.tif", "hillshade": "hs.tif", "gradient": "g.tif", "aspect": "a.tif"}
 results = []
 for name in sorted(os.listdir(variants)):
     path = os.path.join(variants, name)
@@ -53,6 +57,15 @@ for name in sorted(os.listdir(variants)):
         try:
             if op == "open_dem":
                 terrain.open_dem(path).values
+            elif extended:
+                os.makedirs(out, exist_ok=True)
+                with open(os.path.join(out, "slope.tif"), "wb") as f:
+                    f.write(b"old")
+                with open(os.path.join(out, "slope.tif.aux.xml"), "wb") as f:
+                    f.write(b"<PAMDataset/>")
+                terrain.stream.process_file(path, {k: os.path.join(out, n) for k, n in NAMES.items()},
+                                            Options(method="horn"), tile_size=16, threads=2,
+                                            cog=True, overwrite=True)
             else:
                 terrain.stream.process_file(path, {"slope": os.path.join(out, "slope.tif")},
                                             Options(method="horn"), tile_size=16, threads=2)
@@ -67,7 +80,17 @@ for name in sorted(os.listdir(variants)):
         entry[op + "_seconds"] = time.monotonic() - t0
         if op == "process_file":
             left = sorted(os.listdir(out)) if os.path.isdir(out) else []
-            entry["left"] = left if kind != "ok" else [n for n in left if n != "slope.tif"]
+            if extended:
+                old = ["slope.tif", "slope.tif.aux.xml"]
+                expected = sorted(NAMES.values()) if kind == "ok" else old
+                entry["left"] = [n for n in left if n not in expected] + [
+                    f"missing {n}" for n in expected if n not in left]
+                if kind != "ok" and "slope.tif" in left:
+                    with open(os.path.join(out, "slope.tif"), "rb") as f:
+                        if f.read() != b"old":
+                            entry["left"].append("old slope.tif changed")
+            else:
+                entry["left"] = left if kind != "ok" else [n for n in left if n != "slope.tif"]
             shutil.rmtree(out, ignore_errors=True)
     results.append(entry)
 with open(report, "w") as f:
@@ -257,3 +280,159 @@ def test_header_claiming_a_huge_raster(tmp_path):
     with pytest.raises(terrain.TerrainError) as err:
         terrain.open_dem(bad)
     assert str(bad) in str(err.value)
+
+
+# --------------------------------------------------------------------------------------
+# Issue 9: VRT and NetCDF inputs, every output kind as COGs replacing an old output
+# --------------------------------------------------------------------------------------
+# This rasterio build has GDAL's netCDF driver (read; files made with CreateCopy); the
+# corpus below asserts it instead of skipping.
+
+N_VRT_HEADER, N_VRT_TRUNC, N_VRT_SOURCE = 60, 20, 30
+N_NC_HEADER, N_NC_DATA, N_NC_TRUNC = 70, 30, 30
+
+
+def _flips(data: bytes, lo: int, hi: int, rng, most: int) -> bytes:
+    blob = bytearray(data)
+    for pos in rng.choice(np.arange(lo, hi), size=int(rng.integers(1, most + 1)), replace=False):
+        blob[pos] ^= int(rng.integers(1, 256))
+    return bytes(blob)
+
+
+def make_vrt_variants(tile: Path, vrt: Path, folder: Path, sources: Path, rng) -> list[Path]:
+    """A VRT over ``tile`` damaged in its XML (flips, truncations), and intact VRTs whose
+    source tile is damaged (flips in the tile's header or data)."""
+    text = vrt.read_bytes()
+    tile_data = tile.read_bytes()
+    made = []
+    for k in range(N_VRT_HEADER):
+        p = folder / f"{vrt.stem}-header-{k:03d}.vrt"
+        p.write_bytes(_flips(text, 0, len(text), rng, 4))
+        made.append(p)
+    for k, n in enumerate(sorted(rng.choice(np.arange(1, len(text)), size=N_VRT_TRUNC,
+                                            replace=False))):
+        p = folder / f"{vrt.stem}-trunc-{k:03d}.vrt"
+        p.write_bytes(text[:int(n)])
+        made.append(p)
+    for k in range(N_VRT_SOURCE):
+        src = sources / f"{tile.stem}-{k:03d}.tif"
+        lo, hi = (0, 1024) if k % 2 == 0 else (1024, len(tile_data))
+        src.write_bytes(_flips(tile_data, lo, hi, rng, 8))
+        p = folder / f"{vrt.stem}-source-{k:03d}.vrt"
+        p.write_bytes(text.replace(str(tile).encode(), str(src).encode()))
+        assert str(src).encode() in p.read_bytes()
+        made.append(p)
+    return made
+
+
+def make_nc_variants(nc: Path, folder: Path, rng) -> list[Path]:
+    data = nc.read_bytes()
+    n = len(data)
+    header = n - 40 * 48 * 4  # a classic netCDF file: the header, then the variable's data
+    made = []
+    for k in range(N_NC_HEADER):
+        p = folder / f"{nc.stem}-header-{k:03d}.nc"
+        p.write_bytes(_flips(data, 0, header, rng, 4))
+        made.append(p)
+    for k in range(N_NC_DATA):
+        p = folder / f"{nc.stem}-data-{k:03d}.nc"
+        p.write_bytes(_flips(data, header, n, rng, 16))
+        made.append(p)
+    for k, m in enumerate(sorted(rng.choice(np.arange(1, n), size=N_NC_TRUNC, replace=False))):
+        p = folder / f"{nc.stem}-trunc-{k:03d}.nc"
+        p.write_bytes(data[:int(m)])
+        made.append(p)
+    return made
+
+
+@pytest.fixture(scope="module")
+def corpus2(tmp_path_factory):
+    from rasterio.shutil import copy as gdal_copy
+
+    with rasterio.Env() as env:
+        assert "netCDF" in env.drivers(), "this rasterio build has no netCDF driver"
+    root = tmp_path_factory.mktemp("fuzz2")
+    tile = crop(UTM_SAMPLE, (300, 400, 40, 48), root / "tile.tif",
+                tiled=True, blockxsize=16, blockysize=16, compress="deflate", predictor=3)
+    vrt = root / "mosaic.vrt"
+    gdal_copy(str(tile), str(vrt), driver="VRT")
+    # The source by its absolute name, so that variants elsewhere can point at copies.
+    xml = vrt.read_text().replace('relativeToVRT="1">tile.tif<', f'relativeToVRT="0">{tile}<')
+    vrt.write_text(xml)
+    assert str(tile) in xml
+    nc = root / "dem.nc"
+    gdal_copy(str(tile), str(nc), driver="netCDF")
+    folder, sources = root / "variants", root / "sources"
+    folder.mkdir()
+    sources.mkdir()
+    rng = np.random.default_rng(SEED + 9)
+    variants = (make_vrt_variants(tile, vrt, folder, sources, rng)
+                + make_nc_variants(nc, folder, rng))
+    return root, [vrt, nc], folder, variants
+
+
+@pytest.fixture(scope="module")
+def fuzz_results2(corpus2):
+    root, bases, folder, variants = corpus2
+    progress, report = root / "progress.txt", root / "report.json"
+    out = root / "out"
+    out.mkdir()
+    try:
+        proc = subprocess.run([sys.executable, "-c", RUNNER, str(folder), str(out), str(progress),
+                               str(report), "extended"], capture_output=True, text=True,
+                              timeout=RUNNER_TIMEOUT, preexec_fn=_limit_memory)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"hang: the runner did not finish in {RUNNER_TIMEOUT} s; "
+                    f"it was at {progress.read_text()!r}")
+    if proc.returncode != 0:
+        at = progress.read_text() if progress.exists() else "?"
+        pytest.fail(f"the interpreter died (exit {proc.returncode}) at {at!r}; "
+                    f"stderr tail: {proc.stderr[-2000:]}")
+    return json.loads(report.read_text())
+
+
+def test_vrt_and_netcdf_bases_are_valid(corpus2, tmp_path):
+    import terrain
+    import terrain.stream
+
+    truth = terrain.slope(terrain.open_dem(corpus2[1][0])).values
+    assert np.isfinite(truth).sum() > 1000
+    for base in corpus2[1]:
+        assert np.array_equal(terrain.slope(terrain.open_dem(base)).values, truth, equal_nan=True)
+        out = tmp_path / f"{base.suffix[1:]}.tif"
+        terrain.stream.process_file(base, {"slope": out}, cog=True)
+        with rasterio.open(out) as ds:
+            assert ds.driver == "GTiff" and ds.read(1).shape == truth.shape
+
+
+def test_corrupted_vrt_and_netcdf_never_crash_hang_or_leak(fuzz_results2, corpus2):
+    """Corrupted VRTs (XML flips, truncations, damaged source tiles) and netCDF files
+    (header and data flips, truncations), each computed into all four output kinds as
+    COGs over an old output: a TerrainError naming the file or a result; never a crash, a
+    hang, another exception, a file left behind or the old output touched."""
+    assert len(fuzz_results2) == len(corpus2[3]) >= 240
+    counts = {}
+    for e in fuzz_results2:
+        stem, kind, _ = e["name"].rsplit("-", 2)
+        ext = os.path.splitext(e["name"])[1]
+        key = (ext, kind)
+        counts.setdefault(key, {"ok": 0, "TerrainError": 0, "other": 0})
+        counts[key][e["process_file"]] += 1
+    print("\ncorrupted VRT / netCDF outcomes of process_file (format, damage): counts")
+    for key, c in sorted(counts.items()):
+        print(f"  {key[0]:4s} {key[1]:6s} {c}")
+    for key in [(".vrt", k) for k in ("header", "trunc", "source")] + \
+               [(".nc", k) for k in ("header", "trunc")]:  # raw float data: flips are values
+        assert counts[key]["TerrainError"] > 0, key
+    other = [(e["name"], op, e[op + "_message"]) for e in fuzz_results2
+             for op in ("open_dem", "process_file") if e[op] == "other"]
+    left = [(e["name"], e["left"]) for e in fuzz_results2 if e["left"]]
+    slow = [(e["name"], op, round(e[op + "_seconds"], 1)) for e in fuzz_results2
+            for op in ("open_dem", "process_file") if e[op + "_seconds"] > 10]
+    unnamed = [(e["name"], op, e[op + "_message"]) for e in fuzz_results2
+               for op in ("open_dem", "process_file")
+               if e[op] == "TerrainError" and e["name"] not in e[op + "_message"]]
+    assert not other, f"{len(other)} non-TerrainError exceptions, e.g. {other[:3]}"
+    assert not left, f"wrong files after a run: {left[:5]}"
+    assert not slow, f"calls slower than 10 s on a 40 x 48 raster: {slow[:5]}"
+    assert not unnamed, f"messages not naming the file: {unnamed[:3]}"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 
 from conftest import write_tif
 
@@ -180,3 +181,49 @@ def test_interrupt_while_queueing_windows_stops_promptly(tmp_path, monkeypatch):
     # At most the windows already running on the 2 threads may finish after the interrupt.
     assert len(after) <= 4, (f"{len(after)} queued windows were still computed after the "
                              f"interrupt ({elapsed:.2f} s)")
+
+
+def test_analyze_several_dems_interrupted(big_dem, tmp_path):
+    """Issue 9 row 7: Ctrl-C during the second of three DEMs stops the whole run at once:
+    one line naming the DEM already finished, exit 130, its outputs kept, nothing of the
+    interrupted DEM or of the next one. (Before: exit 1, an "interrupted" error for each
+    remaining DEM and "3 of 3 DEMs failed".)"""
+    dem, digest = big_dem
+    rng = np.random.default_rng(4)
+    small = [write_tif(tmp_path / f"{n}.tif", rng.random((50, 60), dtype=np.float32) * 100)
+             for n in ("a", "c")]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    cmd = [TERRAIN, "analyze", small[0], dem, small[1], "-d", str(out_dir), "--no-maps",
+           "--threads", "2", "--tile-size", "256"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(n.startswith(".big_") and n.endswith(".part.tif")
+                      for n in os.listdir(out_dir)):
+            assert proc.poll() is None, f"exited before writing: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no temporary output of big.tif in 30 s"
+            time.sleep(0.02)
+        time.sleep(0.5)
+        assert proc.poll() is None, "the run finished before the signal; make the DEM bigger"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert elapsed < STOP_WITHIN, f"took {elapsed:.1f} s to stop"
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert "Traceback" not in err and "failed" not in err, err
+    terrain_lines = [ln for ln in err.strip().splitlines() if ln.startswith("terrain:")]
+    assert len(terrain_lines) == 1, err
+    assert "interrupted" in terrain_lines[0] and small[0] in terrain_lines[0], err
+    assert dem not in terrain_lines[0].split("interrupted")[0], err
+    assert sorted(os.listdir(out_dir)) == [f"a_{k}.tif" for k in
+                                           ("aspect", "gradient", "hillshade", "slope")]
+    for name in os.listdir(out_dir):
+        with rasterio.open(out_dir / name) as ds:
+            assert ds.read().shape[1:] == (50, 60)
+    assert sha256(dem) == digest

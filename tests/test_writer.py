@@ -351,3 +351,287 @@ def test_interrupt_while_creating_an_output_leaves_no_temporary(dem, tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         process_file(dem, {"slope": out / "slope.tif"})
     assert listing(out) == [], "a .part.tif was left behind"
+
+
+# --------------------------------------------------------------------------------------
+# Issue 9: outputs that never hurt what is already on disk
+# --------------------------------------------------------------------------------------
+
+def _gdal(*cmd):
+    exe = shutil.which(cmd[0]) or f"/usr/bin/{cmd[0]}"
+    assert Path(exe).exists(), f"{cmd[0]} (gdal-bin) is required for these tests"
+    subprocess.run([exe, *cmd[1:]], check=True, capture_output=True, text=True)
+
+
+def _old_output_with_sidecars(dem, out: Path) -> list[Path]:
+    """A previous output with statistics (.aux.xml), pyramids (.ovr) and a mask (.msk),
+    made by GDAL's own tools, as a user's QGIS session or gdaladdo would leave them."""
+    process_file(dem, {"slope": out}, Options(method="horn"), tile_size=16)
+    _gdal("gdalinfo", "-stats", str(out))
+    _gdal("gdaladdo", "-ro", str(out), "2", "4")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK="NO"), rasterio.open(out, "r+") as ds:
+        ds.write_mask(np.full((ds.height, ds.width), 255, np.uint8))
+    cars = [Path(str(out) + s) for s in (".aux.xml", ".ovr", ".msk")]
+    assert all(p.exists() for p in cars), listing(out.parent)
+    with rasterio.open(out) as ds:
+        assert ds.overviews(1) == [2, 4] and "STATISTICS_MEAN" in ds.tags(1)
+    return cars
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_overwrite_removes_the_old_outputs_sidecars(cog, dem, tmp_path):
+    """Row 1: after --overwrite, GDAL reading the file back sees the new file's own
+    statistics and pyramids, never the old ones left in .aux.xml / .ovr / .msk."""
+    out = tmp_path / "slope.tif"
+    cars = _old_output_with_sidecars(dem, out)
+    other = random_dem(tmp_path / "other.tif", shape=(600, 600), seed=7)
+    process_file(other, {"slope": out}, Options(method="central"), cog=cog, overwrite=True)
+    assert [p.name for p in cars if os.path.lexists(p)] == []
+    assert not [n for n in listing(tmp_path) if n.startswith(".")], listing(tmp_path)
+    with rasterio.open(out) as ds:
+        z = ds.read(1, masked=True)
+        assert ds.overviews(1) == ([2] if cog else [])  # the COG's own (600 x 600: one level)
+        assert "STATISTICS_MEAN" not in ds.tags(1)
+        assert ds.mask_flag_enums[0] == [rasterio.enums.MaskFlags.nodata]
+        assert np.isclose(ds.stats(indexes=[1], approx=False)[0].mean, float(z.mean()), rtol=1e-5)
+
+
+def test_failed_overwrite_keeps_the_old_sidecars(dem, tmp_path, monkeypatch):
+    out = tmp_path / "slope.tif"
+    cars = _old_output_with_sidecars(dem, out)
+    before = {p.name: sha256(p) for p in [out, *cars]}
+    monkeypatch.setattr(GeoTIFFWriter, "write",
+                        fail_after(2, OutputError("injected write error"))(GeoTIFFWriter.write))
+    with pytest.raises(OutputError, match="injected"):
+        process_file(dem, {"slope": out}, tile_size=8, overwrite=True)
+    assert {p.name: sha256(p) for p in [out, *cars]} == before
+
+
+def _special(kind, tmp_path):
+    import socket
+
+    p = tmp_path / "special.tif"
+    if kind == "fifo":
+        os.mkfifo(p)
+    elif kind == "link to /dev/null":
+        p.symlink_to("/dev/null")
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(p))
+        s.close()
+    elif kind == "directory":
+        p.mkdir()
+    return p
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/null", "socket", "directory"])
+def test_only_regular_files_are_replaced(kind, overwrite, dem, tmp_path):
+    """Row 2: a FIFO, a device (through a symlink to /dev/null), a socket or a folder is
+    never replaced by a GeoTIFF, with or without --overwrite: a clear OutputError."""
+    target = _special(kind, tmp_path)
+    mode = os.lstat(target).st_mode
+    with pytest.raises(OutputError) as err:
+        process_file(dem, {"slope": target}, overwrite=overwrite)
+    text = str(err.value)
+    assert str(target) in text and "\n" not in text
+    assert "regular file" in text or "directory" in text, text
+    assert os.lstat(target).st_mode == mode
+    if kind == "link to /dev/null":
+        assert os.readlink(target) == "/dev/null"
+        assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not [n for n in listing(tmp_path) if n.startswith(".")]
+
+
+def test_symlink_to_a_regular_file_replaces_the_target(dem, tmp_path):
+    """Row 2, decided: -o LINK --overwrite writes through the link, as a shell redirection
+    or cp would: the link stays, the file it points to is replaced (atomically, in its own
+    folder). Without --overwrite it is an existing output like any other."""
+    real = tmp_path / "runs" / "slope_v1.tif"
+    real.parent.mkdir()
+    real.write_bytes(b"old")
+    link = tmp_path / "latest.tif"
+    link.symlink_to(os.path.relpath(real, tmp_path))
+    with pytest.raises(OutputError, match="already exists"):
+        process_file(dem, {"slope": link})
+    assert real.read_bytes() == b"old"
+    process_file(dem, {"slope": link}, overwrite=True)
+    assert link.is_symlink() and os.readlink(link) == os.path.relpath(real, tmp_path)
+    with rasterio.open(real) as ds:
+        assert ds.read(1).shape == (40, 37)
+    assert listing(real.parent) == ["slope_v1.tif"]
+
+
+@pytest.fixture
+def mosaic(tmp_path):
+    """Two 40 x 37 tiles side by side and a VRT over them (gdalbuildvrt)."""
+    rng = np.random.default_rng(5)
+    t00 = write_tif(tmp_path / "t00.tif", (rng.random((40, 37)) * 100).astype(np.float32),
+                    nodata=-9999.0)
+    from affine import Affine
+
+    t01 = write_tif(tmp_path / "t01.tif", (rng.random((40, 37)) * 100).astype(np.float32),
+                    nodata=-9999.0, transform=Affine(30.0, 0, 500000.0 + 37 * 30, 0, -30.0, 4e6))
+    vrt = tmp_path / "mosaic.vrt"
+    _gdal("gdalbuildvrt", str(vrt), t00, t01)
+    return vrt, Path(t00), Path(t01)
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_vrt_source_tile_is_input(overwrite, mosaic, tmp_path):
+    """Row 3: a VRT's source tile is part of the input: never an output."""
+    vrt, t00, t01 = mosaic
+    before = {p.name: sha256(p) for p in (vrt, t00, t01)}
+    files = listing(tmp_path)
+    with pytest.raises(OutputError, match="input") as err:
+        process_file(vrt, {"slope": t00}, overwrite=overwrite)
+    assert str(t00) in str(err.value)
+    assert {p.name: sha256(p) for p in (vrt, t00, t01)} == before
+    assert listing(tmp_path) == files
+    process_file(vrt, {"slope": tmp_path / "slope.tif"})  # the mosaic itself is fine
+
+
+def test_input_sidecars_count_as_input(dem, tmp_path):
+    """Row 3: the files GDAL reads beside the input (.aux.xml, .ovr, .msk, world file)
+    are the input too, even though GDAL_DISABLE_READDIR_ON_OPEN hides them from ds.files."""
+    _gdal("gdalinfo", "-stats", dem)
+    _gdal("gdaladdo", "-ro", dem, "2")
+    for car in (dem + ".aux.xml", dem + ".ovr", str(tmp_path / "dem.tfw")):
+        if not os.path.exists(car):
+            Path(car).write_text("30\n0\n0\n-30\n500015\n3999985\n")
+        with pytest.raises(OutputError, match="input"):
+            terrain.writer.check_target(car, inputs=[dem], overwrite=True)
+
+
+@pytest.mark.parametrize("name", ["out.vrt", "out.asc", "out.img", "out", "out.tif.part"])
+def test_output_extension_decides_the_format(name, dem, tmp_path):
+    """Row 4: only .tif / .tiff names are written (GeoTIFF); anything else is refused
+    with the list of what is supported, before any work."""
+    with pytest.raises(OutputError) as err:
+        process_file(dem, {"slope": tmp_path / name})
+    assert str(tmp_path / name) in str(err.value) and ".tif" in str(err.value)
+    assert listing(tmp_path) == ["dem.tif"]
+    process_file(dem, {"slope": tmp_path / "upper.TIFF"})
+    with rasterio.open(tmp_path / "upper.TIFF") as ds:
+        assert ds.driver == "GTiff"
+
+
+@pytest.mark.parametrize("codec", ["JPEG", "WEBP"])
+def test_lossy_codec_on_float32_names_the_cause(codec, dem, tmp_path):
+    """Row 5: JPEG / WEBP cannot hold float32: say so, name the output, no disk-full guess."""
+    out = tmp_path / "slope.tif"
+    with pytest.raises(OutputError) as err:
+        process_file(dem, {"slope": out}, creation_options={"COMPRESS": codec})
+    text = str(err.value)
+    assert str(out) in text and codec in text and "ZSTD" in text and "\n" not in text
+    assert "disk" not in text, text
+    assert listing(tmp_path) == ["dem.tif"]
+
+
+@pytest.fixture
+def cog_dem(tmp_path):
+    """200 x 200 float32 noise: its ZSTD GeoTIFF (~135 kB) fits a 200 kB tmpfs, the COG
+    copy beside it does not."""
+    return random_dem(tmp_path / "cogdem.tif", shape=(200, 200), seed=0)
+
+
+def test_cog_on_a_nearly_full_disk_library(cog_dem, full_disk):
+    """Row 5: --cog on a nearly full disk: an OutputError naming the output and the cause."""
+    out = full_disk / "slope.tif"
+    with pytest.raises(OutputError) as err:
+        process_file(cog_dem, {"slope": out}, cog=True)
+    text = str(err.value)
+    assert text.startswith(str(out)) and "cogdem" not in text, text
+    assert "full" in text and "COG" in text.upper(), text
+    assert listing(full_disk) == []
+
+
+def test_cog_on_a_nearly_full_disk_cli(cog_dem, full_disk):
+    before = sha256(cog_dem)
+    out = full_disk / "slope.tif"
+    res = subprocess.run([TERRAIN, "slope", cog_dem, "-o", str(out), "--cog"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"terrain: error: {out}:"), res.stderr
+    assert "unexpected" not in res.stderr and "full" in res.stderr
+    assert listing(full_disk) == []
+    assert sha256(cog_dem) == before
+
+
+def _race(dem, out, overwrite, n=2, seed_shift=0):
+    """``n`` process_file runs onto one target in threads, started together."""
+    import threading
+
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def run(k):
+        barrier.wait()
+        try:
+            process_file(dem[k], {"slope": out}, tile_size=64, threads=2, overwrite=overwrite)
+            results[k] = "ok"
+        except TerrainError as exc:
+            results[k] = exc
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.fixture
+def two_dems(tmp_path):
+    return [random_dem(tmp_path / f"race{k}.tif", shape=(600, 600), seed=10 + k) for k in (0, 1)]
+
+
+def _slope_of(dem):
+    from terrain.api import slope
+    from terrain.dem import open_dem
+
+    return np.nan_to_num(slope(open_dem(dem)).values.astype(np.float32), nan=-9999.0)
+
+
+def test_concurrent_runs_onto_one_name_never_silently_overwrite(two_dems, tmp_path):
+    """Row 8: two runs racing for one new name: exactly one wins, the other is told the
+    file already exists; never both 'succeed' with one output silently lost. Looped:
+    on the unguarded code both succeeded in 5 of 5 rounds."""
+    truths = [_slope_of(d) for d in two_dems]
+    for round_ in range(5):
+        out = tmp_path / f"same{round_}.tif"
+        results = _race(two_dems, out, overwrite=False)
+        assert sorted(r == "ok" for r in results) == [False, True], results
+        loser = next(r for r in results if r != "ok")
+        assert isinstance(loser, OutputError) and "already exists" in str(loser)
+        winner = results.index("ok")
+        with rasterio.open(out) as ds:
+            np.testing.assert_array_equal(ds.read(1), truths[winner])
+        assert listing(tmp_path).count(out.name) == 1
+        assert not [n for n in listing(tmp_path) if n.startswith(".")]
+
+
+def test_concurrent_runs_with_overwrite_leave_one_complete_file(two_dems, tmp_path):
+    """Row 8: with --overwrite the last one wins, and the file is always a complete one."""
+    truths = [_slope_of(d) for d in two_dems]
+    out = tmp_path / "same.tif"
+    for _ in range(3):
+        assert _race(two_dems, out, overwrite=True) == ["ok", "ok"]
+        with rasterio.open(out) as ds:
+            z = ds.read(1)
+        assert any(np.array_equal(z, t) for t in truths)
+        assert not [n for n in listing(tmp_path) if n.startswith(".")]
+
+
+def test_source_of_a_nested_vrt_is_input(mosaic, tmp_path):
+    """Row 3: a VRT over a VRT: the inner VRT's tiles are still the input."""
+    vrt, t00, t01 = mosaic
+    outer = tmp_path / "outer.vrt"
+    _gdal("gdalbuildvrt", str(outer), str(vrt))
+    with rasterio.open(outer) as ds:
+        assert str(t00) not in ds.files  # GDAL lists only the inner VRT
+    before = sha256(t01)
+    with pytest.raises(OutputError, match="part of the input"):
+        process_file(outer, {"slope": t01}, overwrite=True)
+    assert sha256(t01) == before
