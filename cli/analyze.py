@@ -170,7 +170,7 @@ def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_option
         return written
     for product, out_map in maps.items():
         draw_display_map(display, out_map, product=product, dem=path, opts=opts, band=band,
-                         src_crs=src_crs, dpi=dpi)
+                         src_crs=src_crs, dpi=dpi, overwrite=overwrite)
         written.append(out_map)
     return written
 

@@ -170,14 +170,15 @@ def map_display(dem, products, *, band=1, src_crs=None, opts=None, dpi=150):
 
 
 def draw_display_map(display, out_map, *, product, dem, opts, band=1, src_crs=None,
-                     dpi=150) -> str:
+                     dpi=150, overwrite=False) -> str:
     """Map of ``product`` from the display rasters accumulated while ``dem`` streamed."""
     from terrain.plot import render_display
     from terrain.raster import raster_info
 
     info = raster_info(dem, band=band, src_crs=src_crs)
     with map_warnings():
-        return render_display(out_map, product, display, info, opts, source=dem, dpi=dpi)
+        return render_display(out_map, product, display, info, opts, source=dem, dpi=dpi,
+                              overwrite=overwrite)
 
 
 @contextmanager
@@ -236,5 +237,5 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, metho
             warn(f"{dem}: no map drawn, there is nothing to show")
             return
         draw_display_map(display, plot, product=kind, dem=dem, opts=opts, band=band,
-                         src_crs=src_crs, dpi=dpi)
+                         src_crs=src_crs, dpi=dpi, overwrite=overwrite)
         status(f"wrote {plot}")

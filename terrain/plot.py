@@ -126,7 +126,8 @@ def plot_dem(src, out_png, *, product: str = "slope", opts=None, band: int = 1, 
         _warn(f"{src}: no valid elevation; outputs are all nodata")
     render(out, product, data.values, extent=data.extent, geographic=data.geographic,
            units=data.units, title=_title(product, data.source, data.method, opts),
-           shade=data.shade, flat_value=data.flat_value, dpi=dpi, axis_unit=data.axis_unit)
+           shade=data.shade, flat_value=data.flat_value, dpi=dpi, axis_unit=data.axis_unit,
+           overwrite=overwrite)
     return out
 
 
@@ -178,7 +179,8 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
         _warn(f"{product_tif}: no valid {product} values; the map is all nodata")
     render(out, product, data.values, extent=data.extent, geographic=data.geographic,
            units=data.units, title=_title(product, data.source, data.method, None),
-           shade=data.shade, flat_value=data.flat_value, dpi=dpi, axis_unit=data.axis_unit)
+           shade=data.shade, flat_value=data.flat_value, dpi=dpi, axis_unit=data.axis_unit,
+           overwrite=overwrite)
     return out
 
 
@@ -211,12 +213,13 @@ def backdrop_options(opts):
 
 
 def render_display(out_png, product, display, info, opts, *, source, method=None,
-                   dpi: int = 150) -> str:
+                   dpi: int = 150, overwrite: bool = True) -> str:
     """Draw the map of ``product`` from a filled :func:`display_grid` (no file read back).
 
     ``info`` is the DEM's :class:`terrain.raster.RasterInfo`, ``opts`` the Options
     the product was computed with (units, flat value, light), ``source`` the DEM
-    named in the title. The caller checked the output (``check_target``).
+    named in the title. The caller checked the output (``check_target``);
+    ``overwrite`` as for :func:`render`.
     """
     _check_product(product, FILE_PRODUCTS)
     values = _north_up(display.result(product), info.transform)
@@ -229,12 +232,16 @@ def render_display(out_png, product, display, info, opts, *, source, method=None
                   title=_title(product, source, method or opts.method,
                                opts if product == "hillshade" else None),
                   shade=shade, flat_value=float(opts.flat_value), dpi=dpi,
-                  axis_unit=axis_unit)
+                  axis_unit=axis_unit, overwrite=overwrite)
 
 
 def render(out_png, product, values, *, extent, geographic, units, title, shade=None,
-           flat_value=-1.0, dpi=150, axis_unit="m") -> str:
-    """Draw one map and write it atomically (no checks on an existing file).
+           flat_value=-1.0, dpi=150, axis_unit="m", overwrite: bool = True) -> str:
+    """Draw one map and write it atomically.
+
+    With ``overwrite`` (the default) an existing regular file is replaced; without,
+    the name is claimed exclusively: a map that appeared meanwhile (another run)
+    makes this one fail with "already exists" instead of being replaced.
 
     Parameters
     ----------
@@ -272,7 +279,7 @@ def render(out_png, product, values, *, extent, geographic, units, title, shade=
     fig = _figure(product, values, (west, east, south, north), geographic=geographic,
                   units=units, title=title, shade=shade, flat_value=flat_value, dpi=dpi,
                   axis_unit=axis_unit, name=os.fspath(out_png))
-    return _save_atomic(fig, out_png, fmt, dpi)
+    return _save_atomic(fig, out_png, fmt, dpi, overwrite=overwrite)
 
 
 # --------------------------------------------------------------------------- drawing
@@ -492,7 +499,7 @@ def _degree_formatter(span: float):
     return fmt
 
 
-def _save_atomic(fig, out, fmt: str, dpi) -> str:
+def _save_atomic(fig, out, fmt: str, dpi, *, overwrite: bool) -> str:
     from .writer import commit
 
     out = os.path.abspath(os.fspath(out))
@@ -510,8 +517,8 @@ def _save_atomic(fig, out, fmt: str, dpi) -> str:
         metadata = {"Software": "terrain"} if fmt == "png" else None
         fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
         # The one commit path of every output (regular files only, old sidecars
-        # removed); check_target already decided that replacing is allowed.
-        commit(tmp, out, overwrite=True)
+        # removed, a new name claimed exclusively).
+        commit(tmp, out, overwrite=overwrite)
     except OSError as exc:
         raise OutputError(f"{out}: could not write the map ({exc.strerror or exc})") from None
     finally:

@@ -337,3 +337,28 @@ def test_render_draws_the_figure_once(tmp_path, monkeypatch):
     out = plot.render(tmp_path / "m.png", "slope", values, extent=(0, 12, 0, 10),
                       geographic=False, units="degrees", title="once", shade=values)
     assert len(draws) == 1 and image_size(out)[0] >= 1000
+
+
+def test_a_map_never_replaces_one_that_appeared_meanwhile(tmp_path, monkeypatch):
+    """Issue 9 row 8 for maps: without overwrite the map's name is claimed exclusively; a
+    file created by another run after the checks is left as it is and this run fails."""
+    import terrain.plot as plot_module
+
+    from conftest import write_tif
+
+    dem = write_tif(tmp_path / "dem.tif", np.arange(64, dtype=np.float32).reshape(8, 8))
+    out = tmp_path / "map.png"
+    real = plot_module._dem_map_data
+
+    def another_run_writes_first(*args, **kwargs):
+        out.write_bytes(b"the other run's map")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plot_module, "_dem_map_data", another_run_writes_first)
+    with pytest.raises(TerrainError, match="already exists"):
+        plot_module.plot_dem(dem, out)
+    assert out.read_bytes() == b"the other run's map"
+    assert sorted(os.listdir(tmp_path)) == ["dem.tif", "map.png"]
+    # With overwrite, the last run wins with a complete map.
+    plot_module.plot_dem(dem, out, overwrite=True)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
