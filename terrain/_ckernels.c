@@ -351,14 +351,21 @@ HOT static int ground_##S(const T *px, const T *py, Py_ssize_t rows, Py_ssize_t 
             row[e] = top[e] * (1.0 - f) + bottom[e] * f;                                  \
         const T *x = px + r * cols, *y = py + r * cols;                                   \
         T *gx = ox + r * cols, *gy = oy + r * cols;                                       \
-        for (Py_ssize_t c = 0; c < cols; c++) {                                           \
-            const double *a = row + 4 * ck[c], *b = a + 4;                                \
-            double g = cf[c], h = 1.0 - g;                                                \
-            double m0 = a[0] * h + b[0] * g, m1 = a[1] * h + b[1] * g;                    \
-            double m2 = a[2] * h + b[2] * g, m3 = a[3] * h + b[3] * g;                    \
-            double vx = x[c], vy = y[c];                                                  \
-            gx[c] = (T)(m0 * vx + m1 * vy);                                               \
-            gy[c] = (T)(m2 * vx + m3 * vy);                                               \
+        /* Runs of columns in one lattice interval: the nodes are loop constants    */     \
+        /* there, so the loop vectorises (the same formula, so the same bits).      */     \
+        for (Py_ssize_t c0 = 0, c1; c0 < cols; c0 = c1) {                                 \
+            for (c1 = c0 + 1; c1 < cols && ck[c1] == ck[c0]; c1++) ;                      \
+            const double *a = row + 4 * ck[c0], *b = a + 4;                               \
+            double a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];                            \
+            double b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];                            \
+            for (Py_ssize_t c = c0; c < c1; c++) {                                        \
+                double g = cf[c], h = 1.0 - g;                                            \
+                double m0 = a0 * h + b0 * g, m1 = a1 * h + b1 * g;                        \
+                double m2 = a2 * h + b2 * g, m3 = a3 * h + b3 * g;                        \
+                double vx = x[c], vy = y[c];                                              \
+                gx[c] = (T)(m0 * vx + m1 * vy);                                           \
+                gy[c] = (T)(m2 * vx + m3 * vy);                                           \
+            }                                                                             \
         }                                                                                 \
     }                                                                                     \
     free(row);                                                                            \

@@ -43,8 +43,9 @@ GEOMETRIES = ("geodesic", "planar")
 # in radians (6e-4 degrees).
 GROUND_TOLERANCE = 1e-5
 # Lattice step in pixels, and the finer steps of the blocks where it is not enough
-# (near a pole of a polar projection, where north turns quickly).
-GROUND_STEPS = (64, 16, 4, 1)
+# (near a pole of a polar projection, where north turns quickly). 256 pixels keep
+# the error of UTM, Web Mercator, LAEA ... lattices far below the tolerance.
+GROUND_STEPS = (256, 64, 16, 4, 1)
 # Pixels per side of a block refined on its own (a multiple of every step).
 GROUND_BLOCK = 256
 
