@@ -247,3 +247,7 @@ def cli(ctx):
 
 for _module in (info, slope, aspect, gradient, hillshade, plot, analyze):
     cli.add_command(_module.command)
+
+# Slope analysis (issue 12).
+from . import classify as _classify  # noqa: E402
+cli.add_command(_classify.command)
