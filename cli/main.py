@@ -251,3 +251,5 @@ for _module in (info, slope, aspect, gradient, hillshade, plot, analyze):
 # Slope analysis (issue 12).
 from . import classify as _classify  # noqa: E402
 cli.add_command(_classify.command)
+from . import stats as _stats  # noqa: E402
+cli.add_command(_stats.command)

@@ -24,6 +24,9 @@ _LAZY = {
     "hillshade": "terrain.api",
     "compute": "terrain.api",
     "Options": "terrain.engine",
+    "classify": "terrain.classify",
+    "slope_stats": "terrain.zonal",
+    "cell_areas": "terrain.areas",
 }
 
 __all__ = ["TerrainError", "__version__", *_LAZY]
