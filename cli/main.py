@@ -253,3 +253,5 @@ from . import classify as _classify  # noqa: E402
 cli.add_command(_classify.command)
 from . import stats as _stats  # noqa: E402
 cli.add_command(_stats.command)
+from . import report as _report  # noqa: E402
+cli.add_command(_report.command)

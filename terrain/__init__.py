@@ -27,6 +27,7 @@ _LAZY = {
     "classify": "terrain.classify",
     "slope_stats": "terrain.zonal",
     "cell_areas": "terrain.areas",
+    "make_report": "terrain.report",
 }
 
 __all__ = ["TerrainError", "__version__", *_LAZY]

@@ -234,7 +234,7 @@ class _ZoneRaster:
 
 def slope_stats(dem, zones=None, zone_field=None, breaks=None, scheme=None, units="degrees", *,
                 break_units=None, opts=None, band=1, src_crs=None, tile_size=1024, threads=None,
-                stop_event=None):
+                stop_event=None, histograms=None):
     """Area-weighted slope statistics and class areas of the DEM file ``dem``, per zone.
 
     Parameters
@@ -248,6 +248,9 @@ def slope_stats(dem, zones=None, zone_field=None, breaks=None, scheme=None, unit
     units : slope units of the statistics (degrees, percent, radians, ratio).
     break_units : unit of ``breaks`` (degrees or percent; default ``units`` when it is
         one of them, else degrees).
+    histograms : dict, optional
+        Filled with ``{zone: area-weighted histogram}``: m^2 of valid ground per
+        0.01-degree bin of slope (9000 bins from 0 to 90 degrees).
 
     Returns
     -------
@@ -376,6 +379,8 @@ def slope_stats(dem, zones=None, zone_field=None, breaks=None, scheme=None, unit
             row[f"class{c.code}_ha"] = a / 1e4
             row[f"class{c.code}_pct"] = 100.0 * a / zs.valid if zs.valid > 0 else math.nan
         rows.append(row)
+        if histograms is not None:
+            histograms[key] = zs.hist
     columns = list(STAT_COLUMNS) + [f"class{c.code}_{s}" for c in classes.classes
                                     for s in ("ha", "pct")]
     df = pd.DataFrame(rows, columns=columns)
