@@ -376,7 +376,7 @@ def plot_classes(class_tif, out_map, classes: Classes, area_m2, *, dpi=150, over
     colours = [(0, 0, 0, 0)] + [tuple(v / 255 for v in rgb) + (1.0,) for rgb in classes.colours()]
     cmap = ListedColormap(colours)
     norm = BoundaryNorm(np.arange(-0.5, k + 1.5), cmap.N)
-    fig = Figure(figsize=(9, 6.5))
+    fig = Figure(figsize=(7.5, 8))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(111)
     ax.imshow(codes, cmap=cmap, norm=norm, extent=(b.left, b.right, b.bottom, b.top),
@@ -391,17 +391,17 @@ def plot_classes(class_tif, out_map, classes: Classes, area_m2, *, dpi=150, over
     handles = [Patch(facecolor=colours[c.code], edgecolor="0.3",
                      label=f"{c.label}: {100 * a / total if total else 0:.1f} %")
                for c, a in zip(classes.classes, area_m2)]
-    ax.legend(handles=handles, title=f"slope class ({classes.name}), share of ground area",
-              loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, title_fontsize=8)
+    ax.legend(handles=handles, title=f"slope class ({classes.name}): share of the ground area",
+              loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=9,
+              title_fontsize=9, frameon=False)
     ax.set_title(title or f"{os.path.basename(class_tif)}: slope classes")
-    fig.subplots_adjust(left=0.1, right=0.68)
     folder, base = os.path.split(out_map)
     ext = os.path.splitext(out_map)[1].lower()
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=ext, dir=folder)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)
     try:
-        fig.savefig(tmp, dpi=dpi, format=ext.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=dpi, format=ext.lstrip(".") or "png", bbox_inches="tight")
         os.replace(tmp, out_map)
     except BaseException as exc:
         if os.path.exists(tmp):
