@@ -160,3 +160,9 @@ def test_cli_classify_and_plot(tmp_path):
     assert os.path.getmtime(out) == before
     leftovers = [p for p in os.listdir(tmp_path) if p.startswith(".")]
     assert leftovers == []
+
+
+def test_cli_scheme_names_mirror_the_library():
+    from cli.classify import SCHEME_NAMES
+
+    assert tuple(SCHEME_NAMES) == tuple(SCHEMES)

@@ -257,3 +257,30 @@ def test_cli_stats_csv_json_and_errors(tmp_path):
     assert not (tmp_path / "x.csv").exists()
     r = CliRunner().invoke(cli, ["stats", dem, "-o", str(tmp_path / "x.txt")])
     assert r.exit_code == 2
+
+
+def test_bad_zones(tmp_path):
+    from terrain import TerrainError
+
+    dem = _dem(tmp_path / "dem.tif")
+    # a zone raster on another grid
+    zpath = tmp_path / "z.tif"
+    with rasterio.open(zpath, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(X0, Y0, PX, PX)) as ds:
+        ds.write(np.ones((10, 10), np.uint8), 1)
+    with pytest.raises(TerrainError, match="on the DEM's grid"):
+        slope_stats(dem, zones=str(zpath))
+    # points are not zones
+    pts = tmp_path / "pts.gpkg"
+    with fiona.open(pts, "w", driver="GPKG", crs="EPSG:32633",
+                    schema={"geometry": "Point", "properties": {}}) as dst:
+        dst.write({"geometry": {"type": "Point", "coordinates": (X0 + 50, Y0 - 50)},
+                   "properties": {}})
+    with pytest.raises(TerrainError, match="not a polygon"):
+        slope_stats(dem, zones=str(pts))
+    # not a vector file at all
+    junk = tmp_path / "junk.gpkg"
+    junk.write_text("nonsense")
+    r = CliRunner().invoke(cli, ["stats", dem, "--zones", str(junk), "-o", str(tmp_path / "t.csv")])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "junk.gpkg" in r.output
+    assert not (tmp_path / "t.csv").exists()
