@@ -294,8 +294,8 @@ def slope_stats(dem, zones=None, zone_field=None, breaks=None, scheme=None, unit
     t = info.transform
 
     def window_arrays(tan):
-        v = _from_tan(tan, units).ravel()
         deg = np.degrees(np.arctan(tan)).ravel()
+        v = deg if units == "degrees" else _from_tan(tan, units).ravel()
         valid = np.isfinite(deg)
         bins = np.clip((np.nan_to_num(deg) * BINS_PER_DEGREE).astype(np.intp), 0, NBINS - 1)
         codes = classes.codes(tan).ravel()

@@ -149,6 +149,13 @@ def test_cli_classify_and_plot(tmp_path):
 
     img = mpimg.imread(str(png))
     assert img.std() > 0.05
+    # vector formats by extension, with the legend's labels and area shares as text
+    svg = tmp_path / "c.svg"
+    r = CliRunner().invoke(cli, ["classify", dem, "-o", str(tmp_path / "c3.tif"), "--breaks",
+                                 "0,2,10", "--units", "percent", "--plot", str(svg)])
+    assert r.exit_code == 0, r.output
+    text = svg.read_text()
+    assert text.lstrip().startswith("<?xml") and "<svg" in text
     # both a scheme and breaks: usage error, nothing written
     r = CliRunner().invoke(cli, ["classify", dem, "-o", str(tmp_path / "x.tif"),
                                  "--scheme", "usda", "--breaks", "0,5"])
