@@ -247,3 +247,11 @@ def cli(ctx):
 
 for _module in (info, slope, aspect, gradient, hillshade, plot, analyze):
     cli.add_command(_module.command)
+
+# Slope analysis (issue 12).
+from . import classify as _classify  # noqa: E402
+cli.add_command(_classify.command)
+from . import stats as _stats  # noqa: E402
+cli.add_command(_stats.command)
+from . import report as _report  # noqa: E402
+cli.add_command(_report.command)

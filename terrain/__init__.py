@@ -24,6 +24,10 @@ _LAZY = {
     "hillshade": "terrain.api",
     "compute": "terrain.api",
     "Options": "terrain.engine",
+    "classify": "terrain.classify",
+    "slope_stats": "terrain.zonal",
+    "cell_areas": "terrain.areas",
+    "make_report": "terrain.report",
 }
 
 __all__ = ["TerrainError", "__version__", *_LAZY]

@@ -499,7 +499,9 @@ def _degree_formatter(span: float):
     return fmt
 
 
-def _save_atomic(fig, out, fmt: str, dpi, *, overwrite: bool) -> str:
+def _save_atomic(fig, out, fmt: str, dpi, *, overwrite: bool, **savefig) -> str:
+    """Save ``fig`` as ``out`` through a temporary file and :func:`terrain.writer.commit`
+    (``savefig``: more keywords for Figure.savefig)."""
     from .writer import commit
 
     out = os.path.abspath(os.fspath(out))
@@ -515,7 +517,7 @@ def _save_atomic(fig, out, fmt: str, dpi, *, overwrite: bool) -> str:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         metadata = {"Software": "terrain"} if fmt == "png" else None
-        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
+        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata, **savefig)
         # The one commit path of every output (regular files only, old sidecars
         # removed, a new name claimed exclusively).
         commit(tmp, out, overwrite=overwrite)

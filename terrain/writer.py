@@ -237,7 +237,7 @@ def _move_aside(path: str, tmp: str) -> list:
     return aside
 
 
-def commit(tmp: str, path: str, *, overwrite: bool) -> None:
+def commit(tmp: str, path: str, *, overwrite: bool, sidecars=None) -> None:
     """Put the finished temporary file ``tmp`` in place as ``path``: the one way an output
     lands on disk (GeoTIFFs and maps).
 
@@ -245,7 +245,9 @@ def commit(tmp: str, path: str, *, overwrite: bool) -> None:
     by another run meanwhile, fails with "already exists"); with it, only a regular
     file is ever replaced, atomically. The old file's sidecars (.aux.xml, .ovr,
     .msk ...) go with it: a reader never sees the new file with the old statistics or
-    pyramids. On failure ``tmp`` and every old file are left as they were.
+    pyramids. ``sidecars`` ``{suffix: finished temporary file}`` are the new file's
+    own (a .aux.xml with category names ...), put in place right after it. On failure
+    ``tmp`` and every old file are left as they were.
     """
     what = _not_regular(path, path)
     if what is not None:
@@ -263,6 +265,8 @@ def commit(tmp: str, path: str, *, overwrite: bool) -> None:
             if not os.path.lexists(car):
                 os.replace(hold, car)
         raise
+    for suffix, new in (sidecars or {}).items():
+        os.replace(new, path + suffix)
     for _, hold in aside:
         try:
             os.unlink(hold)
@@ -324,6 +328,7 @@ class GeoTIFFWriter:
         self.path = os.path.abspath(os.fspath(path))
         self.overwrite = overwrite
         self.tmp = None
+        self.sidecars = {}  # suffix: finished temporary file, published with the file
         self.bands = list(bands)
         self.byte = byte
         self.cog = cog
@@ -413,10 +418,23 @@ class GeoTIFFWriter:
             self.abort()
             raise
 
+    def add_sidecar(self, suffix: str, text: str) -> None:
+        """Publish ``text`` as the file's ``suffix`` sidecar (e.g. ".aux.xml") with it."""
+        new = f"{self.tmp}{suffix}.new"
+        try:
+            with open(new, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.chmod(new, 0o666 & ~_UMASK)
+        except OSError as exc:
+            raise OutputError(f"{self.path}{suffix}: cannot write it ({exc.strerror}); "
+                              f"{_space_hint(os.path.dirname(self.path))}") from None
+        finally:
+            self.sidecars[suffix] = new
+
     def publish(self) -> None:
         """Put the finished temporary file in place (:func:`commit`)."""
         try:
-            commit(self.tmp, self.path, overwrite=self.overwrite)
+            commit(self.tmp, self.path, overwrite=self.overwrite, sidecars=self.sidecars)
             self._published = os.stat(self.path).st_ino
         except OutputError:
             self.abort()
@@ -465,6 +483,6 @@ class GeoTIFFWriter:
                 pass
         if self.tmp is None:
             return
-        for p in (self.tmp, self.tmp + ".cog.tif"):
+        for p in (self.tmp, self.tmp + ".cog.tif", *self.sidecars.values()):
             if os.path.exists(p):
                 os.unlink(p)

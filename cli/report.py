@@ -1,0 +1,50 @@
+"""terrain report DEM -o REPORT.html [--zones FILE] [--scheme NAME | --breaks ...]"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from . import options as o
+from .classify import class_options, resolve
+
+
+def _check_html(ctx, param, value):
+    if value is not None and os.path.splitext(value)[1].lower() not in (".html", ".htm"):
+        raise click.BadParameter(f"{value!r}: the report is an HTML file; name it .html")
+    return value
+
+
+@click.command("report", short_help="Self-contained HTML slope report (maps, classes, zones).")
+@o.dem_argument()
+@click.option("-o", "--output", required=True, metavar="REPORT.html",
+              type=click.Path(dir_okay=False, path_type=str), callback=_check_html,
+              help="The HTML report (one file, images embedded).")
+@click.option("--zones", metavar="FILE", type=click.Path(path_type=str),
+              help="Zone polygons or zone raster, as for `terrain stats`.")
+@click.option("--zone-field", metavar="NAME", help="Field naming the zones.")
+@class_options
+@o.gradient_options()
+@o.input_options
+@o.overwrite_option
+@o.threads_option
+@o.tile_size_option
+@o.verbosity_options
+def command(dem, output, zones, zone_field, scheme, breaks, break_units, method, edge_order,
+            z_factor, geometry, band, src_crs, overwrite, threads, tile_size):
+    """One self-contained HTML report of DEM's slope: slope, class and aspect maps, an
+    area-weighted histogram, class areas, per-zone tables and the facts a reviewer
+    needs (CRS, ground pixel size, method, units, z factor, nodata share, version).
+    No network: it opens from a USB stick.
+    """
+    from .common import build_options, state, status
+    from terrain.report import make_report
+
+    resolve(scheme, breaks, break_units)
+    opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor, geometry=geometry)
+    make_report(dem, output, zones=zones, zone_field=zone_field, breaks=breaks, scheme=scheme,
+                break_units=break_units, opts=opts, band=band, src_crs=src_crs,
+                overwrite=overwrite, tile_size=tile_size, threads=threads,
+                stop_event=state().get("stop_event"))
+    status(f"wrote {output}")
