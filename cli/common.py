@@ -198,15 +198,6 @@ def map_warnings():
                     warn(str(w.message))
 
 
-def draw_product_map(product_tif, out_map, *, product, dem, band=1, src_crs=None, dpi=150,
-                     overwrite=False, method=None) -> str:
-    """Map of a written product GeoTIFF, with the DEM's hillshade underneath."""
-    from terrain.plot import plot_product_file
-
-    return plot_product_file(product_tif, out_map, product=product, dem=dem, band=band,
-                             src_crs=src_crs, dpi=dpi, overwrite=overwrite, method=method)
-
-
 def run_product_command(kind: str, product_settings: dict, *, dem, output, method, edge_order,
                         z_factor, geometry, plot=None, dpi=150, band=1, src_crs=None,
                         creation_options=None, cog=False, overwrite=False, threads=None,

@@ -67,7 +67,9 @@ static inline double line_diff(double f0, double fl, double fr, double fll, doub
 }
 
 /* Weights (before, centre, after) of the interior three-point difference at each
- * of n positions starting at halo; NaN where a neighbour is beyond the block. */
+ * of n positions starting at halo; NaN where a neighbour is beyond the block. The
+ * stencils apply the outer two to differences from the centre (the centre's weight
+ * is minus their sum), so that a flat surface gives exactly 0. */
 static void three_point_weights(const double *pos, Py_ssize_t npos, Py_ssize_t halo,
                                 Py_ssize_t n, int secant, double *w)
 {

@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from .dem import _is_dask, elevation_of, z_factor_of
+from .dem import _is_dask, _spatial_dims, elevation_of, z_factor_of
 from .engine import (HILLSHADE_METHOD, Z_FACTOR_EXPLICIT, Options, product_description,
                      product_units, products_from_gradient, run_in_memory)
 from .errors import TerrainError
+from .spacing import grid_from_coords
 
 
 def compute(dem, products, *, spacing=None, **options):
@@ -69,7 +70,9 @@ def _from_gradient(ds: xr.Dataset, opts: Options, products):
     if opts.z_factor_explicit and opts.z_factor != 1.0:
         raise TerrainError("z_factor applies to elevations; the gradient Dataset already has it")
     dzdx, dzdy = ds["dzdx"], ds["dzdy"]
-    rotation = _map_rotation(dzdx, ds.attrs.get("geometry")) if "hillshade" in products else None
+    # The geometry the gradient was computed in (a Dataset from gradient() says).
+    geometry = ds.attrs.get("geometry", dzdx.attrs.get("geometry", opts.geometry))
+    rotation = _map_rotation(dzdx, geometry) if "hillshade" in products else None
     if _is_dask(dzdx.data):
         from .dask_runner import run_dask_gradient
 
@@ -80,7 +83,8 @@ def _from_gradient(ds: xr.Dataset, opts: Options, products):
             np.asarray(dzdx.values), np.asarray(dzdy.values), opts, products,
             rotation=None if rotation is None else (rotation, (0, rows, 0, cols)))
     method = ds.attrs.get("method", dzdx.attrs.get("method", opts.method))
-    return {name: _wrap(arr, dzdx, name, opts, method=method) for name, arr in results.items()}
+    return {name: _wrap(arr, dzdx, name, opts, method=method, geometry=geometry)
+            for name, arr in results.items()}
 
 
 def _map_rotation(dzdx: xr.DataArray, geometry):
@@ -89,19 +93,21 @@ def _map_rotation(dzdx: xr.DataArray, geometry):
     Hillshade's light is relative to the map's up: a ground gradient is turned into
     the map's axes first, as :func:`terrain.engine.compute_block` does.
     """
-    if geometry != "geodesic" or "spatial_ref" not in dzdx.coords:
+    if geometry != "geodesic" or "spatial_ref" not in dzdx.coords or dzdx.rio.crs is None:
         return None
-    _, grid, _ = elevation_of(dzdx, geometry="geodesic")
-    return grid.ground
+    ydim, xdim = _spatial_dims(dzdx)
+    return grid_from_coords(dzdx[xdim].values, dzdx[ydim].values, dzdx.rio.crs,
+                            geometry="geodesic").ground
 
 
-def _wrap(arr, template: xr.DataArray, name: str, opts: Options, method=None) -> xr.DataArray:
+def _wrap(arr, template: xr.DataArray, name: str, opts: Options, method=None,
+          geometry=None) -> xr.DataArray:
     out = xr.DataArray(arr, dims=template.dims, coords=template.coords, name=name)
     out.attrs = {
         "units": product_units(name, opts),
         "long_name": product_description(name, opts),
         "method": method or opts.method,
-        "geometry": opts.geometry,
+        "geometry": geometry or opts.geometry,
     }
     if name in ("dzdx", "dzdy"):
         out.attrs["edge_order"] = opts.edge_order

@@ -17,7 +17,6 @@ def _stacked(z, grid, opts: Options, products):
     """One lazy (products, y, x) array: each chunk runs the kernel once for all products."""
     import dask.array as da
 
-    opts = opts.with_z_factor(1.0)
     h = opts.halo
     # Overlap needs every chunk at least as deep as the halo; rechunk here, not
     # inside overlap(), so that the output's chunks are the ones computed.

@@ -285,7 +285,6 @@ def default_threads() -> int:
 def run_in_memory(z, grid, opts: Options, products, *, tile: int = 512, threads: int | None = None,
                   name: str = "the DEM"):
     """Products of a whole in-memory elevation array, tile by tile on a thread pool."""
-    opts = opts.with_z_factor(1.0)
     out_dtype = output_dtype(z.dtype)
     out = {
         product: np.empty(z.shape, np.float32 if product == "hillshade" else out_dtype)

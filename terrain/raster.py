@@ -376,9 +376,8 @@ def read_window(ds, info: RasterInfo, window=None):
     raw = read_band(ds, info.path, info.band, window)
     if info.mask is None:
         return raw, None
-    alpha = getattr(info, "alpha_band", None)
-    if alpha is not None:
-        return raw, read_band(ds, info.path, alpha, window)
+    if info.alpha_band is not None:
+        return raw, read_band(ds, info.path, info.alpha_band, window)
     win = None
     if window is not None:
         (row0, row1), (col0, col1) = window

@@ -671,3 +671,17 @@ def test_dataarray_vertical_units(attrs, factor, source):
     explicit = terrain.slope(dem, units="ratio", z_factor=1.0)
     np.testing.assert_allclose(explicit.values, p / factor, rtol=1e-6)
     assert explicit.attrs["z_factor_source"] == "explicit (--z-factor / z_factor=)"
+
+
+def test_products_of_a_gradient_say_its_geometry(tmp_path):
+    """slope(gradient(dem, geometry="planar")) is a planar slope and says so."""
+    from conftest import write_tif
+
+    z = np.arange(48, dtype=np.float32).reshape(6, 8)
+    dem = terrain.open_dem(write_tif(tmp_path / "dem.tif", z, crs="EPSG:3857",
+                                     transform=Affine(30.0, 0, 1.1e6, 0, -30.0, 8.4e6)))
+    for geometry in ("planar", "geodesic"):
+        g = terrain.gradient(dem, geometry=geometry)
+        s = terrain.slope(g)
+        assert s.attrs["geometry"] == geometry
+        np.testing.assert_array_equal(s.values, terrain.slope(dem, geometry=geometry).values)
