@@ -10,7 +10,7 @@ warnings.simplefilter("ignore")
 import numpy as np, rasterio
 from affine import Affine
 import terrain
-d = tempfile.mkdtemp(); atexit.register(shutil.rmtree, d, True); T = Affine(10.0, 0, 500000.0, 0, -10.0, 4e6)
+d = tempfile.mkdtemp(); atexit.register(shutil.rmtree, d, True); T = Affine(10.0, 0, 680070.0, 0, -10.0, 4e6)  # UTM scale factor 1: CRS metres are ground metres
 rows, cols = np.indices((16, 20))
 def w(name, z, **kw):
     p = os.path.join(d, name)
