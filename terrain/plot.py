@@ -573,14 +573,15 @@ def _stream_then_read(src, info, product, opts, shape, workdir):
 
     from .stream import DisplayGrid, process_file
 
-    display = None
+    display = product_opts = None
     if product != "hillshade":
         display = DisplayGrid(info.shape, shape, {"hillshade": "average"})
+        # Only the backdrop's hillshade takes the one backdrop method.
+        product_opts = {"hillshade": _backdrop_options(opts)}
     with tempfile.TemporaryDirectory(prefix=".terrain-plot.", dir=workdir) as tmp:
         path = os.path.join(tmp, f"{product}.tif")
         process_file(src, {product: path}, opts, band=info.band, src_crs=info.crs,
-                     overwrite=True, display=display,
-                     product_opts={"hillshade": _backdrop_options(opts)})
+                     overwrite=True, display=display, product_opts=product_opts)
         resampling = Resampling.nearest if product == "aspect" else Resampling.average
         values = _read_resampled(path, 1, shape, resampling)
     return values, (None if display is None else display.result("hillshade"))

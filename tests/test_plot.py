@@ -431,3 +431,17 @@ def test_elevation_map_does_not_depend_on_raster_size(captured, tmp_path, kind):
                                max_pixels=64)
         got.append(captured[0]["shade"])
     np.testing.assert_allclose(got[0], got[1], atol=2.0)
+
+
+def test_large_dem_hillshade_map_uses_the_chosen_method(captured, tmp_path):
+    opts = Options(method="central")
+    plot.plot_dem(WGS84, tmp_path / "m.png", product="hillshade", opts=opts, max_pixels=64)
+    (call,) = captured
+    assert "central method" in call["title"]
+    # What `terrain hillshade --method central` writes, read back at the map's size.
+    ref = tmp_path / "central.tif"
+    process_file(WGS84, {"hillshade": ref}, opts)
+    with rasterio.open(ref) as ds:
+        expected = ds.read(1, out_shape=call["values"].shape, resampling=Resampling.average,
+                           masked=True, out_dtype="float64").filled(np.nan)
+    np.testing.assert_allclose(call["values"], expected, rtol=0, atol=1e-9)
