@@ -837,6 +837,9 @@ def _units(product, opts, info) -> str:
         return "degrees"
     if product == "hillshade":
         return "brightness"
+    if opts.z_factor is None:
+        # The file's own vertical unit (band unit or compound CRS); metres when it has none.
+        return _short_unit(info.vertical_unit or "") or "m"
     unit = _band_unit(info.path, info.band)
     return unit or ("m" if opts.z_factor == 1 else "file units")
 
@@ -848,7 +851,11 @@ def _band_unit(path, band) -> str:
 
     with rasterio.Env(**GDAL_ENV), open_raster(path) as ds:
         unit = ds.units[band - 1] if ds.units else ""
-    unit = (unit or "").strip()
+    return _short_unit(unit or "")
+
+
+def _short_unit(unit: str) -> str:
+    unit = unit.strip()
     return {"metre": "m", "meter": "m", "metres": "m", "meters": "m",
             "foot": "ft", "feet": "ft"}.get(unit.lower(), unit)
 

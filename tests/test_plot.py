@@ -445,3 +445,17 @@ def test_large_dem_hillshade_map_uses_the_chosen_method(captured, tmp_path):
         expected = ds.read(1, out_shape=call["values"].shape, resampling=Resampling.average,
                            masked=True, out_dtype="float64").filled(np.nan)
     np.testing.assert_allclose(call["values"], expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind, unit", [("plain", "m"), ("ft", "ft")])
+def test_elevation_colorbar_unit_is_the_files(captured, tmp_path, kind, unit):
+    src = _variant(tmp_path, f"{kind}.tif", kind)
+    with rasterio.open(src) as ds:  # GDAL's own reading of the band unit
+        assert (ds.units[0] or "") == ("" if kind == "plain" else "ft")
+    for max_pixels in (64, 4096):
+        call = _map(captured, src, tmp_path, max_pixels, product="elevation")
+        assert call["units"] == unit
+    # An explicit z factor other than 1 leaves the values in the file's own unit.
+    call = _map(captured, _variant(tmp_path, "p2.tif", "plain"), tmp_path, 64,
+                product="elevation", opts=Options(z_factor=0.3048))
+    assert call["units"] == "file units"
