@@ -13,8 +13,9 @@ def command(azimuth, altitude, multidirectional, **shared):
     """Hillshade of DEM into a Byte GeoTIFF, with gdaldem's formula.
 
     1 (no light) to 255 (facing the light), 0 = nodata; the light comes from
-    --azimuth degrees clockwise from north, --altitude degrees above the
-    horizon. The gradient is the true ground gradient (--method: Horn by default).
+    --azimuth degrees clockwise from north as the map shows it (grid north,
+    the map's up, as gdaldem), --altitude degrees above the horizon. The gradient is the true ground
+    gradient (--method: Horn by default).
     """
     from terrain.engine import HILLSHADE_METHOD
 

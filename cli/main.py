@@ -227,8 +227,9 @@ def cli(ctx):
 
     Gradients are true ground derivatives: metres of rise per metre, projected
     CRS units converted to metres, and lat/lon DEMs measured on the ellipsoid at
-    each row's latitude (no 111120 rule). Elevations are taken as metres; use
-    --z-factor for other units. Outputs keep the input's grid, CRS and nodata
+    each row's latitude (no 111120 rule). Elevations are in the file's vertical
+    unit (band unit or compound CRS; metres if it names none); --z-factor
+    overrides it. Outputs keep the input's grid, CRS and nodata
     cells, are written atomically (nothing is left behind on error or Ctrl-C) and
     never replace the input.
 

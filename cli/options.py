@@ -156,7 +156,7 @@ flat_value_option = click.option(
     help="Aspect written on flat cells (no downslope direction); distinct from nodata.")
 azimuth_option = click.option(
     "--azimuth", type=float, default=315.0, show_default=True,
-    help="Compass direction the light comes from, degrees clockwise from north.")
+    help="Direction the light comes from, degrees clockwise from the map's up (grid north).")
 altitude_option = click.option(
     "--altitude", type=click.FloatRange(0, 90), default=45.0, show_default=True,
     help="Height of the light above the horizon, degrees.")

@@ -553,7 +553,7 @@ def _dem_map_data(src, info, product, opts, max_pixels, workdir) -> MapData:
         from rasterio.enums import Resampling
 
         if product == "elevation":
-            values = _read_resampled(src, info.band, shape, Resampling.average)
+            values = _read_elevations(src, info, shape)
             shade = _display_hillshade(src, info, shape, opts)
         else:
             values, shade = _stream_then_read(src, info, product, opts, shape, workdir)
@@ -573,14 +573,15 @@ def _stream_then_read(src, info, product, opts, shape, workdir):
 
     from .stream import DisplayGrid, process_file
 
-    display = None
+    display = product_opts = None
     if product != "hillshade":
         display = DisplayGrid(info.shape, shape, {"hillshade": "average"})
+        # Only the backdrop's hillshade takes the one backdrop method.
+        product_opts = {"hillshade": _backdrop_options(opts)}
     with tempfile.TemporaryDirectory(prefix=".terrain-plot.", dir=workdir) as tmp:
         path = os.path.join(tmp, f"{product}.tif")
         process_file(src, {product: path}, opts, band=info.band, src_crs=info.crs,
-                     overwrite=True, display=display,
-                     product_opts={"hillshade": _backdrop_options(opts)})
+                     overwrite=True, display=display, product_opts=product_opts)
         resampling = Resampling.nearest if product == "aspect" else Resampling.average
         values = _read_resampled(path, 1, shape, resampling)
     return values, (None if display is None else display.result("hillshade"))
@@ -646,9 +647,12 @@ def _display_dem(path, info, shape):
     rows, cols = info.shape
     t = info.transform
     transform = Affine(t.a * cols / shape[1], 0.0, t.c, 0.0, t.e * rows / shape[0], t.f)
-    z = _read_resampled(path, info.band, shape, Resampling.average).astype(np.float32)
+    z = _read_elevations(path, info, shape).astype(np.float32)
     x, y = pixel_centres(transform, shape)
     da = xr.DataArray(z, dims=("y", "x"), coords={"y": y, "x": x}, name="elevation")
+    # The file's vertical unit, as open_dem records it (metres per unit for the shading).
+    da.attrs["z_factor"] = info.z_factor
+    da.attrs["z_factor_source"] = info.z_factor_source
     da = da.rio.write_crs(info.crs)
     return da.rio.write_transform(transform)
 
@@ -724,6 +728,30 @@ def _read_display(path, band, shape, how, threads=None):
         for ds in handles:
             ds.close()
     return grid.result("v")
+
+
+def _read_elevations(path, info, shape):
+    """The DEM's elevations averaged onto ``shape``, decoded as every other reader
+    decodes them (:func:`terrain.engine.file_elevation`: nodata, the GDAL mask or
+    alpha band, scale and offset). GDAL averages the raw values of the valid cells
+    (scale and offset are linear); the mask is read nearest."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from .engine import file_elevation
+    from .raster import GDAL_ENV, open_raster, read_band
+
+    shape = (int(shape[0]), int(shape[1]))
+    with rasterio.Env(**GDAL_ENV), open_raster(path) as ds:
+        raw = read_band(ds, path, info.band, out_shape=shape, resampling=Resampling.average,
+                        out_dtype="float64")
+        mask = None
+        if info.alpha_band is not None:
+            mask = read_band(ds, path, info.alpha_band, out_shape=shape,
+                             resampling=Resampling.nearest)
+        elif info.mask is not None:
+            mask = ds.read_masks(info.band, out_shape=shape, resampling=Resampling.nearest)
+    return np.asarray(file_elevation(raw, mask, info), dtype=np.float64)
 
 
 def _read_resampled(path, band, shape, resampling):
@@ -809,6 +837,9 @@ def _units(product, opts, info) -> str:
         return "degrees"
     if product == "hillshade":
         return "brightness"
+    if opts.z_factor is None:
+        # The file's own vertical unit (band unit or compound CRS); metres when it has none.
+        return _short_unit(info.vertical_unit or "") or "m"
     unit = _band_unit(info.path, info.band)
     return unit or ("m" if opts.z_factor == 1 else "file units")
 
@@ -820,7 +851,11 @@ def _band_unit(path, band) -> str:
 
     with rasterio.Env(**GDAL_ENV), open_raster(path) as ds:
         unit = ds.units[band - 1] if ds.units else ""
-    unit = (unit or "").strip()
+    return _short_unit(unit or "")
+
+
+def _short_unit(unit: str) -> str:
+    unit = unit.strip()
     return {"metre": "m", "meter": "m", "metres": "m", "meters": "m",
             "foot": "ft", "feet": "ft"}.get(unit.lower(), unit)
 

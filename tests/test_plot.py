@@ -362,3 +362,100 @@ def test_a_map_never_replaces_one_that_appeared_meanwhile(tmp_path, monkeypatch)
     # With overwrite, the last run wins with a complete map.
     plot_module.plot_dem(dem, out, overwrite=True)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- display decoding
+
+
+def _variant(folder, name, kind):
+    """The WGS84 sample's elevations written as ``kind``: ``plain`` (float32 metres, no
+    band unit), ``scaled`` (uint16 counts, scale 0.1 / offset -100, nodata 0) or ``ft``
+    (float32 feet, band unit 'ft')."""
+    with rasterio.open(WGS84) as ds:
+        z = ds.read(1, masked=True).astype("float64").filled(np.nan)
+        profile = dict(driver="GTiff", width=ds.width, height=ds.height, count=1,
+                       crs=ds.crs, transform=ds.transform)
+    path = folder / name
+    if kind == "scaled":
+        raw = np.where(np.isnan(z), 0, np.round((z + 100.0) / 0.1)).astype("uint16")
+        with rasterio.open(path, "w", dtype="uint16", nodata=0, **profile) as dst:
+            dst.write(raw, 1)
+            dst.scales = (0.1,)
+            dst.offsets = (-100.0,)
+    else:
+        data = (z / 0.3048 if kind == "ft" else z).astype("float32")
+        with rasterio.open(path, "w", dtype="float32", nodata=np.nan, **profile) as dst:
+            dst.write(data, 1)
+            if kind == "ft":
+                dst.units = ("ft",)
+    return path
+
+
+def _map(captured, src, folder, max_pixels, **kw):
+    captured.clear()
+    plot.plot_dem(src, folder / f"m{len(os.listdir(folder))}.png", max_pixels=max_pixels, **kw)
+    (call,) = captured
+    return call
+
+
+@pytest.mark.parametrize("kind", ["scaled", "ft"])
+def test_elevation_map_does_not_depend_on_raster_size(captured, tmp_path, kind):
+    src = _variant(tmp_path, f"{kind}.tif", kind)
+    plain = _variant(tmp_path, "plain.tif", "plain")
+    out = tmp_path / "maps"
+    out.mkdir()
+    small = _map(captured, src, out, 64, product="elevation")  # decimated read
+    big = _map(captured, src, out, 4096, product="elevation")  # whole raster in memory
+    z = terrain.open_dem(src).values  # GDAL decoding, independent of the map code
+    assert small["values"].shape == (55, 64) and big["values"].shape == z.shape
+    np.testing.assert_array_equal(big["values"], z)
+    # Small: the decoded elevations averaged as GDAL averages a float file.
+    expected = full_resolution_then_decimated(terrain.open_dem(src), (55, 64),
+                                              Resampling.average, tmp_path)
+    np.testing.assert_allclose(small["values"], expected, rtol=0, atol=0.1)
+    span = np.nanmax(z) - np.nanmin(z)
+    assert abs(np.nanmin(small["values"]) - np.nanmin(z)) < 0.1 * span
+    assert abs(np.nanmax(small["values"]) - np.nanmax(z)) < 0.1 * span
+    # The backdrop's relief is the metre DEM's, whatever the file's encoding.
+    ref = _map(captured, plain, out, 64, product="elevation")
+    np.testing.assert_allclose(small["shade"], ref["shade"], atol=2.0)
+    # And so is the backdrop of a product file's map drawn over this DEM.
+    slope = tmp_path / "slope.tif"
+    process_file(src, {"slope": slope}, Options())
+    plain_slope = tmp_path / "plain_slope.tif"
+    process_file(plain, {"slope": plain_slope}, Options())
+    got = []
+    for tif, dem in ((slope, src), (plain_slope, plain)):
+        captured.clear()
+        plot.plot_product_file(tif, out / f"p{len(got)}.png", product="slope", dem=dem,
+                               max_pixels=64)
+        got.append(captured[0]["shade"])
+    np.testing.assert_allclose(got[0], got[1], atol=2.0)
+
+
+def test_large_dem_hillshade_map_uses_the_chosen_method(captured, tmp_path):
+    opts = Options(method="central")
+    plot.plot_dem(WGS84, tmp_path / "m.png", product="hillshade", opts=opts, max_pixels=64)
+    (call,) = captured
+    assert "central method" in call["title"]
+    # What `terrain hillshade --method central` writes, read back at the map's size.
+    ref = tmp_path / "central.tif"
+    process_file(WGS84, {"hillshade": ref}, opts)
+    with rasterio.open(ref) as ds:
+        expected = ds.read(1, out_shape=call["values"].shape, resampling=Resampling.average,
+                           masked=True, out_dtype="float64").filled(np.nan)
+    np.testing.assert_allclose(call["values"], expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind, unit", [("plain", "m"), ("ft", "ft")])
+def test_elevation_colorbar_unit_is_the_files(captured, tmp_path, kind, unit):
+    src = _variant(tmp_path, f"{kind}.tif", kind)
+    with rasterio.open(src) as ds:  # GDAL's own reading of the band unit
+        assert (ds.units[0] or "") == ("" if kind == "plain" else "ft")
+    for max_pixels in (64, 4096):
+        call = _map(captured, src, tmp_path, max_pixels, product="elevation")
+        assert call["units"] == unit
+    # An explicit z factor other than 1 leaves the values in the file's own unit.
+    call = _map(captured, _variant(tmp_path, "p2.tif", "plain"), tmp_path, 64,
+                product="elevation", opts=Options(z_factor=0.3048))
+    assert call["units"] == "file units"
