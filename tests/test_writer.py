@@ -635,3 +635,27 @@ def test_source_of_a_nested_vrt_is_input(mosaic, tmp_path):
     with pytest.raises(OutputError, match="part of the input"):
         process_file(outer, {"slope": t01}, overwrite=True)
     assert sha256(t01) == before
+
+
+def test_gdal_subdataset_name_of_the_input_is_the_input(dem, tmp_path):
+    """GTIFF_DIR:1:FILE reads FILE: with --overwrite, FILE is still never an output."""
+    before = sha256(dem)
+    with pytest.raises(OutputError, match="input") as err:
+        process_file(f"GTIFF_DIR:1:{dem}", {"slope": dem}, Options(), overwrite=True)
+    assert str(dem) in str(err.value) and "\n" not in str(err.value)
+    assert sha256(dem) == before
+    assert listing(tmp_path) == ["dem.tif"]
+
+
+def test_zip_of_a_vsizip_input_is_the_input(dem, tmp_path):
+    """/vsizip/ARCHIVE/dem.tif reads ARCHIVE: it counts as the input."""
+    import zipfile
+
+    archive = tmp_path / "dem.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(dem, "dem.tif")
+    name = f"/vsizip/{archive}/dem.tif"
+    assert str(archive) in terrain.writer.input_files([name])
+    with pytest.raises(OutputError, match="input"):
+        terrain.writer.check_target(archive, inputs=[name], overwrite=True)
+    process_file(name, {"slope": tmp_path / "slope.tif"})  # another output is fine
