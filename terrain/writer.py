@@ -291,18 +291,29 @@ def commit(tmp: str, path: str, *, overwrite: bool, sidecars=None) -> None:
     if what is not None:
         raise OutputError(f"{path}: {what}; only regular files are ever replaced, "
                           "choose another output")
-    aside = _move_aside(path, tmp)
-    try:
-        if overwrite:
+    aside = []
+    if overwrite:
+        aside = _move_aside(path, tmp)
+        try:
             os.replace(tmp, path)
-        else:
-            _claim(tmp, path)
-            os.unlink(tmp)
-    except BaseException:
-        for car, hold in aside:
-            if not os.path.lexists(car):
-                os.replace(hold, car)
-        raise
+        except BaseException:
+            for car, hold in aside:
+                if not os.path.lexists(car):
+                    os.replace(hold, car)
+            raise
+    else:
+        # Claim first: a name another run took meanwhile keeps its sidecars in view.
+        _claim(tmp, path)
+        try:
+            # Nothing had the name: sidecars beside it are a deleted file's, nobody's.
+            for suffix in SIDECAR_SUFFIXES:
+                car = path + suffix
+                if os.path.isfile(car) and not os.path.islink(car):
+                    os.unlink(car)
+        except BaseException:
+            os.unlink(path)  # the name just claimed; tmp is kept
+            raise
+        os.unlink(tmp)
     for suffix, new in (sidecars or {}).items():
         os.replace(new, path + suffix)
     for _, hold in aside:
