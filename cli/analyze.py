@@ -107,6 +107,7 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
                     _log_error(exc, describe_error(exc, path))
                     continue
                 done.append(path)
+                before = {}  # finished: a signal from here on must not delete its outputs
                 status(f"{path}: wrote {_brief(written)}")
     except (KeyboardInterrupt, Interrupted):
         # All or nothing per DEM: what the interrupted DEM had already written goes too.

@@ -10,6 +10,7 @@ outputs are committed only when every window is written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -269,7 +270,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                 writers.append((writer, names))
             if scheduler is None:
                 _run_threads(info, grid, groups, tile_size, threads or default_threads(),
-                             emit, stop_event)
+                             emit, stop_event, gdal_errors)
             else:
                 from .dask_runner import run_distributed
 
@@ -316,10 +317,12 @@ def _option_groups(opts, products, product_opts) -> list:
     return sorted(((o, tuple(n)) for o, n in groups.items()), key=lambda g: g[0] != opts)
 
 
-def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event):
+def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_errors=None):
     """Read, compute and emit every window on a pool of threads, one dataset handle each.
 
     ``groups``: ``[(Options, products), ...]``; one read (with the widest halo) serves all.
+    ``gdal_errors``: the run's :class:`terrain.raster.GdalErrors`, watching each worker's
+    whole window (a read may flush an output's dirty cached blocks, and fail to).
     """
     local = threading.local()
     handles = []
@@ -342,7 +345,8 @@ def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event):
         row0, row1, col0, col1 = win
         # GDAL's error handler is per thread: inside an Env its messages reach
         # Python logging (and GdalErrors), not stderr.
-        with rasterio.Env(**GDAL_ENV):
+        watch = gdal_errors.watching() if gdal_errors is not None else contextlib.nullcontext()
+        with rasterio.Env(**GDAL_ENV), watch:
             zpad = read_padded(reader(), info, row0, row1, col0, col1, halo)
             res = {}
             for opts, products in groups:

@@ -91,12 +91,27 @@ def input_files(inputs) -> list[str]:
     ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`` (see :mod:`terrain.raster`) hides
     sidecars from ``ds.files``, so the candidate names are checked one by one.
     """
-    from .raster import GDAL_ENV
+    from .raster import GDAL_ENV, is_gdal_path, open_raster
 
     seen: dict[str, None] = {}
     # Opened: the inputs themselves and nested VRTs (a GeoTIFF's ds.files is itself
     # only, so the tiles of a mosaic are not opened one by one).
-    todo = [(os.path.abspath(os.fspath(p)), True) for p in inputs]
+    todo = []
+    for p in map(os.fspath, inputs):
+        if not is_gdal_path(p):
+            todo.append((os.path.abspath(p), True))
+            continue
+        # GTIFF_DIR:1:FILE, NETCDF:"f.nc":var, /vsizip/...: not a file name; GDAL
+        # says which files it reads (an archive's own name is the archive file).
+        try:
+            with rasterio.Env(**GDAL_ENV), open_raster(p) as ds:
+                files = list(ds.files)
+        except Exception:  # noqa: BLE001 - unreadable: nothing local to protect
+            files = []
+        for f in [p, *files]:
+            local = _archive_file(f) if f.startswith("/vsi") else f
+            if local is not None and not is_gdal_path(local):
+                todo.append((os.path.abspath(local), local.lower().endswith(".vrt")))
     while todo:
         name, open_it = todo.pop()
         if name in seen:
@@ -115,6 +130,29 @@ def input_files(inputs) -> list[str]:
         todo.extend((os.path.abspath(f), f.lower().endswith(".vrt"))
                     for f in files if not f.startswith("/vsi"))
     return list(seen)
+
+
+# GDAL's virtual file systems reading an archive or compressed file on the local disk.
+_ARCHIVE_PREFIXES = ("/vsizip/", "/vsitar/", "/vsigzip/", "/vsi7z/", "/vsirar/")
+
+
+def _archive_file(name: str) -> str | None:
+    """The local file a ``/vsizip/ARCHIVE/member`` name reads (ARCHIVE), else None."""
+    prefix = next((p for p in _ARCHIVE_PREFIXES if name.startswith(p)), None)
+    if prefix is None:
+        return None
+    rest = name[len(prefix):]
+    if rest.startswith("{") and "}" in rest:  # /vsizip/{ARCHIVE}/member
+        rest = rest[1:rest.index("}")]
+    if rest.startswith("/vsi"):  # nested: /vsizip//vsigzip/...
+        return _archive_file(rest)
+    # The longest leading part of the name that is a file: the archive.
+    parts = rest.split("/")
+    for k in range(len(parts), 0, -1):
+        cand = "/".join(parts[:k])
+        if cand and os.path.isfile(cand):
+            return cand
+    return None
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -253,18 +291,29 @@ def commit(tmp: str, path: str, *, overwrite: bool, sidecars=None) -> None:
     if what is not None:
         raise OutputError(f"{path}: {what}; only regular files are ever replaced, "
                           "choose another output")
-    aside = _move_aside(path, tmp)
-    try:
-        if overwrite:
+    aside = []
+    if overwrite:
+        aside = _move_aside(path, tmp)
+        try:
             os.replace(tmp, path)
-        else:
-            _claim(tmp, path)
-            os.unlink(tmp)
-    except BaseException:
-        for car, hold in aside:
-            if not os.path.lexists(car):
-                os.replace(hold, car)
-        raise
+        except BaseException:
+            for car, hold in aside:
+                if not os.path.lexists(car):
+                    os.replace(hold, car)
+            raise
+    else:
+        # Claim first: a name another run took meanwhile keeps its sidecars in view.
+        _claim(tmp, path)
+        try:
+            # Nothing had the name: sidecars beside it are a deleted file's, nobody's.
+            for suffix in SIDECAR_SUFFIXES:
+                car = path + suffix
+                if os.path.isfile(car) and not os.path.islink(car):
+                    os.unlink(car)
+        except BaseException:
+            os.unlink(path)  # the name just claimed; tmp is kept
+            raise
+        os.unlink(tmp)
     for suffix, new in (sidecars or {}).items():
         os.replace(new, path + suffix)
     for _, hold in aside:

@@ -426,3 +426,24 @@ def test_corrupt_dem_does_not_stop_the_next_one(tmp_path):
     assert "interrupted" not in res.output and "1 of 2 DEMs failed" in res.output, res.output
     assert sorted(os.listdir(out)) == sorted(f"good_{k}.tif" for k in
                                              ("slope", "aspect", "gradient", "hillshade"))
+
+
+def test_analyze_interrupt_after_a_finished_dem_keeps_its_outputs(tmp_path, monkeypatch):
+    """Ctrl-C landing right after a DEM is reported finished (here in its status line)
+    removes nothing of that DEM: the message lists it as finished, its files stay."""
+    import cli.common
+
+    first, second = small_dem(tmp_path / "first.tif"), small_dem(tmp_path / "second.tif")
+    out = tmp_path / "out"
+
+    def interrupted(message):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.common, "status", interrupted)
+    result = invoke("analyze", first, second, "-d", out, *FAST)
+    assert result.exit_code == 130, result.output
+    assert sorted(os.listdir(out)) == expected_files("first")
+    assert f"finished before it, with complete outputs: {first}" in result.stderr
+    for kind in KINDS:
+        with rasterio.open(out / f"first_{kind}.tif") as ds:
+            assert ds.shape == (40, 50)

@@ -383,3 +383,35 @@ def test_gdal_error_in_one_run_does_not_fail_another(fault, tmp_path):
         assert errors and all(bad in e or "999999" in e for e in errors), errors[:3]
     assert failures == []
     assert _logger_state() == before
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gdal_error_logged_during_a_workers_read_fails_the_run(threads, tmp_path, monkeypatch):
+    """GDAL may only log an error while a worker reads (e.g. flushing the output's dirty
+    cached blocks to a full disk from the read's cache eviction): it belongs to the run,
+    which fails with it and leaves nothing, whichever thread read."""
+    import logging
+
+    from terrain.errors import OutputError
+
+    rng = np.random.default_rng(3)
+    dem = write_tif(tmp_path / "dem.tif", (rng.random((40, 37)) * 100).astype(np.float32),
+                    nodata=-9999.0)
+    real = terrain.stream.read_window
+    calls = []
+
+    def read_logging_an_error(*args, **kwargs):
+        out = real(*args, **kwargs)
+        if not calls:  # once, as rasterio logs what GDAL only signalled
+            logging.getLogger("rasterio._env").info(
+                "GDAL signalled an error: err_no=%r, msg=%r", 1,
+                "injected: TIFFWriteEncodedTile failed flushing a dirty block")
+        calls.append(1)
+        return out
+
+    monkeypatch.setattr(terrain.stream, "read_window", read_logging_an_error)
+    out = tmp_path / "slope.tif"
+    with pytest.raises(OutputError, match="injected"):
+        process_file(dem, {"slope": out}, tile_size=16, threads=threads)
+    assert len(calls) == 9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif"]

@@ -635,3 +635,68 @@ def test_source_of_a_nested_vrt_is_input(mosaic, tmp_path):
     with pytest.raises(OutputError, match="part of the input"):
         process_file(outer, {"slope": t01}, overwrite=True)
     assert sha256(t01) == before
+
+
+def test_gdal_subdataset_name_of_the_input_is_the_input(dem, tmp_path):
+    """GTIFF_DIR:1:FILE reads FILE: with --overwrite, FILE is still never an output."""
+    before = sha256(dem)
+    with pytest.raises(OutputError, match="input") as err:
+        process_file(f"GTIFF_DIR:1:{dem}", {"slope": dem}, Options(), overwrite=True)
+    assert str(dem) in str(err.value) and "\n" not in str(err.value)
+    assert sha256(dem) == before
+    assert listing(tmp_path) == ["dem.tif"]
+
+
+def test_zip_of_a_vsizip_input_is_the_input(dem, tmp_path):
+    """/vsizip/ARCHIVE/dem.tif reads ARCHIVE: it counts as the input."""
+    import zipfile
+
+    archive = tmp_path / "dem.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(dem, "dem.tif")
+    name = f"/vsizip/{archive}/dem.tif"
+    assert str(archive) in terrain.writer.input_files([name])
+    with pytest.raises(OutputError, match="input"):
+        terrain.writer.check_target(archive, inputs=[name], overwrite=True)
+    process_file(name, {"slope": tmp_path / "slope.tif"})  # another output is fine
+
+
+def test_claim_never_hides_a_competing_runs_sidecars(tmp_path, monkeypatch):
+    """Without overwrite, another run publishing the name (with its .aux.xml) after our
+    check keeps its sidecar visible throughout: our claim fails, nothing of its moves."""
+    path = str(tmp_path / "slope.tif")
+    tmp = str(tmp_path / ".slope.tif.x.part.tif")
+    Path(tmp).write_bytes(b"ours")
+    real_claim = terrain.writer._claim
+    seen = []
+
+    def competing_claim(t, p):
+        seen.append(sorted(os.listdir(tmp_path)))
+        return real_claim(t, p)
+
+    # The competitor published between our check_target and our commit.
+    Path(path).write_bytes(b"theirs")
+    Path(path + ".aux.xml").write_text("<PAMDataset>theirs</PAMDataset>")
+    monkeypatch.setattr(terrain.writer, "_claim", competing_claim)
+    with pytest.raises(OutputError, match="already exists"):
+        terrain.writer.commit(tmp, path, overwrite=False)
+    assert seen == [[".slope.tif.x.part.tif", "slope.tif", "slope.tif.aux.xml"]]
+    assert Path(path).read_bytes() == b"theirs"
+    assert Path(path + ".aux.xml").read_text() == "<PAMDataset>theirs</PAMDataset>"
+    assert Path(tmp).read_bytes() == b"ours"  # left as it was on failure
+
+
+def test_claimed_name_drops_orphan_sidecars_and_gets_its_own(tmp_path):
+    """Sidecars left by a file deleted long ago belong to nobody: a claimed name never
+    shows them with the new file; the new file's own sidecars land after it."""
+    path = str(tmp_path / "slope.tif")
+    tmp = str(tmp_path / ".slope.tif.x.part.tif")
+    Path(tmp).write_bytes(b"ours")
+    for car in (".aux.xml", ".ovr", ".msk"):
+        Path(path + car).write_text("orphan")
+    new = tmp + ".aux.xml.new"
+    Path(new).write_text("<PAMDataset>ours</PAMDataset>")
+    terrain.writer.commit(tmp, path, overwrite=False, sidecars={".aux.xml": new})
+    assert sorted(os.listdir(tmp_path)) == ["slope.tif", "slope.tif.aux.xml"]
+    assert Path(path).read_bytes() == b"ours"
+    assert Path(path + ".aux.xml").read_text() == "<PAMDataset>ours</PAMDataset>"
