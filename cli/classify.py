@@ -52,15 +52,7 @@ def resolve(scheme, breaks, break_units):
 @o.dem_argument()
 @o.output_option()
 @class_options
-@o.gradient_options()
-@o.input_options
-@o.overwrite_option
-@o.co_option
-@o.plot_option
-@o.dpi_option
-@o.threads_option
-@o.tile_size_option
-@o.verbosity_options
+@o.analysis_options(o.co_option, o.plot_option, o.dpi_option)
 def command(dem, output, scheme, breaks, break_units, method, edge_order, z_factor, geometry,
             band, src_crs, overwrite, creation_options, plot, dpi, threads, tile_size):
     """Slope classes of DEM into a uint8 GeoTIFF: codes 1..K, 0 = nodata.

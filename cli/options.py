@@ -259,3 +259,39 @@ def product_options(*specific, method_default: str = "central", maps: bool = Tru
                     gradient_options(method_default=method_default), input_options,
                     geotiff_options, *((plot_option, dpi_option) if maps else ()), run_options,
                     verbosity_options)
+
+
+# --- slope analysis (classify, stats, report) ----------------------------------------
+
+zones_option = click.option(
+    "--zones", metavar="FILE", type=click.Path(path_type=str),
+    help="Zone polygons (GeoPackage, Shapefile, GeoJSON, FlatGeobuf ...; reprojected to the "
+         "DEM's CRS, partial cells weighted by coverage) or a zone raster on the DEM's grid. "
+         "Default: the whole DEM as one zone 'all'.")
+zone_field_option = click.option(
+    "--zone-field", metavar="NAME",
+    help="Field of the polygons naming the zones (features sharing a value form one zone). "
+         "Default: the feature number.")
+zone_options = _compose(zones_option, zone_field_option)
+
+
+def analysis_options(*middle):
+    """The gradient, input and overwrite options of the analysis commands, ``middle``
+    (their own), then threads, tile size and verbosity."""
+    return _compose(gradient_options(), input_options, overwrite_option, *middle,
+                    threads_option, tile_size_option, verbosity_options)
+
+
+def suffix_output_option(suffixes, metavar: str, help: str, refusal: str):
+    """-o/--output for a file whose format its extension decides (a table, a report):
+    any other extension is a usage error saying ``refusal``."""
+
+    def check(ctx, param, value):
+        if value is not None and os.path.splitext(value)[1].lower() not in suffixes:
+            raise click.BadParameter(f"{value!r}: {refusal}")
+        return value
+
+    return click.option("-o", "--output", required=True, metavar=metavar,
+                        type=click.Path(dir_okay=False, path_type=str), callback=check,
+                        help=help)
+

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from . import options as o
 from .classify import class_options, resolve
 
 
-def _check_html(ctx, param, value):
-    if value is not None and os.path.splitext(value)[1].lower() not in (".html", ".htm"):
-        raise click.BadParameter(f"{value!r}: the report is an HTML file; name it .html")
-    return value
-
-
 @click.command("report", short_help="Self-contained HTML slope report (maps, classes, zones).")
 @o.dem_argument()
-@click.option("-o", "--output", required=True, metavar="REPORT.html",
-              type=click.Path(dir_okay=False, path_type=str), callback=_check_html,
-              help="The HTML report (one file, images embedded).")
-@click.option("--zones", metavar="FILE", type=click.Path(path_type=str),
-              help="Zone polygons or zone raster, as for `terrain stats`.")
-@click.option("--zone-field", metavar="NAME", help="Field naming the zones.")
+@o.suffix_output_option((".html", ".htm"), "REPORT.html",
+                        "The HTML report (one file, images embedded).",
+                        "the report is an HTML file; name it .html")
+@o.zone_options
 @class_options
-@o.gradient_options()
-@o.input_options
-@o.overwrite_option
-@o.threads_option
-@o.tile_size_option
-@o.verbosity_options
+@o.analysis_options()
 def command(dem, output, zones, zone_field, scheme, breaks, break_units, method, edge_order,
             z_factor, geometry, band, src_crs, overwrite, threads, tile_size):
     """One self-contained HTML report of DEM's slope: slope, class and aspect maps, an

@@ -2,42 +2,22 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from . import options as o
 from .classify import class_options, resolve
 
 
-def _check_table(ctx, param, value):
-    if value is not None and os.path.splitext(value)[1].lower() not in (".csv", ".json"):
-        raise click.BadParameter(f"{value!r}: the table's format comes from its extension: "
-                                 ".csv or .json")
-    return value
-
-
 @click.command("stats", short_help="Slope statistics and class areas, whole DEM or per zone.")
 @o.dem_argument()
-@click.option("-o", "--output", required=True, metavar="TABLE.csv",
-              type=click.Path(dir_okay=False, path_type=str), callback=_check_table,
-              help="Output table: CSV or JSON (with the class list) by extension.")
-@click.option("--zones", metavar="FILE", type=click.Path(path_type=str),
-              help="Zone polygons (GeoPackage, Shapefile, GeoJSON, FlatGeobuf ...; reprojected "
-                   "to the DEM's CRS, partial cells weighted by coverage) or a zone raster on "
-                   "the DEM's grid. Default: the whole DEM as one zone 'all'.")
-@click.option("--zone-field", metavar="NAME",
-              help="Field of the polygons naming the zones (features sharing a value form one "
-                   "zone). Default: the feature number.")
+@o.suffix_output_option((".csv", ".json"), "TABLE.csv",
+                        "Output table: CSV or JSON (with the class list) by extension.",
+                        "the table's format comes from its extension: .csv or .json")
+@o.zone_options
 @click.option("--slope-units", type=click.Choice(o.SLOPE_UNITS), default="degrees",
               show_default=True, help="Units of the slope statistics.")
 @class_options
-@o.gradient_options()
-@o.input_options
-@o.overwrite_option
-@o.threads_option
-@o.tile_size_option
-@o.verbosity_options
+@o.analysis_options()
 def command(dem, output, zones, zone_field, slope_units, scheme, breaks, break_units, method,
             edge_order, z_factor, geometry, band, src_crs, overwrite, threads, tile_size):
     """Area-weighted slope statistics of DEM, whole or per zone, into a CSV or JSON table.

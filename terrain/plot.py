@@ -500,32 +500,14 @@ def _degree_formatter(span: float):
 
 
 def _save_atomic(fig, out, fmt: str, dpi, *, overwrite: bool, **savefig) -> str:
-    """Save ``fig`` as ``out`` through a temporary file and :func:`terrain.writer.commit`
-    (``savefig``: more keywords for Figure.savefig)."""
-    from .writer import commit
+    """Save ``fig`` as ``out`` through :func:`terrain.writer.atomic_file` (the one
+    commit path of every output; ``savefig``: more keywords for Figure.savefig)."""
+    from .writer import atomic_file
 
     out = os.path.abspath(os.fspath(out))
-    folder, base = os.path.split(out)
-    ext = os.path.splitext(base)[1]
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=ext, dir=folder)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write in {folder} ({exc.strerror})") from None
-    os.close(fd)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        metadata = {"Software": "terrain"} if fmt == "png" else None
+    metadata = {"Software": "terrain"} if fmt == "png" else None
+    with atomic_file(out, overwrite=overwrite, what="the map") as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata, **savefig)
-        # The one commit path of every output (regular files only, old sidecars
-        # removed, a new name claimed exclusively).
-        commit(tmp, out, overwrite=overwrite)
-    except OSError as exc:
-        raise OutputError(f"{out}: could not write the map ({exc.strerror or exc})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
 
 

@@ -99,7 +99,7 @@ def make_report(dem, output, *, zones=None, zone_field=None, breaks=None, scheme
     from .plot import plot_product_file
     from .raster import raster_info
     from .stream import process_file
-    from .writer import _UMASK, check_target
+    from .writer import atomic_file, check_target
     from .zonal import slope_stats
 
     opts = opts or Options()
@@ -195,17 +195,9 @@ def make_report(dem, output, *, zones=None, zone_field=None, breaks=None, scheme
                      "lat/lon grids, the projection's areal scale on projected ones). Medians and "
                      "percentiles come from 0.01-degree area-weighted histograms.</p>")
         parts.append("</body></html>")
-        folder, base = os.path.split(target)
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".html", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with atomic_file(target, overwrite=overwrite, what="the report") as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
                 f.write("\n".join(parts))
-            os.chmod(tmp, 0o666 & ~_UMASK)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target

@@ -7,6 +7,7 @@ behind; the input is never overwritten, an existing output only when asked.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -321,6 +322,34 @@ def commit(tmp: str, path: str, *, overwrite: bool, sidecars=None) -> None:
             os.unlink(hold)
         except FileNotFoundError:
             pass
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, *, overwrite: bool, what: str = "the output"):
+    """A temporary file beside ``path`` to write ``what`` (a map, a table, a report) into;
+    put in place by :func:`commit` when the block ends, removed if it fails.
+
+    Yields the temporary file's name (same extension as ``path``, the mode a plain
+    create would give). OS errors become one OutputError naming ``path``.
+    """
+    path = os.path.abspath(os.fspath(path))
+    folder, base = os.path.split(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=os.path.splitext(base)[1],
+                                   dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {folder} ({exc.strerror})") from None
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        yield tmp
+        commit(tmp, path, overwrite=overwrite)
+    except OSError as exc:
+        raise OutputError(f"{path}: could not write {what} ({exc.strerror or exc}); "
+                          f"{_space_hint(folder)}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _gdal_cause(exc: BaseException) -> str:

@@ -396,19 +396,16 @@ def write_table(df, path, *, overwrite=False, dem=None) -> str:
     The JSON holds ``{"dem", "units", "scheme", "areas", "classes": [...], "rows": [...]}``.
     """
     import json
-    import tempfile
 
     from .errors import OutputError
-    from .writer import _UMASK, check_target
+    from .writer import atomic_file, check_target
 
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext not in (".csv", ".json"):
         raise OutputError(f"{path}: the table's format comes from its extension: .csv or .json")
     target = check_target(path, inputs=[dem] if dem else [], overwrite=overwrite)
-    folder, base = os.path.split(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=ext, dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+    with atomic_file(target, overwrite=overwrite, what="the table") as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             if ext == ".csv":
                 df.to_csv(f, index=False, float_format="%.6g")
             else:
@@ -418,10 +415,4 @@ def write_table(df, path, *, overwrite=False, dem=None) -> str:
                 doc["classes"] = df.attrs.get("classes", [])
                 doc["rows"] = rows
                 json.dump(doc, f, indent=1)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return target

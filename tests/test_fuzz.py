@@ -157,15 +157,15 @@ def _limit_memory():
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
-@pytest.fixture(scope="module")
-def fuzz_results(corpus):
+def run_fuzz(corpus, *extra):
+    """Run RUNNER on a corpus in a memory- and time-limited subprocess; its report."""
     root, bases, folder, variants = corpus
     progress, report = root / "progress.txt", root / "report.json"
     out = root / "out"
     out.mkdir()
     try:
         proc = subprocess.run([sys.executable, "-c", RUNNER, str(folder), str(out), str(progress),
-                               str(report)], capture_output=True, text=True,
+                               str(report), *extra], capture_output=True, text=True,
                               timeout=RUNNER_TIMEOUT, preexec_fn=_limit_memory)
     except subprocess.TimeoutExpired:
         pytest.fail(f"hang: the runner did not finish in {RUNNER_TIMEOUT} s; "
@@ -175,6 +175,11 @@ def fuzz_results(corpus):
         pytest.fail(f"the interpreter died (exit {proc.returncode}) at {at!r}; "
                     f"stderr tail: {proc.stderr[-2000:]}")
     return json.loads(report.read_text())
+
+
+@pytest.fixture(scope="module")
+def fuzz_results(corpus):
+    return run_fuzz(corpus)
 
 
 def test_bases_are_valid(corpus):
@@ -373,22 +378,7 @@ def corpus2(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fuzz_results2(corpus2):
-    root, bases, folder, variants = corpus2
-    progress, report = root / "progress.txt", root / "report.json"
-    out = root / "out"
-    out.mkdir()
-    try:
-        proc = subprocess.run([sys.executable, "-c", RUNNER, str(folder), str(out), str(progress),
-                               str(report), "extended"], capture_output=True, text=True,
-                              timeout=RUNNER_TIMEOUT, preexec_fn=_limit_memory)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"hang: the runner did not finish in {RUNNER_TIMEOUT} s; "
-                    f"it was at {progress.read_text()!r}")
-    if proc.returncode != 0:
-        at = progress.read_text() if progress.exists() else "?"
-        pytest.fail(f"the interpreter died (exit {proc.returncode}) at {at!r}; "
-                    f"stderr tail: {proc.stderr[-2000:]}")
-    return json.loads(report.read_text())
+    return run_fuzz(corpus2, "extended")
 
 
 def test_vrt_and_netcdf_bases_are_valid(corpus2, tmp_path):
