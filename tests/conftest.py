@@ -94,3 +94,11 @@ BAD_KINDS = {"missing": "no such file", "directory": "directory", "empty": "empt
 def bad_raster(request, tmp_path):
     """Each kind of file open_dem must refuse: (kind, path, keyword arguments, word)."""
     return (request.param, *_bad(request.param, tmp_path))
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that run gdaldem (through the fixture) carry the ``gdaldem`` marker."""
+    for item in items:
+        if "gdaldem" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.gdaldem)
+

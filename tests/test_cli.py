@@ -396,6 +396,7 @@ def test_interruption_message_and_status(tmp_path, monkeypatch, exc):
     assert result.stderr == "terrain: interrupted; no output written\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_sets_the_runners_stop_event(tmp_path, monkeypatch, signum):
     """The handler stops the worker threads (queued windows are dropped), not only the

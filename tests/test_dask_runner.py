@@ -143,6 +143,7 @@ def test_distributed_process_file_equals_local(crs, two_worker_cluster, make_tif
         assert (local != -9999).any()
 
 
+@pytest.mark.slow
 def test_cli_scheduler_on_two_worker_processes(two_worker_cluster, tmp_path):
     """`terrain slope --scheduler ADDRESS` in its own process, as a user would run it."""
     import shutil

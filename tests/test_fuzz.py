@@ -29,6 +29,8 @@ from rasterio.windows import Window
 
 from conftest import UTM_SAMPLE, WGS84_SAMPLE
 
+pytestmark = pytest.mark.slow  # a subprocess fuzzing hundreds of files
+
 TERRAIN = str(Path(sys.executable).with_name("terrain"))
 SEED = 20240605
 N_HEADER, N_DATA, N_TRUNC = 110, 50, 40  # per base file

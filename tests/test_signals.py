@@ -22,6 +22,8 @@ import rasterio
 
 from conftest import write_tif
 
+pytestmark = pytest.mark.slow  # real signals to subprocesses, a second or more each
+
 TERRAIN = str(Path(sys.executable).with_name("terrain"))
 SHAPE = (6000, 6000)
 STOP_WITHIN = 3.0  # seconds between the signal and the process's exit (normally < 1 s)

@@ -325,6 +325,7 @@ def _corrupt(path, tmp_path):
     return str(bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["bad src_crs", "corrupt input"])
 def test_gdal_error_in_one_run_does_not_fail_another(fault, tmp_path):
     """Two process_file runs in threads of one process: the failing one gets its error,
