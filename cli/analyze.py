@@ -157,8 +157,7 @@ def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_option
     product_opts = None if explicit_method else {"hillshade": backdrop_options(opts)}
     display = None
     if maps:
-        display, _ = map_display(path, list(maps), band=band, src_crs=src_crs, opts=opts,
-                                 dpi=dpi)
+        display = map_display(path, list(maps), band=band, src_crs=src_crs, dpi=dpi)
     result = compute_to_files(path, tifs, opts, band=band, src_crs=src_crs,
                               creation_options=creation_options, cog=cog, overwrite=overwrite,
                               threads=threads, tile_size=tile_size, scheduler=scheduler,

@@ -156,17 +156,15 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
     return result
 
 
-def map_display(dem, products, *, band=1, src_crs=None, opts=None, dpi=150):
-    """(DisplayGrid, product_opts) to draw maps of ``products`` of ``dem`` from its one
-    streaming pass: the display rasters and the backdrop's hillshade (the one hillshade
-    method, unless the hillshade is itself a product computed with ``opts``)."""
-    from terrain.plot import backdrop_options, display_grid, picture_pixels
+def map_display(dem, products, *, band=1, src_crs=None, dpi=150):
+    """The DisplayGrid that collects the maps of ``products`` of ``dem`` (and their
+    hillshade backdrop) during its one streaming pass."""
+    from terrain.plot import display_grid, picture_pixels
     from terrain.raster import raster_info
 
     info = raster_info(dem, band=band, src_crs=src_crs)
     # No more display cells than the picture has pixels across.
-    grid = display_grid(info, products, max_pixels=min(2048, picture_pixels(dpi)))
-    return grid, {"hillshade": backdrop_options(opts)}
+    return display_grid(info, products, max_pixels=min(2048, picture_pixels(dpi)))
 
 
 def draw_display_map(display, out_map, *, product, dem, opts, band=1, src_crs=None,
@@ -214,10 +212,11 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, metho
     if plot:
         # The map is drawn from display rasters accumulated in the same pass; a
         # hillshade map is the product itself, computed with the command's options.
-        display, product_opts = map_display(dem, [kind], band=band, src_crs=src_crs, opts=opts,
-                                            dpi=dpi)
-        if kind == "hillshade":
-            product_opts = None
+        from terrain.plot import backdrop_options
+
+        display = map_display(dem, [kind], band=band, src_crs=src_crs, dpi=dpi)
+        if kind != "hillshade":
+            product_opts = {"hillshade": backdrop_options(opts)}
     result = compute_to_files(dem, {kind: output}, opts, band=band, src_crs=src_crs,
                               creation_options=creation_options, cog=cog, overwrite=overwrite,
                               threads=threads, tile_size=tile_size, scheduler=scheduler,

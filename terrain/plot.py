@@ -209,7 +209,9 @@ def display_grid(info, products, *, max_pixels: int = 2048):
 
 def backdrop_options(opts):
     """The grey backdrop's options: the map's light and the one hillshade method."""
-    return _backdrop_options(opts)
+    from .engine import HILLSHADE_METHOD
+
+    return dataclasses.replace(opts, method=HILLSHADE_METHOD)
 
 
 def render_display(out_png, product, display, info, opts, *, source, method=None,
@@ -530,7 +532,7 @@ def _dem_map_data(src, info, product, opts, max_pixels, workdir) -> MapData:
         shade = None
         if product != "hillshade":
             shade = compute(dem, ("hillshade",),
-                            **dataclasses.asdict(_backdrop_options(opts)))["hillshade"].values
+                            **dataclasses.asdict(backdrop_options(opts)))["hillshade"].values
     else:
         from rasterio.enums import Resampling
 
@@ -559,7 +561,7 @@ def _stream_then_read(src, info, product, opts, shape, workdir):
     if product != "hillshade":
         display = DisplayGrid(info.shape, shape, {"hillshade": "average"})
         # Only the backdrop's hillshade takes the one backdrop method.
-        product_opts = {"hillshade": _backdrop_options(opts)}
+        product_opts = {"hillshade": backdrop_options(opts)}
     with tempfile.TemporaryDirectory(prefix=".terrain-plot.", dir=workdir) as tmp:
         path = os.path.join(tmp, f"{product}.tif")
         process_file(src, {product: path}, opts, band=info.band, src_crs=info.crs,
@@ -567,13 +569,6 @@ def _stream_then_read(src, info, product, opts, shape, workdir):
         resampling = Resampling.nearest if product == "aspect" else Resampling.average
         values = _read_resampled(path, 1, shape, resampling)
     return values, (None if display is None else display.result("hillshade"))
-
-
-def _backdrop_options(opts):
-    """The grey backdrop's options: the map's light, the one hillshade method."""
-    from .engine import HILLSHADE_METHOD
-
-    return dataclasses.replace(opts, method=HILLSHADE_METHOD)
 
 
 def _product_map_data(path, product, *, dem, band, src_crs, method, max_pixels) -> MapData:
@@ -644,7 +639,7 @@ def _display_hillshade(path, info, shape, opts):
     from .api import compute
 
     dem = _display_dem(path, info, shape)
-    kw = dataclasses.asdict(_backdrop_options(opts))
+    kw = dataclasses.asdict(backdrop_options(opts))
     return compute(dem, ("hillshade",), **kw)["hillshade"].values
 
 
