@@ -12,6 +12,13 @@ setup(
             # are dropped so that sqrt and the selects vectorise.
             extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno",
                                 "-fno-trapping-math", "-std=c99"],
-        )
+        ),
+        # TRI / TPI / roughness (terrain/neighbourhood.py), with the same flags.
+        Extension(
+            "terrain._cneighbour",
+            ["terrain/_cneighbour.c"],
+            extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno",
+                                "-fno-trapping-math", "-std=c99"],
+        ),
     ]
 )
