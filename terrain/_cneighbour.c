@@ -74,6 +74,58 @@ static inline double cell(int kind, double c, double *d)
     }
 }
 
+/* The differences of the window around column j of a row, as double: pairs W-E, N-S,
+ * NW-SE, NE-SW (the order cell() expects). */
+#define DIFFS(up, mid, dn, j, c)                                                          \
+    {(double)mid[j - 1] - c, (double)mid[j + 1] - c, (double)up[j] - c,                   \
+     (double)dn[j] - c,      (double)up[j - 1] - c,  (double)dn[j + 1] - c,               \
+     (double)up[j + 1] - c,  (double)dn[j - 1] - c}
+
+/* Pass 1, one loop per index (so that each vectorises): the interior formula, which is
+ * NaN wherever a cell of the window is missing; it sums in cell()'s order, so the bits
+ * are cell()'s. Pass 2: the NaN results whose centre is valid go through cell(). */
+#define FULL_LOOP(T, EXPR)                                                                 \
+    for (Py_ssize_t j = 0; j < ocols; j++) {                                               \
+        double c = mid[j];                                                                 \
+        double d[8] = DIFFS(up, mid, dn, j, c);                                            \
+        o[j] = (T)((EXPR) * scale);                                                        \
+    }
+
+static inline double riley8(const double *d)
+{
+    double acc = 0.0;
+    for (int k = 0; k < 8; k++)
+        acc += d[k] * d[k];
+    return sqrt(acc * 8.0 / 8);
+}
+
+static inline double wilson8(const double *d)
+{
+    double acc = 0.0;
+    for (int k = 0; k < 8; k++)
+        acc += fabs(d[k]);
+    return acc / 8;
+}
+
+static inline double tpi8(const double *d)
+{
+    double acc = 0.0;
+    for (int k = 0; k < 8; k++)
+        acc += d[k];
+    return 0.0 - acc / 8;
+}
+
+static inline double rough8(const double *d)
+{
+    double lo = 0.0, hi = 0.0, any = 0.0;
+    for (int k = 0; k < 8; k++) {
+        lo = d[k] < lo ? d[k] : lo;
+        hi = d[k] > hi ? d[k] : hi;
+        any += d[k];
+    }
+    return any == any ? hi - lo : NAN; /* min / max would hide a NaN */
+}
+
 #define NEIGHBOUR(T, S)                                                                    \
     HOT static void neighbour_##S(int kind, const T *z, Py_ssize_t rows, Py_ssize_t cols,   \
                                   Py_ssize_t h, double scale, T *out)                      \
@@ -83,13 +135,17 @@ static inline double cell(int kind, double c, double *d)
             const T *up = z + (i + h - 1) * cols + h;                                      \
             const T *mid = up + cols, *dn = mid + cols;                                    \
             T *o = out + i * ocols;                                                        \
+            switch (kind) {                                                                \
+            case TRI_RILEY: FULL_LOOP(T, riley8(d)) break;                                 \
+            case TRI_WILSON: FULL_LOOP(T, wilson8(d)) break;                               \
+            case TPI: FULL_LOOP(T, tpi8(d)) break;                                         \
+            default: FULL_LOOP(T, rough8(d)) break;                                        \
+            }                                                                              \
             for (Py_ssize_t j = 0; j < ocols; j++) {                                       \
                 double c = mid[j];                                                         \
-                /* pairs: W-E, N-S, NW-SE, NE-SW */                                        \
-                double d[8] = {(double)mid[j - 1] - c, (double)mid[j + 1] - c,             \
-                               (double)up[j] - c,      (double)dn[j] - c,                  \
-                               (double)up[j - 1] - c,  (double)dn[j + 1] - c,              \
-                               (double)up[j + 1] - c,  (double)dn[j - 1] - c};             \
+                if (o[j] == o[j] || c != c)                                                \
+                    continue;                                                              \
+                double d[8] = DIFFS(up, mid, dn, j, c);                                    \
                 o[j] = (T)(cell(kind, c, d) * scale);                                      \
             }                                                                              \
         }                                                                                  \
