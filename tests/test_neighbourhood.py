@@ -103,6 +103,22 @@ def test_generated_float32_with_nodata_equals_gdaldem(holed_float32, index, algo
     assert np.isnan(ours[np.isnan(z)]).all()
 
 
+def test_interior_is_the_formula_in_float64():
+    """Where the whole 3x3 window is valid: gdaldem's formulas written with numpy, float64."""
+    rng = np.random.default_rng(5)
+    z = rng.normal(1500.0, 40.0, (23, 29))
+    win = np.stack([z[1 + i:z.shape[0] - 1 + i, 1 + j:z.shape[1] - 1 + j]
+                    for i in (-1, 0, 1) for j in (-1, 0, 1)])
+    c, nb = win[4], np.delete(win, 4, axis=0)
+    truth = {"riley": np.sqrt(((nb - c) ** 2).sum(axis=0)),
+             "wilson": np.abs(nb - c).mean(axis=0),
+             "tpi": c - nb.mean(axis=0),
+             "roughness": win.max(axis=0) - win.min(axis=0)}
+    for name, value in run_all(z).items():
+        np.testing.assert_allclose(value[1:-1, 1:-1], truth[name], rtol=1e-12, atol=1e-10,
+                                   err_msg=name)
+
+
 # ---- analytic surfaces ---------------------------------------------------------------------
 
 A, B = 0.7, -1.9   # z = A * col + B * row (metres per cell)
