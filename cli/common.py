@@ -200,7 +200,7 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, metho
                         z_factor, geometry, plot=None, dpi=150, band=1, src_crs=None,
                         creation_options=None, cog=False, overwrite=False, threads=None,
                         tile_size=1024, scheduler=None) -> None:
-    """Body of ``terrain slope|aspect|gradient|hillshade``: one GeoTIFF and an optional map.
+    """Body of each product's command (:mod:`cli.products`): one GeoTIFF and an optional map.
 
     ``product_settings`` are the product's own Options fields (units, flat_value ...);
     the other keywords are the shared options of :func:`cli.options.product_options`.
@@ -213,10 +213,11 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, metho
         # The map is drawn from display rasters accumulated in the same pass; a
         # hillshade map is the product itself, computed with the command's options.
         from terrain.plot import backdrop_options
+        from terrain.registry import BACKDROP
 
         display = map_display(dem, [kind], band=band, src_crs=src_crs, dpi=dpi)
-        if kind != "hillshade":
-            product_opts = {"hillshade": backdrop_options(opts)}
+        if kind != BACKDROP:
+            product_opts = {BACKDROP: backdrop_options(opts)}
     result = compute_to_files(dem, {kind: output}, opts, band=band, src_crs=src_crs,
                               creation_options=creation_options, cog=cog, overwrite=overwrite,
                               threads=threads, tile_size=tile_size, scheduler=scheduler,

@@ -25,7 +25,7 @@ import click
 from terrain import __version__
 from terrain.errors import Interrupted
 
-from . import analyze, aspect, gradient, hillshade, info, plot, slope
+from . import analyze, info, plot, products
 from .common import describe_error
 from .options import verbosity_options
 
@@ -246,7 +246,10 @@ def cli(ctx):
     _configure_logging(ctx, obj["verbose"], obj["quiet"])
 
 
-for _module in (info, slope, aspect, gradient, hillshade, plot, analyze):
+cli.add_command(info.command)
+for _command in products.COMMANDS:
+    cli.add_command(_command)
+for _module in (plot, analyze):
     cli.add_command(_module.command)
 
 # Slope analysis (issue 12).

@@ -22,8 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _ckernels
+from .registry import SLOPE_UNITS as _UNIT_NAMES
 
-SLOPE_UNITS = {"degrees": 0, "percent": 1, "radians": 2, "ratio": 3}
+# The C kernels' codes of the slope units (their order in the registry).
+SLOPE_UNITS = {name: code for code, name in enumerate(_UNIT_NAMES)}
 _METHOD_CODES = {"central": 0, "horn": 1, "zevenbergen-thorne": 2}
 
 
