@@ -52,7 +52,7 @@ def command(dem, output, product, method, edge_order, z_factor, geometry, band, 
                               overwrite=overwrite, method=method,
                               max_pixels=min(2048, picture_pixels(dpi)))
         else:
-            product = product or "slope"
+            product = product or registry.DEFAULT_MAP
             if method is None:
                 method = registry.PRODUCTS[product].default_method if product in MAPPED \
                     else registry.DEFAULT_METHOD

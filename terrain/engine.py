@@ -203,7 +203,7 @@ def compute_block(zpad, grid, window, opts: Options, products, out_dtype=None, *
     dtype = out_dtype or output_dtype(zpad.dtype)
     z_factor = 1.0 if opts.z_factor is None else float(opts.z_factor)  # None: metres
     surface = Surface(zpad=zpad, halo=h, z_factor=z_factor, rotation=ground)
-    if needs & {"gradient", "second"}:
+    if needs & {"first", "second"}:
         xpos, xscale, ypos = grid.window(*window, h)
         surface.dzdx, surface.dzdy = np.empty(shape, dtype), np.empty(shape, dtype)
         method.gradient(zpad, xpos, xscale, ypos, h, opts.edge_order, z_factor,
@@ -225,7 +225,7 @@ def compute_block(zpad, grid, window, opts: Options, products, out_dtype=None, *
         # Finite elevations cannot give an infinite gradient in float64, but can
         # overflow float32 (a -3.4e38 fill value nobody declared as nodata).
         checked = [surface.dzdx, surface.dzdy] + [
-            out[n] for n in ("slope",) if n in out and opts.units in ("percent", "ratio")]
+            out[d.name] for d in decls if d.float32_limit is not None and d.float32_limit(opts)]
         if any(np.isinf(a).any() for a in checked):
             raise TerrainError(
                 f"{name}: gradient beyond float32's range (about 3.4e38): the DEM probably holds an "
@@ -258,7 +258,7 @@ def products_from_gradient(dzdx, dzdy, opts: Options, products, *, rotation=None
     """
     decls = [registry.product(n) for n in products]
     for d in decls:
-        if d.needs != "gradient":
+        if d.needs != "first":
             raise TerrainError(f"{d.name} needs the elevations, not only a gradient; "
                                "compute it from the DEM")
     surface = Surface(dzdx=dzdx, dzdy=dzdy, rotation=rotation)

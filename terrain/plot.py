@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError, OutputError, TerrainError
-from .registry import BACKDROP, PRODUCTS as _DECLARED
+from .registry import BACKDROP, DEFAULT_MAP, PRODUCTS as _DECLARED
 
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 # Products with a map (a style in the registry), and the DEM itself.
@@ -74,7 +74,7 @@ class MapData:
 # --------------------------------------------------------------------------- public API
 
 
-def plot_dem(src, out_png, *, product: str = "slope", opts=None, band: int = 1, src_crs=None,
+def plot_dem(src, out_png, *, product: str = DEFAULT_MAP, opts=None, band: int = 1, src_crs=None,
              dpi: int = 150, overwrite: bool = False, max_pixels: int = 2048) -> str:
     """Draw a map of a DEM's slope, aspect, hillshade or elevation.
 

@@ -86,14 +86,16 @@ class Product:
     ``bands``: for a file of several products (``gradient``: dzdx and dzdy),
     their names; a product computed itself has ``compute(surface, opts, dtype)``
     returning its block from a :class:`terrain.engine.Surface`. ``needs``:
-    "gradient", "second" (second derivatives too) or "elevation" (the padded
-    block itself). ``storage``: "float" (the elevations' float type) or "byte"
+    "first" (the gradient), "second" (second derivatives too) or "elevation"
+    (the padded block itself). ``storage``: "float" (the elevations' float type) or "byte"
     (float32 in memory, Byte 1-255 with 0 as nodata on disk). ``resampling``:
     "average" or "nearest" (angles), for overviews and display maps.
     ``command``: whether ``terrain NAME`` exists, with ``summary`` as its short
     help and ``help`` as its text. ``default_method``: the method used when none
     is given. ``map_axes``: computed on the gradient turned into the map's axes
-    (hillshade, whose light is relative to the map's up).
+    (hillshade, whose light is relative to the map's up). ``float32_limit(opts)``:
+    whether the product can exceed float32's range with these options (tan slope),
+    so the engine checks it as it checks the gradient.
     """
 
     name: str
@@ -103,7 +105,8 @@ class Product:
     description: Callable | None
     compute: Callable | None = None
     bands: tuple = ()
-    needs: str = "gradient"
+    needs: str = "first"
+    float32_limit: Callable | None = None
     storage: str = "float"
     resampling: str = "average"
     style: MapStyle | None = None
@@ -200,7 +203,7 @@ PRODUCTS = {p.name: p for p in (
     """,
         units=lambda opts: opts.units,
         description=lambda opts: f"slope in {opts.units}",
-        compute=_slope,
+        compute=_slope, float32_limit=lambda opts: opts.units in ("percent", "ratio"),
         style=MapStyle("sequential", "magma_r", "Slope",
                        lambda units: _SLOPE_LABELS.get(units, f"Slope ({units})"),
                        shade_alpha=0.65),
@@ -270,8 +273,12 @@ PRODUCTS = {p.name: p for p in (
 # The grey relief under every map, and the products computed itself (not bands).
 BACKDROP = "hillshade"
 COMPUTED = tuple(name for name, p in PRODUCTS.items() if p.compute is not None)
-# The files `terrain analyze` writes by default.
+# The files `terrain analyze` writes by default, and what maps and the slope
+# analyses (classify, stats, report) are made of.
 ANALYZE_FILES = ("slope", "aspect", "gradient", "hillshade")
+SLOPE, ASPECT = "slope", "aspect"
+GRADIENT_BANDS = PRODUCTS["gradient"].bands
+DEFAULT_MAP = SLOPE
 
 
 def product(name: str) -> Product:
