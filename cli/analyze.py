@@ -73,7 +73,8 @@ def command(dem, out_dir, products, method, edge_order, z_factor, geometry, band
     --method, the hillshade is Horn's like `terrain hillshade`'s. A DEM that
     fails is reported in one line and skipped; the exit status is 1 if any did.
     """
-    from .common import build_options, describe_error, state, status, want_file_bar
+    from . import state
+    from .common import build_options, describe_error, status, want_file_bar
 
     dems = list(dem)
     stems = {}
@@ -91,7 +92,7 @@ def command(dem, out_dir, products, method, edge_order, z_factor, geometry, band
     # Each product's own default method (the hillshade's is Horn's, as everywhere);
     # an explicit --method applies to every product.
     explicit_method = method is not None
-    quiet = state()["quiet"]
+    quiet = state.get().quiet
 
     from tqdm import tqdm
 
@@ -118,7 +119,7 @@ def command(dem, out_dir, products, method, edge_order, z_factor, geometry, band
                 except (KeyboardInterrupt, Interrupted):
                     raise  # the whole run stops, not just this file
                 except Exception as exc:  # noqa: BLE001 - one bad file never stops the rest
-                    if state().get("signalled"):
+                    if state.get().signalled:
                         # Whatever unwinds after a signal is the interruption itself.
                         raise KeyboardInterrupt from None
                     if not several:
@@ -215,10 +216,11 @@ def _brief(paths) -> str:
 
 
 def _log_error(exc, message):
-    from .common import state
     from tqdm import tqdm
 
-    if state()["verbose"]:
+    from . import state
+
+    if state.get().verbose:
         import traceback
 
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)

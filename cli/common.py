@@ -13,23 +13,17 @@ from contextlib import contextmanager
 
 import click
 
+from . import state
+
 # A pixel progress bar for one file: on a terminal from this many cells, and in
 # any case (logs) from the second threshold, where runs take minutes.
 BAR_MIN_CELLS_TTY = 4_000_000
 BAR_MIN_CELLS = 200_000_000
 
 
-def state() -> dict:
-    ctx = click.get_current_context()
-    obj = ctx.ensure_object(dict)
-    obj.setdefault("verbose", 0)
-    obj.setdefault("quiet", False)
-    return obj
-
-
 def status(message: str) -> None:
     """A status line on stderr, unless -q."""
-    if not state()["quiet"]:
+    if not state.get().quiet:
         _echo(message)
 
 
@@ -133,14 +127,14 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
         check_target(path, inputs=[src], overwrite=overwrite)
     cells = info.shape[0] * info.shape[1]
     if bar is None:
-        bar = want_pixel_bar(cells, quiet=state()["quiet"])
-    obj = state()
-    stop = obj.get("stop_event")
-    if stop is not None and stop.is_set() and not obj.get("signalled"):
+        bar = want_pixel_bar(cells, quiet=state.get().quiet)
+    run = state.get()
+    stop = run.stop_event
+    if stop is not None and stop.is_set() and not run.signalled:
         stop.clear()  # set by the previous file's failed run (analyze), not by a signal
     with pixel_bar(cells, os.path.basename(src), bar) as progress:
         # process_file watches the stop event: signals only set it meanwhile.
-        obj["stop_watched"] = stop is not None
+        run.stop_watched = stop is not None
         try:
             result = process_file(src, outputs, opts, band=band, src_crs=src_crs,
                                   tile_size=tile_size, threads=threads, scheduler=scheduler,
@@ -148,8 +142,8 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
                                   overwrite=overwrite, progress=progress, stop_event=stop,
                                   display=display, product_opts=product_opts)
         finally:
-            obj["stop_watched"] = False
-    if obj.get("signalled"):
+            run.stop_watched = False
+    if run.signalled:
         raise KeyboardInterrupt  # arrived as the files were renamed into place
     if not result["valid"]:
         warn(f"{src}: no valid elevation; outputs are all nodata")

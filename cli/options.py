@@ -15,6 +15,8 @@ import click
 
 from terrain import registry
 
+from . import state
+
 METHODS = tuple(registry.METHODS)
 SLOPE_UNITS = registry.SLOPE_UNITS
 # Mirrors terrain.spacing.GEOMETRIES (kept light: `--help` need not import numpy and
@@ -37,25 +39,18 @@ def _compose(*decorators):
 
 # --- verbosity (on the group, and accepted after a command too) ---------------------
 
-def _state(ctx: click.Context) -> dict:
-    ctx.ensure_object(dict)
-    ctx.obj.setdefault("verbose", 0)
-    ctx.obj.setdefault("quiet", False)
-    return ctx.obj
-
-
 def _set_verbose(ctx, param, value):
     if value:
-        state = _state(ctx)
-        state["verbose"] += value
-        if state.get("warnings_guarded"):  # -v after the command: inside catch_warnings()
+        run = state.get(ctx)
+        run.verbose += value
+        if run.warnings_guarded:  # -v after the command: inside catch_warnings()
             warnings.simplefilter("default")
     return value
 
 
 def _set_quiet(ctx, param, value):
     if value:
-        _state(ctx)["quiet"] = True
+        state.get(ctx).quiet = True
     return value
 
 
@@ -72,7 +67,7 @@ verbosity_options = _compose(verbose_option, quiet_option)
 
 def _remember_inputs(ctx, param, value):
     # Kept for the error line of an unexpected failure (cli.main names the input).
-    _state(ctx)["inputs"] = (value,) if isinstance(value, str) else tuple(value or ())
+    state.get(ctx).inputs = (value,) if isinstance(value, str) else tuple(value or ())
     return value
 
 
