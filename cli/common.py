@@ -13,23 +13,17 @@ from contextlib import contextmanager
 
 import click
 
+from . import state
+
 # A pixel progress bar for one file: on a terminal from this many cells, and in
 # any case (logs) from the second threshold, where runs take minutes.
 BAR_MIN_CELLS_TTY = 4_000_000
 BAR_MIN_CELLS = 200_000_000
 
 
-def state() -> dict:
-    ctx = click.get_current_context()
-    obj = ctx.ensure_object(dict)
-    obj.setdefault("verbose", 0)
-    obj.setdefault("quiet", False)
-    return obj
-
-
 def status(message: str) -> None:
     """A status line on stderr, unless -q."""
-    if not state()["quiet"]:
+    if not state.get().quiet:
         _echo(message)
 
 
@@ -133,14 +127,14 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
         check_target(path, inputs=[src], overwrite=overwrite)
     cells = info.shape[0] * info.shape[1]
     if bar is None:
-        bar = want_pixel_bar(cells, quiet=state()["quiet"])
-    obj = state()
-    stop = obj.get("stop_event")
-    if stop is not None and stop.is_set() and not obj.get("signalled"):
+        bar = want_pixel_bar(cells, quiet=state.get().quiet)
+    run = state.get()
+    stop = run.stop_event
+    if stop is not None and stop.is_set() and not run.signalled:
         stop.clear()  # set by the previous file's failed run (analyze), not by a signal
     with pixel_bar(cells, os.path.basename(src), bar) as progress:
         # process_file watches the stop event: signals only set it meanwhile.
-        obj["stop_watched"] = stop is not None
+        run.stop_watched = stop is not None
         try:
             result = process_file(src, outputs, opts, band=band, src_crs=src_crs,
                                   tile_size=tile_size, threads=threads, scheduler=scheduler,
@@ -148,8 +142,8 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
                                   overwrite=overwrite, progress=progress, stop_event=stop,
                                   display=display, product_opts=product_opts)
         finally:
-            obj["stop_watched"] = False
-    if obj.get("signalled"):
+            run.stop_watched = False
+    if run.signalled:
         raise KeyboardInterrupt  # arrived as the files were renamed into place
     if not result["valid"]:
         warn(f"{src}: no valid elevation; outputs are all nodata")
@@ -200,7 +194,7 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, metho
                         z_factor, geometry, plot=None, dpi=150, band=1, src_crs=None,
                         creation_options=None, cog=False, overwrite=False, threads=None,
                         tile_size=1024, scheduler=None) -> None:
-    """Body of ``terrain slope|aspect|gradient|hillshade``: one GeoTIFF and an optional map.
+    """Body of each product's command (:mod:`cli.products`): one GeoTIFF and an optional map.
 
     ``product_settings`` are the product's own Options fields (units, flat_value ...);
     the other keywords are the shared options of :func:`cli.options.product_options`.
@@ -213,10 +207,11 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, metho
         # The map is drawn from display rasters accumulated in the same pass; a
         # hillshade map is the product itself, computed with the command's options.
         from terrain.plot import backdrop_options
+        from terrain.registry import BACKDROP
 
         display = map_display(dem, [kind], band=band, src_crs=src_crs, dpi=dpi)
-        if kind != "hillshade":
-            product_opts = {"hillshade": backdrop_options(opts)}
+        if kind != BACKDROP:
+            product_opts = {BACKDROP: backdrop_options(opts)}
     result = compute_to_files(dem, {kind: output}, opts, band=band, src_crs=src_crs,
                               creation_options=creation_options, cog=cog, overwrite=overwrite,
                               threads=threads, tile_size=tile_size, scheduler=scheduler,

@@ -12,8 +12,8 @@ import numpy as np
 import xarray as xr
 
 from .dem import _is_dask, _spatial_dims, elevation_of, z_factor_of
-from .engine import (HILLSHADE_METHOD, Z_FACTOR_EXPLICIT, Options, product_description,
-                     product_units, products_from_gradient, run_in_memory)
+from . import registry
+from .engine import Z_FACTOR_EXPLICIT, Options, products_from_gradient, run_in_memory
 from .errors import TerrainError
 from .spacing import grid_from_coords
 
@@ -72,7 +72,8 @@ def _from_gradient(ds: xr.Dataset, opts: Options, products):
     dzdx, dzdy = ds["dzdx"], ds["dzdy"]
     # The geometry the gradient was computed in (a Dataset from gradient() says).
     geometry = ds.attrs.get("geometry", dzdx.attrs.get("geometry", opts.geometry))
-    rotation = _map_rotation(dzdx, geometry) if "hillshade" in products else None
+    map_axes = any(registry.product(n).map_axes for n in products)
+    rotation = _map_rotation(dzdx, geometry) if map_axes else None
     if _is_dask(dzdx.data):
         from .dask_runner import run_dask_gradient
 
@@ -104,8 +105,8 @@ def _wrap(arr, template: xr.DataArray, name: str, opts: Options, method=None,
           geometry=None) -> xr.DataArray:
     out = xr.DataArray(arr, dims=template.dims, coords=template.coords, name=name)
     out.attrs = {
-        "units": product_units(name, opts),
-        "long_name": product_description(name, opts),
+        "units": registry.PRODUCTS[name].units(opts),
+        "long_name": registry.PRODUCTS[name].description(opts),
         "method": method or opts.method,
         "geometry": geometry or opts.geometry,
     }
@@ -203,7 +204,8 @@ def aspect(dem, *, method: str = "central", edge_order: int = 1, z_factor: float
 
 
 def hillshade(dem, *, azimuth: float = 315.0, altitude: float = 45.0,
-              method: str = HILLSHADE_METHOD, multidirectional: bool = False,
+              method: str = registry.PRODUCTS["hillshade"].default_method,
+              multidirectional: bool = False,
               edge_order: int = 1, z_factor: float | None = None, geometry: str = "geodesic",
               spacing=None):
     """gdaldem's hillshade (1..255, NaN where no data) on the true ground spacing.

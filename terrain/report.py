@@ -17,6 +17,7 @@ import tempfile
 import numpy as np
 
 from .errors import OutputError
+from .registry import ASPECT, SLOPE
 
 
 def _img(path) -> str:
@@ -115,12 +116,12 @@ def make_report(dem, output, *, zones=None, zone_field=None, breaks=None, scheme
                stop_event=stop_event)
     try:
         slope_tif, aspect_tif = os.path.join(work, "slope.tif"), os.path.join(work, "aspect.tif")
-        res = process_file(dem, {"slope": slope_tif, "aspect": aspect_tif}, opts, band=band,
+        res = process_file(dem, {SLOPE: slope_tif, ASPECT: aspect_tif}, opts, band=band,
                            src_crs=src_crs, tile_size=tile_size, threads=threads,
                            stop_event=stop_event)
         maps = {}
         if res["valid"]:
-            for kind, tif in (("slope", slope_tif), ("aspect", aspect_tif)):
+            for kind, tif in ((SLOPE, slope_tif), (ASPECT, aspect_tif)):
                 png = os.path.join(work, f"{kind}.png")
                 plot_product_file(tif, png, product=kind, dem=dem, band=band, src_crs=src_crs,
                                   dpi=100, method=opts.method)
@@ -172,7 +173,7 @@ def make_report(dem, output, *, zones=None, zone_field=None, breaks=None, scheme
             whole, ["zone", "area_ha", "valid_pct"] + stat_cols,
             ["zone", "area (ha)", "valid %", "mean", "median", "min", "max", "std", "p10", "p90"]))
         parts.append('<div class="maps">')
-        for kind, title in (("slope", "Slope"), ("classes", "Slope classes"), ("aspect", "Aspect")):
+        for kind, title in ((SLOPE, "Slope"), ("classes", "Slope classes"), (ASPECT, "Aspect")):
             if kind in maps:
                 parts.append(f"<div><h2>{title}</h2>{_img(maps[kind])}</div>")
         parts.append(f"<div><h2>Histogram</h2>{_img(hist_png)}</div></div>")

@@ -19,23 +19,12 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from . import registry
 from .engine import (Z_FACTOR_EXPLICIT, Options, compute_block, default_threads, file_elevation,
-                     halo_bounds, output_dtype, pad_block, product_description, product_units,
-                     windows)
+                     halo_bounds, output_dtype, pad_block, windows)
 from .errors import Interrupted, OutputError, TerrainError
 from .raster import GDAL_ENV, GdalErrors, open_raster, raster_info, read_window
 from .writer import GeoTIFFWriter, check_target
-
-# What each file kind holds: its bands, and its overview resampling for --cog.
-FILE_KINDS = {
-    "slope": (("slope",), "average"),
-    "aspect": (("aspect",), "nearest"),
-    "gradient": (("dzdx", "dzdy"), "average"),
-    "hillshade": (("hillshade",), "average"),
-    "dzdx": (("dzdx",), "average"),
-    "dzdy": (("dzdy",), "average"),
-}
-
 
 class DisplayGrid:
     """Display-resolution rasters of some products, accumulated while the windows stream.
@@ -144,8 +133,9 @@ def _check_kinds(outputs):
     from .writer import check_geotiff_name
 
     for kind in outputs:
-        if kind not in FILE_KINDS:
-            raise TerrainError(f"unknown output {kind!r}; choose from {', '.join(FILE_KINDS)}")
+        if kind not in registry.PRODUCTS:
+            raise TerrainError(
+                f"unknown output {kind!r}; choose from {', '.join(registry.PRODUCTS)}")
     for path in outputs.values():
         check_geotiff_name(path)
 
@@ -173,8 +163,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     src : str or os.PathLike
         Elevation raster.
     outputs : dict
-        ``{kind: path}`` with kinds ``slope``, ``aspect``, ``gradient`` (two bands,
-        dzdx then dzdy), ``hillshade``, ``dzdx``, ``dzdy``.
+        ``{product: path}``, any product of :data:`terrain.registry.PRODUCTS`
+        (``gradient`` writes two bands, dzdx then dzdy).
     opts : terrain.engine.Options
         Method, edge order, z factor, units and the products' settings.
     tile_size : int
@@ -219,7 +209,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                for kind, path in outputs.items()}
     if len(set(targets.values())) != len(targets):
         raise OutputError("two outputs have the same file name; give each product its own")
-    products = tuple(dict.fromkeys(p for kind in outputs for p in FILE_KINDS[kind][0]))
+    products = tuple(dict.fromkeys(p for kind in outputs for p in registry.PRODUCTS[kind].arrays))
     if display is not None:
         if tuple(display.shape) != tuple(info.shape):
             raise TerrainError(f"{src}: display grid made for {display.shape}, not {info.shape}")
@@ -229,8 +219,6 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
             "z_factor": repr(opts.z_factor), "z_factor_source": z_source,
             "geometry": opts.geometry, "source": os.path.basename(src),
             "software": "terrain"}
-    if "aspect" in products:
-        tags["flat_value"] = repr(float(opts.flat_value))
     stop_event = stop_event or threading.Event()
     writers = []
     write_lock = threading.Lock()
@@ -260,13 +248,14 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     with rasterio.Env(**GDAL_ENV), GdalErrors() as gdal_errors:
         try:
             for kind, path in targets.items():
-                names, resampling = FILE_KINDS[kind]
+                decl = registry.PRODUCTS[kind]
+                names = decl.arrays
+                bands = [(n, registry.PRODUCTS[n].units(opts), registry.PRODUCTS[n].description(opts))
+                         for n in names]
                 writer = GeoTIFFWriter(
-                    path, info,
-                    [(n, product_units(n, opts), product_description(n, opts)) for n in names],
-                    byte=(kind == "hillshade"), creation_options=creation_options, cog=cog,
-                    resampling=resampling, tags=_file_tags(tags, names, opts, product_opts),
-                    overwrite=overwrite)
+                    path, info, bands, byte=decl.storage == "byte",
+                    creation_options=creation_options, cog=cog, resampling=decl.resampling,
+                    tags=_file_tags(tags, names, opts, product_opts), overwrite=overwrite)
                 writers.append((writer, names))
             if scheduler is None:
                 _run_threads(info, grid, groups, tile_size, threads or default_threads(),
@@ -304,9 +293,16 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
 
 
 def _file_tags(tags, names, opts, product_opts) -> dict:
-    """A file's dataset tags: the method is that of its bands' options."""
+    """A file's dataset tags: the method is that of its bands' options, and each of its
+    products' own options (aspect's flat_value, hillshade's light ...) is recorded."""
     own = {(product_opts or {}).get(n, opts).method for n in names}
-    return dict(tags, method=own.pop()) if len(own) == 1 else tags
+    tags = dict(tags, method=own.pop()) if len(own) == 1 else dict(tags)
+    for n in names:
+        band_opts = (product_opts or {}).get(n, opts)
+        for param in registry.PRODUCTS[n].parameters:
+            value = getattr(band_opts, param.field)
+            tags[param.field] = repr(float(value)) if param.type is float else str(value)
+    return tags
 
 
 def _option_groups(opts, products, product_opts) -> list:

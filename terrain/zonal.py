@@ -25,10 +25,10 @@ import threading
 import numpy as np
 
 from .errors import InputError, TerrainError
+from .registry import SLOPE_UNITS
 
 BINS_PER_DEGREE = 100
 NBINS = 90 * BINS_PER_DEGREE
-SLOPE_UNITS = ("degrees", "percent", "radians", "ratio")
 STAT_COLUMNS = ("zone", "cells", "area_ha", "valid_pct", "slope_mean", "slope_median", "slope_min",
                 "slope_max", "slope_std", "slope_p10", "slope_p90")
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb", ".kml", ".gml", ".sqlite",

@@ -140,9 +140,9 @@ def test_help_explains_units_and_conventions(command, phrases):
 
 
 def test_cli_choices_mirror_the_library():
-    from terrain import engine, kernels, plot, spacing
+    from terrain import kernels, plot, registry, spacing
 
-    assert options.METHODS == tuple(engine.METHODS)
+    assert options.METHODS == tuple(registry.METHODS)
     assert options.SLOPE_UNITS == tuple(kernels.SLOPE_UNITS)
     assert options.GEOMETRIES == spacing.GEOMETRIES
     assert options.PLOT_PRODUCTS == tuple(plot.PRODUCTS)
