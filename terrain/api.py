@@ -221,3 +221,40 @@ def hillshade(dem, *, azimuth: float = 315.0, altitude: float = 45.0,
 
 def _one(dem, name, spacing, **options):
     return compute(dem, (name,), spacing=spacing, **options)[name]
+
+
+def tri(dem, *, algorithm: str = "riley", z_factor: float | None = None, spacing=None):
+    """Terrain Ruggedness Index in metres: gdaldem's ``TRI -alg Riley|Wilson``.
+
+    Riley (default): sqrt of the summed squared differences to the 8 neighbours;
+    Wilson: their mean absolute difference. Edges and holes: see
+    :mod:`terrain.neighbourhood`.
+
+    Examples
+    --------
+    >>> import numpy as np, terrain
+    >>> spike = np.zeros((5, 5)); spike[2, 2] = 3.0
+    >>> float(terrain.tri(spike, algorithm="wilson", spacing=(1.0, 1.0))[2, 2])
+    3.0
+    """
+    return _one(dem, "tri", spacing, tri_algorithm=algorithm, z_factor=z_factor)
+
+
+def tpi(dem, *, z_factor: float | None = None, spacing=None):
+    """Topographic Position Index in metres: the centre minus the mean of its 8 neighbours
+    (gdaldem's ``TPI``); edges and holes: see :mod:`terrain.neighbourhood`.
+
+    Examples
+    --------
+    >>> import numpy as np, terrain
+    >>> spike = np.zeros((5, 5)); spike[2, 2] = 3.0
+    >>> float(terrain.tpi(spike, spacing=(1.0, 1.0))[2, 2]), float(terrain.tpi(spike, spacing=(1.0, 1.0))[1, 2])
+    (3.0, -0.375)
+    """
+    return _one(dem, "tpi", spacing, z_factor=z_factor)
+
+
+def roughness(dem, *, z_factor: float | None = None, spacing=None):
+    """Roughness in metres: max - min of each cell's 3x3 window (gdaldem's ``roughness``);
+    edges and holes: see :mod:`terrain.neighbourhood`."""
+    return _one(dem, "roughness", spacing, z_factor=z_factor)

@@ -33,6 +33,7 @@ class Options:
     altitude: float = 45.0
     multidirectional: bool = False
     geometry: str = "geodesic"
+    tri_algorithm: str = "riley"
 
     def __post_init__(self):
         registry.method(self.method)
@@ -49,6 +50,9 @@ class Options:
         if not 0 <= self.altitude <= 90:
             raise TerrainError(f"altitude must be within 0..90 degrees, got {self.altitude!r}")
         check_geometry(self.geometry)
+        if self.tri_algorithm not in registry.TRI_ALGORITHMS:
+            raise TerrainError(f"unknown TRI algorithm {self.tri_algorithm!r}; choose one of "
+                               f"{', '.join(registry.TRI_ALGORITHMS)}")
 
     @property
     def z_factor_explicit(self) -> bool:

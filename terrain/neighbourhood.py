@@ -43,8 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _cneighbour
-
-TRI_ALGORITHMS = ("riley", "wilson")
+from .registry import TRI_ALGORITHMS
 _KINDS = {"riley": 0, "wilson": 1, "tpi": 2, "roughness": 3}
 
 

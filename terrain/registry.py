@@ -179,6 +179,32 @@ def _hillshade(surface, opts, dtype):
     return out
 
 
+TRI_ALGORITHMS = ("riley", "wilson")
+
+
+def _neighbourhood(index):
+    """compute() of a 3x3 neighbourhood index (terrain.neighbourhood) on the padded elevations."""
+    def compute(surface, opts, dtype):
+        import numpy as np
+
+        from . import neighbourhood
+
+        out = np.empty((surface.zpad.shape[0] - 2 * surface.halo,
+                        surface.zpad.shape[1] - 2 * surface.halo), dtype)
+        kwargs = {"algorithm": opts.tri_algorithm} if index == "tri" else {}
+        return getattr(neighbourhood, index)(surface.zpad, surface.halo, surface.z_factor, out,
+                                             **kwargs)
+
+    compute.__name__ = f"_{index}"
+    return compute
+
+
+_NEIGHBOURHOOD_EDGES = """Equal to gdaldem's on the interior; at the raster edge and next
+    to nodata, where gdaldem writes nodata, a missing neighbour is extrapolated
+    linearly through the centre from its opposite (exact on a plane), and a pair
+    missing both cells drops out (see terrain.neighbourhood). Nodata cells stay
+    nodata (-9999). Metres: elevations times the z factor."""
+
 _SLOPE_LABELS = {"degrees": "Slope (degrees)", "percent": "Slope (%)",
                  "radians": "Slope (radians)", "ratio": "Slope (rise / run, m/m)"}
 
@@ -268,6 +294,50 @@ PRODUCTS = {p.name: p for p in (
         # The one default gradient method of hillshades (issue 9 row 9): `terrain
         # hillshade`, analyze's hillshade, plots and every map's grey backdrop.
         default_method="horn"),
+    Product(
+        "tri", "Terrain Ruggedness Index GeoTIFF (gdaldem TRI), metres.",
+        f"""Terrain Ruggedness Index of DEM into a float32 GeoTIFF, in metres.
+
+    --tri-algorithm riley (default, gdaldem's): the root of the summed squared
+    elevation differences between a cell and its 8 neighbours; wilson: their
+    mean absolute difference (for bathymetry). {_NEIGHBOURHOOD_EDGES}
+    """,
+        units=lambda opts: "metres",
+        description=lambda opts: f"terrain ruggedness index ({opts.tri_algorithm.title()})",
+        compute=_neighbourhood("tri"), needs="elevation",
+        style=MapStyle("sequential", "viridis", "Terrain Ruggedness Index",
+                       lambda units: f"TRI ({units})", shade_alpha=0.7,
+                       details=lambda opts: opts.tri_algorithm.title()),
+        parameters=(Parameter(
+            "tri_algorithm", "riley", "TRI formula: riley (root of summed squared differences "
+            "to the 8 neighbours, gdaldem's default) or wilson (mean absolute difference).",
+            choices=TRI_ALGORITHMS, type=str),)),
+    Product(
+        "tpi", "Topographic Position Index GeoTIFF (gdaldem TPI), metres.",
+        f"""Topographic Position Index of DEM into a float32 GeoTIFF, in metres.
+
+    A cell's elevation minus the mean of its 8 neighbours: positive on crests,
+    negative in hollows, 0 on planes. {_NEIGHBOURHOOD_EDGES}
+    """,
+        units=lambda opts: "metres",
+        description=lambda opts: "topographic position index (centre minus the mean of the "
+                                 "8 neighbours)",
+        compute=_neighbourhood("tpi"), needs="elevation",
+        style=MapStyle("diverging", "RdBu_r", "Topographic Position Index",
+                       lambda units: f"TPI ({units}): above (+) or below (-) the neighbours",
+                       shade_alpha=0.7)),
+    Product(
+        "roughness", "Roughness GeoTIFF (gdaldem roughness), metres.",
+        f"""Roughness of DEM into a float32 GeoTIFF, in metres.
+
+    The largest minus the smallest elevation of each cell's 3x3 window.
+    {_NEIGHBOURHOOD_EDGES}
+    """,
+        units=lambda opts: "metres",
+        description=lambda opts: "roughness (max - min of the 3x3 window)",
+        compute=_neighbourhood("roughness"), needs="elevation",
+        style=MapStyle("sequential", "cividis", "Roughness",
+                       lambda units: f"Roughness ({units})", shade_alpha=0.7)),
 )}
 
 # The grey relief under every map, and the products computed itself (not bands).

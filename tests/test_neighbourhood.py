@@ -302,3 +302,94 @@ def test_bad_arguments():
         neighbourhood.tri(z, 1, 1.0, np.empty((4, 4)), algorithm="sappington")
     with pytest.raises(ValueError, match="index"):
         on_array(z, "slope")
+
+
+# ---- the products (terrain/registry.py): CLI, API, runners -----------------------------------
+
+PRODUCT_CASES = [("tri", ("--tri-algorithm", "riley"), "riley", "TRI", ("-alg", "Riley")),
+                 ("tri", ("--tri-algorithm", "wilson"), "wilson", "TRI", ("-alg", "Wilson")),
+                 ("tpi", (), None, "TPI", ()),
+                 ("roughness", (), None, "roughness", ())]
+
+
+def invoke(*args):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.mark.parametrize("name, options, algorithm, mode, gdal_options", PRODUCT_CASES, ids=IDS)
+def test_cli_command_equals_gdaldem_and_the_kernel(tmp_path, gdaldem, name, options, algorithm,
+                                                    mode, gdal_options):
+    """`terrain tri|tpi|roughness DEM -o out.tif` (streamed in 100-px tiles): gdaldem's values
+    where gdaldem has one, and bit for bit the kernel on the whole raster."""
+    out = tmp_path / f"{name}.tif"
+    invoke(name, UTM_SAMPLE, "-o", out, "--tile-size", 100, *options)
+    ref, nodata = gdaldem(mode, UTM_SAMPLE, *gdal_options)
+    with rasterio.open(out) as ds:
+        got, got_nodata, units, desc = ds.read(1), ds.nodata, ds.units[0], ds.descriptions[0]
+    assert got.dtype == np.float32 and got_nodata == -9999
+    assert units == "metres" and desc == name
+    valid = ref != nodata
+    z, _ = read_nan(UTM_SAMPLE)
+    err = np.abs(got[valid].astype(np.float64) - ref[valid])
+    tol = tolerance(name, algorithm, window_max(np.nan_to_num(z))[valid], ref[valid].astype(float))
+    assert (err <= tol).all()
+    expect = compute(z.astype(np.float32), name, algorithm)
+    np.testing.assert_array_equal(got, np.where(np.isnan(expect), np.float32(-9999), expect))
+
+
+def test_api_in_memory_and_dask_give_the_same_bits():
+    import terrain
+
+    dem = terrain.open_dem(UTM_SAMPLE)
+    lazy = terrain.open_dem(UTM_SAMPLE, chunks=128)
+    z = dem.values
+    for name, fn, kwargs in [("riley", terrain.tri, {}), ("wilson", terrain.tri,
+                                                          {"algorithm": "wilson"}),
+                             ("tpi", terrain.tpi, {}), ("roughness", terrain.roughness, {})]:
+        eager = fn(dem, **kwargs)
+        assert eager.attrs["units"] == "metres" and eager.dims == dem.dims
+        index = "tri" if name in ("riley", "wilson") else name
+        np.testing.assert_array_equal(eager.values, compute(z, index, kwargs.get("algorithm")))
+        np.testing.assert_array_equal(fn(lazy, **kwargs).compute().values, eager.values)
+
+
+def test_z_factor_from_the_band_unit(make_tif):
+    """Elevations in feet (band unit 'ft'): the indices come out in metres."""
+    import terrain
+
+    rng = np.random.default_rng(2)
+    z = rng.normal(1000.0, 30.0, (40, 50)).astype(np.float32)
+    path = make_tif(z)
+    with rasterio.open(path, "r+") as ds:
+        ds.set_band_unit(1, "ft")
+    metres = z.astype(np.float64) * 0.3048
+    dem = terrain.open_dem(path)
+    for fn, index in [(terrain.tri, "tri"), (terrain.tpi, "tpi"),
+                      (terrain.roughness, "roughness")]:
+        got = fn(dem)
+        assert got.attrs["z_factor"] == pytest.approx(0.3048)
+        np.testing.assert_allclose(got.values, compute(metres, index, None), rtol=1e-6,
+                                   atol=1e-3)
+
+
+def test_analyze_writes_the_indices(tmp_path):
+    invoke("analyze", UTM_SAMPLE, "-d", tmp_path, "--products", "tri,tpi,roughness",
+           "--tri-algorithm", "wilson")
+    z, _ = read_nan(UTM_SAMPLE)
+    for name in ("tri", "tpi", "roughness"):
+        with rasterio.open(tmp_path / f"{UTM_SAMPLE.stem}_{name}.tif") as ds:
+            got = ds.read(1, masked=True).filled(np.nan)
+        np.testing.assert_array_equal(got, compute(z.astype(np.float32), name, "wilson"))
+
+
+def test_bad_tri_algorithm_is_a_terrain_error():
+    import terrain
+
+    with pytest.raises(terrain.TerrainError, match="TRI algorithm 'foo'"):
+        terrain.tri(np.zeros((4, 4)), algorithm="foo", spacing=(1.0, 1.0))
