@@ -10,10 +10,13 @@ makes it). For each index (TRI Riley, TRI Wilson, TPI, roughness) it runs, as se
 processes measured by ``/usr/bin/time -f "%e %M %U %S"`` (wall s, peak RSS, CPU s):
 
 * ``gdaldem MODE DEM out.tif -q`` (its defaults: GTiff, striped, uncompressed);
-* terrain: the same file -> file job in bounded memory: strips of ``--strip`` rows
-  read with a one-row halo (NaN beyond the raster, nodata -> NaN), the compiled kernel
-  (``terrain.neighbourhood``) on ``--threads`` threads (it releases the GIL), written in
-  order to an uncompressed float32 GeoTIFF with the same nodata as gdaldem's (-9999).
+* ``terrain tri|tpi|roughness DEM -o out.tif`` (the product commands, their defaults:
+  ZSTD-compressed tiled GeoTIFF, all cores) and the same with ``--co COMPRESS=NONE``;
+* "kernel only": the same file -> file job without the engine, in bounded memory:
+  strips of ``--strip`` rows read with a one-row halo (NaN beyond the raster, nodata ->
+  NaN), the compiled kernel (``terrain.neighbourhood``) on ``--threads`` threads (it
+  releases the GIL), written in order to an uncompressed float32 GeoTIFF with gdaldem's
+  nodata (-9999): what the kernels cost without the runner's extras.
 
 Every command is warmed up once (page cache); the cases alternate round by round and
 the median of ``--repeat`` runs is printed as a markdown table, with the machine's
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -107,15 +111,23 @@ def main():
     if not Path(args.dem).exists():
         raise SystemExit(f"{args.dem}: no such DEM; make it with python benchmarks/bench.py")
 
+    here = Path(sys.executable).with_name("terrain")
+    terrain = str(here) if here.exists() else (shutil.which("terrain") or "terrain")
     work = Path(tempfile.mkdtemp(prefix="nbh_bench_"))
     cases = []
     for label, mode, opts, index, alg in INDICES:
         g_out, t_out = work / f"gdal_{mode}_{alg}.tif", work / f"terrain_{index}_{alg}.tif"
         cases.append((label, "gdaldem", ["gdaldem", mode, args.dem, str(g_out), "-q", *opts],
                       g_out))
-        cases.append((label, "terrain", [sys.executable, "-c", TERRAIN_SCRIPT, args.dem,
-                                         str(t_out), index, str(alg), str(args.threads),
-                                         str(args.strip)], t_out))
+        tri_opt = ["--tri-algorithm", alg] if index == "tri" else []
+        for tool, extra in (("terrain", []), ("terrain, --co COMPRESS=NONE",
+                                              ["--co", "COMPRESS=NONE"])):
+            out = work / f"cli_{index}_{alg}_{len(extra)}.tif"
+            cases.append((label, tool, [terrain, index, args.dem, "-o", str(out), "--overwrite",
+                                        *tri_opt, *extra], out))
+        cases.append((label, "kernel only", [sys.executable, "-c", TERRAIN_SCRIPT, args.dem,
+                                             str(t_out), index, str(alg), str(args.threads),
+                                             str(args.strip)], t_out))
     load0 = os.getloadavg()
     for _, _, cmd, _ in cases:          # warm-up (page cache, imports)
         timed(cmd)
@@ -131,22 +143,27 @@ def main():
           f"terrain: {args.threads} threads, strips of {args.strip} rows")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load average {load0[0]:.2f} before, {load1[0]:.2f} after\n")
-    print("| index | tool | wall s | CPU s | peak RSS MB | max abs diff vs gdaldem | "
+    print("| index | tool | wall s | CPU s | peak RSS MB | output MB | max abs diff vs gdaldem | "
           "cells only terrain fills |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, mode, opts, index, alg in INDICES:
-        g_path = work / f"gdal_{mode}_{alg}.tif"
-        t_path = work / f"terrain_{index}_{alg}.tif"
-        with rasterio.open(g_path) as g, rasterio.open(t_path) as t:
-            gv, gnd, tv = g.read(1), g.nodata, t.read(1)
+        with rasterio.open(work / f"gdal_{mode}_{alg}.tif") as g:
+            gv, gnd = g.read(1), g.nodata
         valid = gv != gnd
-        diff = float(np.abs(tv[valid].astype(np.float64) - gv[valid]).max())
-        extra = int(((tv != -9999.0) & ~valid).sum())
-        for tool in ("gdaldem", "terrain"):
+        for lab, tool, _, path in cases:
+            if lab != label:
+                continue
+            tail = "| "
+            if tool != "gdaldem":
+                with rasterio.open(path) as t:
+                    tv, tnd = t.read(1), t.nodata
+                diff = float(np.abs(tv[valid].astype(np.float64) - gv[valid]).max())
+                tail = f"{diff:.3g} | {int(((tv != tnd) & ~valid).sum())}"
             r = runs[(label, tool)]
             wall, rss, cpu = (statistics.median(x[i] for x in r) for i in range(3))
-            tail = f"{diff:.3g} | {extra}" if tool == "terrain" else "| "
-            print(f"| {label} | {tool} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | {tail} |")
+            size = path.stat().st_size / 1e6
+            print(f"| {label} | {tool} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | {size:.0f} | "
+                  f"{tail} |")
     for p in work.iterdir():
         p.unlink()
     work.rmdir()
