@@ -41,6 +41,7 @@ RUNNER = r'''
 import json, os, shutil, sys, time, traceback
 import terrain, terrain.stream
 from terrain.engine import Options
+from terrain.writer import WriteOptions
 
 variants, out_dir, progress, report = sys.argv[1:5]
 # "extended" (issue 9): every output kind as COGs, replacing an old output that has a
@@ -392,7 +393,7 @@ def test_vrt_and_netcdf_bases_are_valid(corpus2, tmp_path):
     for base in corpus2[1]:
         assert np.array_equal(terrain.slope(terrain.open_dem(base)).values, truth, equal_nan=True)
         out = tmp_path / f"{base.suffix[1:]}.tif"
-        terrain.stream.process_file(base, {"slope": out}, cog=True)
+        terrain.stream.process_file(base, {"slope": out}, write=WriteOptions(cog=True))
         with rasterio.open(out) as ds:
             assert ds.driver == "GTiff" and ds.read(1).shape == truth.shape
 
