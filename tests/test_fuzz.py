@@ -40,7 +40,7 @@ MEMORY_LIMIT = 6 * 2**30  # address space of the runner
 RUNNER = r'''
 import json, os, shutil, sys, time, traceback
 import terrain, terrain.stream
-from terrain.engine import Options
+from terrain.engine import Options, RunOptions
 from terrain.writer import WriteOptions
 
 variants, out_dir, progress, report = sys.argv[1:5]
@@ -67,11 +67,13 @@ for name in sorted(os.listdir(variants)):
                 with open(os.path.join(out, "slope.tif.aux.xml"), "wb") as f:
                     f.write(b"<PAMDataset/>")
                 terrain.stream.process_file(path, {k: os.path.join(out, n) for k, n in NAMES.items()},
-                                            Options(method="horn"), tile_size=16, threads=2,
-                                            cog=True, overwrite=True)
+                                            Options(method="horn"),
+                                            run=RunOptions(tile_size=16, threads=2),
+                                            write=WriteOptions(cog=True, overwrite=True))
             else:
                 terrain.stream.process_file(path, {"slope": os.path.join(out, "slope.tif")},
-                                            Options(method="horn"), tile_size=16, threads=2)
+                                            Options(method="horn"),
+                                            run=RunOptions(tile_size=16, threads=2))
             kind = "ok"
         except terrain.TerrainError as exc:
             kind = "TerrainError"
@@ -387,6 +389,7 @@ def fuzz_results2(corpus2):
 def test_vrt_and_netcdf_bases_are_valid(corpus2, tmp_path):
     import terrain
     import terrain.stream
+    from terrain.writer import WriteOptions
 
     truth = terrain.slope(terrain.open_dem(corpus2[1][0])).values
     assert np.isfinite(truth).sum() > 1000
