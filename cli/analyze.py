@@ -1,4 +1,5 @@
-"""terrain analyze DEM [DEM ...] -d DIR"""
+"""``terrain analyze DEM... -d DIR``: owns the batch command: the chosen products and their
+maps per DEM, from one read pass each, a failing DEM reported and skipped."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""What the product commands share: building Options, running the streaming engine
-with a progress bar, warnings and status lines.
+"""What the streaming commands share: building Options, running the streaming engine
+with a progress bar, maps from the same pass, warnings and status lines.
 
 The library is imported inside the functions, when a command runs.
 """

@@ -1,4 +1,4 @@
-"""The gradient engine: options, blocks with a halo, and the in-memory runner.
+"""The gradient engine: compute and run options, one padded block to products, the in-memory runner.
 
 :func:`compute_block` is the single place where a padded block becomes
 products; the in-memory runner here, the dask runner (:mod:`terrain.dask_runner`)

@@ -19,9 +19,9 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from . import registry
-from .engine import (Z_FACTOR_EXPLICIT, Options, RunOptions, compute_block, default_threads,
-                     file_elevation, halo_bounds, output_dtype, pad_block, windows)
+from . import registry, runners
+from .engine import (Z_FACTOR_EXPLICIT, Options, RunOptions, compute_block, file_elevation,
+                     halo_bounds, output_dtype, pad_block, windows)
 from .errors import Interrupted, OutputError, TerrainError
 from .raster import (GDAL_ENV, GdalErrors, RasterInfo, ReadOptions, open_raster, raster_info,
                      read_window)
@@ -260,15 +260,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *,
                     resampling=decl.resampling,
                     tags=_file_tags(tags, names, opts, product_opts), overwrite=overwrite)
                 writers.append((writer, names))
-            if run.scheduler is None:
-                _run_threads(info, grid, groups, run.tile_size, run.threads or default_threads(),
-                             emit, stop_event, gdal_errors)
-            else:
-                from .dask_runner import run_distributed
-
-                for gopts, names in groups:
-                    run_distributed(info, grid, gopts, names, run.tile_size, run.scheduler, emit,
-                                    stop_event)
+            runners.pick(runners.FILE_RUNNERS, run).run(info, grid, groups, run, emit,
+                                                        stop_event, gdal_errors)
             if stop_event.is_set():
                 raise Interrupted(f"{src}: interrupted; no output was written")
             # All or nothing: every file is finished before any is renamed into place.
