@@ -1,4 +1,5 @@
-"""terrain analyze DEM [DEM ...] -d DIR"""
+"""``terrain analyze DEM... -d DIR``: owns the batch command: the chosen products and their
+maps per DEM, from one read pass each, a failing DEM reported and skipped."""
 
 from __future__ import annotations
 
@@ -53,16 +54,15 @@ def _parse_products(ctx, param, value):
 @o.gradient_options(method_default=None,
                     method_note="[default: each product's own: central; horn for the "
                                 "hillshade]")
-@o.input_options
-@o.geotiff_options
+@o.read_options
+@o.write_options
 @o.dpi_option
 @click.option("--no-maps", is_flag=True,
               help="GeoTIFFs only: skip the slope and aspect maps (faster for batches).")
-@o.run_options
+@o.run_options_typed
 @o.verbosity_options
-def command(dem, out_dir, products, method, edge_order, z_factor, geometry, band, src_crs,
-            overwrite, creation_options, cog, dpi, no_maps, threads, tile_size, scheduler,
-            **settings):
+def command(dem, out_dir, products, method, edge_order, z_factor, geometry, read, write, dpi,
+            no_maps, run, **settings):
     """Slope, aspect, gradient and hillshade GeoTIFFs and slope and aspect maps
     for each DEM, from one read pass per file.
 
@@ -109,11 +109,9 @@ def command(dem, out_dir, products, method, edge_order, z_factor, geometry, band
                 tifs, maps = targets(path, out_dir, products)
                 before = {p: _identity(p) for p in [*tifs.values(), *maps.values()]}
                 try:
-                    written = _analyze_one(path, out_dir, opts, several, band=band,
-                                           src_crs=src_crs, creation_options=creation_options,
-                                           cog=cog, overwrite=overwrite, threads=threads,
-                                           tile_size=tile_size, scheduler=scheduler,
-                                           dpi=dpi, draw_maps=not no_maps,
+                    written = _analyze_one(path, out_dir, opts, several, read=read,
+                                           write=write, run=run, dpi=dpi,
+                                           draw_maps=not no_maps,
                                            explicit_method=explicit_method,
                                            products=products)
                 except (KeyboardInterrupt, Interrupted):
@@ -158,8 +156,7 @@ def _identity(path):
     return st.st_ino, st.st_mtime_ns
 
 
-def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_options, cog,
-                 overwrite, threads, tile_size, scheduler, dpi, draw_maps=True,
+def _analyze_one(path, out_dir, opts, several, *, read, write, run, dpi, draw_maps=True,
                  explicit_method=False, products=registry.ANALYZE_FILES) -> list:
     """All products and maps of one DEM; the files written.
 
@@ -169,8 +166,12 @@ def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_option
     """
     import dataclasses
 
+    from terrain.raster import raster_info
+
     from .common import compute_to_files, draw_display_map, map_display, warn
 
+    # The DEM is validated once, here, and passed down opened.
+    info = raster_info(path, band=read.band, src_crs=read.src_crs)
     tifs, maps = targets(path, out_dir, products)
     if not draw_maps:
         maps = {}
@@ -186,11 +187,8 @@ def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_option
             for a in sorted(arrays) if registry.PRODUCTS[a].default_method != opts.method}
     display = None
     if maps:
-        display = map_display(path, list(maps), band=band, src_crs=src_crs, dpi=dpi)
-    result = compute_to_files(path, tifs, opts, band=band, src_crs=src_crs,
-                              creation_options=creation_options, cog=cog, overwrite=overwrite,
-                              threads=threads, tile_size=tile_size, scheduler=scheduler,
-                              maps=list(maps.values()),
+        display = map_display(info, list(maps), dpi=dpi)
+    result = compute_to_files(info, tifs, opts, write=write, run=run, maps=list(maps.values()),
                               bar=False if several else None, display=display,
                               product_opts=product_opts)
     written = list(tifs.values())
@@ -198,8 +196,8 @@ def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_option
         warn(f"{path}: no map drawn, there is nothing to show")
         return written
     for product, out_map in maps.items():
-        draw_display_map(display, out_map, product=product, dem=path, opts=opts, band=band,
-                         src_crs=src_crs, dpi=dpi, overwrite=overwrite)
+        draw_display_map(display, out_map, product=product, info=info, opts=opts, dpi=dpi,
+                         overwrite=write.overwrite)
         written.append(out_map)
     return written
 

@@ -1,4 +1,5 @@
-"""terrain classify DEM -o CLASSES.tif [--scheme NAME | --breaks 0,5,15,30 --units percent]"""
+"""``terrain classify DEM -o CLASSES.tif``: owns the slope-class command (a scheme or
+--breaks in any unit; a class GeoTIFF with colours and names, and its map)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ inside the callbacks that need it, when the option is actually given.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import os
 import warnings
@@ -27,6 +29,23 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 # Picture names refused for a GeoTIFF -o (a likely mix-up with --plot).
 MAP_SUFFIXES = PLOT_SUFFIXES + (".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 DEFAULT_TILE_SIZE = 1024
+
+
+def _collected(name: str, fields: tuple, factory: str):
+    """A decorator handing the options ``fields`` to the command as one typed object
+    ``name`` (``factory``: "module:Class", imported when the command runs)."""
+
+    def decorate(f):
+        @functools.wraps(f)
+        def command(*args, **kwargs):
+            module, cls = factory.split(":")
+            values = {k: kwargs.pop(k) for k in fields}
+            kwargs[name] = getattr(importlib.import_module(module), cls)(**values)
+            return f(*args, **kwargs)
+
+        return command
+
+    return decorate
 
 
 def _compose(*decorators):
@@ -258,15 +277,25 @@ scheduler_option = click.option(
 run_options = _compose(threads_option, tile_size_option, scheduler_option)
 
 
+# The same options handed to the command as typed objects (terrain.raster.ReadOptions,
+# terrain.writer.WriteOptions, terrain.engine.RunOptions) for the streaming commands.
+read_options = _compose(_collected("read", ("band", "src_crs"), "terrain.raster:ReadOptions"),
+                        input_options)
+write_options = _compose(_collected("write", ("overwrite", "creation_options", "cog"),
+                                    "terrain.writer:WriteOptions"), geotiff_options)
+run_options_typed = _compose(_collected("run", ("threads", "tile_size", "scheduler"),
+                                        "terrain.engine:RunOptions"), run_options)
+
+
 def product_options(*specific, method_default: str = registry.DEFAULT_METHOD,
                     maps: bool = True):
     """Everything a single-product command takes (``terrain slope|aspect|...``):
     the DEM, -o, the product's own ``specific`` options, the gradient, input,
     GeoTIFF and run options, and --plot/--dpi when the product has a map."""
     return _compose(dem_argument(), output_option(), *specific,
-                    gradient_options(method_default=method_default), input_options,
-                    geotiff_options, *((plot_option, dpi_option) if maps else ()), run_options,
-                    verbosity_options)
+                    gradient_options(method_default=method_default), read_options,
+                    write_options, *((plot_option, dpi_option) if maps else ()),
+                    run_options_typed, verbosity_options)
 
 
 # --- slope analysis (classify, stats, report) ----------------------------------------

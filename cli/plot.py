@@ -1,4 +1,5 @@
-"""terrain plot DEM -o OUT.png  (or a slope / aspect / hillshade GeoTIFF written by terrain)"""
+"""``terrain plot DEM -o MAP.png``: owns the map command, for a DEM or a product GeoTIFF
+written by terrain (then drawn as it is)."""
 
 from __future__ import annotations
 

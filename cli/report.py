@@ -1,4 +1,4 @@
-"""terrain report DEM -o REPORT.html [--zones FILE] [--scheme NAME | --breaks ...]"""
+"""``terrain report DEM -o REPORT.html``: owns the command writing the HTML slope report."""
 
 from __future__ import annotations
 

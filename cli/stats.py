@@ -1,4 +1,5 @@
-"""terrain stats DEM [--zones FILE [--zone-field NAME]] [--scheme|--breaks] -o TABLE.csv|TABLE.json"""
+"""``terrain stats DEM -o TABLE.csv``: owns the slope statistics command (whole DEM or per
+zone, area-weighted)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ import numpy as np
 import xarray as xr
 
 from .dem import _is_dask, _spatial_dims, elevation_of, z_factor_of
-from . import registry
-from .engine import Z_FACTOR_EXPLICIT, Options, products_from_gradient, run_in_memory
+from . import registry, runners
+from .engine import Z_FACTOR_EXPLICIT, Options, products_from_gradient
 from .errors import TerrainError
 from .spacing import grid_from_coords
 
@@ -48,13 +48,9 @@ def compute(dem, products, *, spacing=None, **options):
     if opts.z_factor_explicit:
         z_source = Z_FACTOR_EXPLICIT
     opts = opts.with_z_factor(z_factor)
-    if _is_dask(data):
-        from .dask_runner import run_dask
-
-        results = run_dask(data, grid, opts, products)
-    else:
-        label = dem.attrs.get("source", "the DEM") if isinstance(dem, xr.DataArray) else "the array"
-        results = run_in_memory(data, grid, opts, products, name=label)
+    label = dem.attrs.get("source", "the DEM") if isinstance(dem, xr.DataArray) else "the array"
+    results = runners.pick(runners.ARRAY_RUNNERS, data).run(data, grid, opts, products,
+                                                             name=label)
     if template is None:
         return results
     out = {name: _wrap(arr, template, name, opts) for name, arr in results.items()}

@@ -38,6 +38,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from .engine import DEFAULT_TILE_SIZE
 from .errors import TerrainError
 from .registry import GRADIENT_BANDS, SLOPE, SLOPE_UNITS
 
@@ -232,7 +233,7 @@ def classify(slope_or_dem, breaks=None, scheme=None, units="degrees"):
 
 # --- streaming ------------------------------------------------------------------------------
 
-def stream_tan_slope(info, opts, on_window, *, tile_size=1024, threads=None, stop_event=None):
+def stream_tan_slope(info, opts, on_window, *, tile_size=DEFAULT_TILE_SIZE, threads=None, stop_event=None):
     """Stream the DEM ``info`` window by window on a thread pool, calling
     ``on_window(row0, row1, col0, col1, tan_slope)`` (float64, NaN = nodata) from the
     worker threads. Bounded memory: a few windows per thread."""
@@ -279,7 +280,7 @@ def _pam_xml(classes: Classes) -> str:
 
 
 def classify_file(src, output, *, breaks=None, scheme=None, units="degrees", opts=None, band=1,
-                  src_crs=None, creation_options=None, overwrite=False, tile_size=1024,
+                  src_crs=None, creation_options=None, overwrite=False, tile_size=DEFAULT_TILE_SIZE,
                   threads=None, plot=None, dpi=150, stop_event=None) -> dict:
     """Stream the DEM ``src`` into a class GeoTIFF ``output`` (one pass, bounded memory).
 

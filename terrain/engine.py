@@ -1,4 +1,4 @@
-"""The gradient engine: options, blocks with a halo, and the in-memory runner.
+"""The gradient engine: compute and run options, one padded block to products, the in-memory runner.
 
 :func:`compute_block` is the single place where a padded block becomes
 products; the in-memory runner here, the dask runner (:mod:`terrain.dask_runner`)
@@ -69,6 +69,27 @@ class Options:
     def halo(self) -> int:
         """Cells every block is read with around it: the method's reach or the edge order."""
         return registry.METHODS[self.method].halo(self.edge_order)
+
+
+# Pixels per side of the windows the file runners process at once (memory, not results).
+DEFAULT_TILE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a file is processed: worker threads (None: all cores), window size in
+    pixels, and a dask.distributed scheduler's address (None: threads here)."""
+
+    threads: int | None = None
+    tile_size: int = DEFAULT_TILE_SIZE
+    scheduler: str | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.tile_size, int) and self.tile_size >= 1):
+            raise TerrainError(
+                f"tile size must be a positive number of pixels, got {self.tile_size}")
+        if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
+            raise TerrainError(f"threads must be a positive number, got {self.threads}")
 
 
 # Finite elevations this large are a fill value nobody declared (float32's lowest,

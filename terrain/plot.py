@@ -563,6 +563,7 @@ def _stream_then_read(src, info, product, opts, shape, workdir):
     from rasterio.enums import Resampling
 
     from .stream import DisplayGrid, process_file
+    from .writer import WriteOptions
 
     display = product_opts = None
     if product != BACKDROP:
@@ -571,8 +572,8 @@ def _stream_then_read(src, info, product, opts, shape, workdir):
         product_opts = {BACKDROP: backdrop_options(opts)}
     with tempfile.TemporaryDirectory(prefix=".terrain-plot.", dir=workdir) as tmp:
         path = os.path.join(tmp, f"{product}.tif")
-        process_file(src, {product: path}, opts, band=info.band, src_crs=info.crs,
-                     overwrite=True, display=display, product_opts=product_opts)
+        process_file(info, {product: path}, opts, write=WriteOptions(overwrite=True),
+                     display=display, product_opts=product_opts)
         values = _read_resampled(path, 1, shape, Resampling[_DECLARED[product].resampling])
     return values, (None if display is None else display.result(BACKDROP))
 

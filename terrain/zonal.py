@@ -24,6 +24,7 @@ import threading
 
 import numpy as np
 
+from .engine import DEFAULT_TILE_SIZE
 from .errors import InputError, TerrainError
 from .registry import SLOPE_UNITS
 
@@ -233,7 +234,7 @@ class _ZoneRaster:
 # --- the statistics ---------------------------------------------------------------------------
 
 def slope_stats(dem, zones=None, zone_field=None, breaks=None, scheme=None, units="degrees", *,
-                break_units=None, opts=None, band=1, src_crs=None, tile_size=1024, threads=None,
+                break_units=None, opts=None, band=1, src_crs=None, tile_size=DEFAULT_TILE_SIZE, threads=None,
                 stop_event=None, histograms=None):
     """Area-weighted slope statistics and class areas of the DEM file ``dem``, per zone.
 
