@@ -183,8 +183,9 @@ def map_warnings():
                     warn(str(w.message))
 
 
-def run_product_command(kind: str, product_settings: dict, *, dem, output, method, edge_order,
-                        z_factor, geometry, read, write, run, plot=None, dpi=150) -> None:
+def run_product_command(kind: str, product_settings: dict, *, dem, output, z_factor, read, write,
+                        run, method=None, edge_order=1, geometry="geodesic", plot=None,
+                        dpi=150) -> None:
     """Body of each product's command (:mod:`cli.products`): one GeoTIFF and an optional map.
 
     ``product_settings`` are the product's own Options fields (units, flat_value ...);
@@ -193,8 +194,11 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, metho
     """
     from terrain.raster import raster_info
 
-    opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor,
-                         geometry=geometry, **product_settings)
+    from terrain.registry import DEFAULT_METHOD
+
+    # A product of the elevations alone has no --method: the default's halo serves it.
+    opts = build_options(method=method or DEFAULT_METHOD, edge_order=edge_order,
+                         z_factor=z_factor, geometry=geometry, **product_settings)
     # The input is validated once, here, and passed down opened.
     info = raster_info(dem, band=read.band, src_crs=read.src_crs)
     maps = [plot] if plot else []

@@ -287,13 +287,15 @@ run_options_typed = _compose(_collected("run", ("threads", "tile_size", "schedul
                                         "terrain.engine:RunOptions"), run_options)
 
 
-def product_options(*specific, method_default: str = registry.DEFAULT_METHOD,
+def product_options(*specific, method_default: str | None = registry.DEFAULT_METHOD,
                     maps: bool = True):
     """Everything a single-product command takes (``terrain slope|aspect|...``):
-    the DEM, -o, the product's own ``specific`` options, the gradient, input,
-    GeoTIFF and run options, and --plot/--dpi when the product has a map."""
-    return _compose(dem_argument(), output_option(), *specific,
-                    gradient_options(method_default=method_default), read_options,
+    the DEM, -o, the product's own ``specific`` options, the gradient options
+    (only --z-factor with ``method_default=None``: a product of the elevations
+    alone), input, GeoTIFF and run options, and --plot/--dpi when it has a map."""
+    gradient = gradient_options(method_default=method_default) if method_default else \
+        z_factor_option
+    return _compose(dem_argument(), output_option(), *specific, gradient, read_options,
                     write_options, *((plot_option, dpi_option) if maps else ()),
                     run_options_typed, verbosity_options)
 

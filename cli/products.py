@@ -27,7 +27,7 @@ def make_command(decl: registry.Product) -> click.Command:
 
     command.__doc__ = decl.help
     command = o.product_options(o.product_parameter_options(decl.name),
-                                method_default=decl.default_method,
+                                method_default=decl.default_method if decl.uses_method else None,
                                 maps=decl.style is not None)(command)
     return click.command(decl.name, short_help=decl.summary)(command)
 

@@ -848,7 +848,7 @@ def _title(product, path, method, opts) -> str:
     style = _DECLARED[product].style if product != ELEVATION else None
     head = style.title if style is not None else "Elevation"
     details = []
-    if method and product != ELEVATION:
+    if method and product != ELEVATION and _DECLARED[product].uses_method:
         details.append(f"{method} method")
     if style is not None and style.details is not None and opts is not None:
         details.append(style.details(opts))

@@ -116,6 +116,11 @@ class Product:
     map_axes: bool = False
 
     @property
+    def uses_method(self) -> bool:
+        """Whether a gradient method computes it (else the elevations alone do)."""
+        return any(PRODUCTS[a].needs in ("first", "second") for a in self.arrays)
+
+    @property
     def arrays(self) -> tuple:
         """The computed products this one's file holds (itself, or its bands)."""
         return self.bands or (self.name,)

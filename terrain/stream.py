@@ -293,6 +293,10 @@ def _file_tags(tags, names, opts, product_opts) -> dict:
     products' own options (aspect's flat_value, hillshade's light ...) is recorded."""
     own = {(product_opts or {}).get(n, opts).method for n in names}
     tags = dict(tags, method=own.pop()) if len(own) == 1 else dict(tags)
+    if not any(registry.PRODUCTS[n].uses_method for n in names):
+        # Computed from the elevations alone: no method, no edge order.
+        tags.pop("method", None)
+        tags.pop("edge_order", None)
     for n in names:
         band_opts = (product_opts or {}).get(n, opts)
         for param in registry.PRODUCTS[n].parameters:
