@@ -377,6 +377,32 @@ def _space_hint(folder: str) -> str:
     return "is the disk full?"
 
 
+def _direct_codec_ok(opts: dict) -> bool:
+    """Whether :mod:`terrain.tiff` can write tiles with these (default) options."""
+    try:
+        from .tiff import imagecodecs
+    except ImportError:  # pragma: no cover
+        return False
+    return (imagecodecs is not None and opts.get("COMPRESS", "").upper() == "ZSTD"
+            and opts.get("TILED", "").upper() == "YES"
+            and opts.get("PREDICTOR", "1") in ("1", "2", "3"))
+
+
+def _check_template(tags, tiles, template) -> None:
+    """The template GDAL wrote describes the tiles :class:`terrain.tiff.TiledTIFF` makes."""
+    from .tiff import COMPRESSION_ZSTD, tag_value
+
+    want = {256: (tiles.cols,), 257: (tiles.rows,), 322: (tiles.tw,), 323: (tiles.th,),
+            259: (COMPRESSION_ZSTD,), 277: (tiles.bands,),
+            284: (2 if tiles.separate else 1,) if tiles.bands > 1 else None,
+            317: (tiles.predictor,) if tiles.predictor != 1 else None}
+    for code, value in want.items():
+        got = tag_value(tags, code)
+        if value is not None and got != value:
+            raise RuntimeError(f"{template}: GDAL's template has tag {code} = {got}, "
+                               f"the tiles were written for {value}")
+
+
 class GeoTIFFWriter:
     """One output file: bands of products, written window by window, then committed.
 
@@ -435,17 +461,36 @@ class GeoTIFFWriter:
                               "choose another output") from None
         self.nodata = BYTE_NODATA if byte else FLOAT_NODATA
         rows, cols = info.shape
+        # The default options: tiles compressed on all cores (terrain.tiff), GDAL writing
+        # only the tags, into an empty sparse template of the same profile (self.ds:
+        # every metadata call, a colour table too, goes to it). Any --co: GDAL does all.
+        self.tiles = None
+        self.template = None
+        direct = not creation_options and _direct_codec_ok(opts)
+        gdal_opts = dict(opts, SPARSE_OK="TRUE") if direct else opts
+        if direct:
+            self.template = self.tmp[:-len(".part.tif")] + ".tags.part.tif"
         try:
             self.ds = rasterio.open(
-                self.tmp, "w", driver="GTiff", width=cols, height=rows, count=len(self.bands),
+                self.template or self.tmp, "w", driver="GTiff", width=cols, height=rows,
+                count=len(self.bands),
                 dtype="uint8" if byte else "float32", crs=info.crs, transform=info.transform,
-                nodata=self.nodata, **{k.lower(): v for k, v in opts.items()},
+                nodata=self.nodata, **{k.lower(): v for k, v in gdal_opts.items()},
             )
             for k, (name, units, description) in enumerate(self.bands, start=1):
                 self.ds.set_band_description(k, name)
                 self.ds.set_band_unit(k, units)
                 self.ds.update_tags(k, description=description, units=units)
             self.ds.update_tags(**(tags or {}))
+            if direct:
+                from .tiff import TiledTIFF
+
+                self.tiles = TiledTIFF(
+                    self.tmp, (rows, cols), (int(opts["BLOCKYSIZE"]), int(opts["BLOCKXSIZE"])),
+                    len(self.bands), np.uint8 if byte else np.float32, self.nodata,
+                    separate=self.ds.interleaving is not None
+                    and self.ds.interleaving.name.lower() == "band",
+                    predictor=int(opts.get("PREDICTOR", "1")), level=int(opts["ZSTD_LEVEL"]))
         except (RasterioError, ValueError, TypeError) as exc:
             self.abort()
             raise OutputError(f"{self.path}: cannot create the GeoTIFF ({exc}); check --co options") from None
@@ -466,7 +511,19 @@ class GeoTIFFWriter:
         return data
 
     def write(self, band: int, data: np.ndarray, window) -> None:
-        """Write one band's block already passed through :meth:`encode`."""
+        """Write one band's block already passed through :meth:`encode`.
+
+        With the default options the block is cut into the file's tiles here and each
+        complete tile is compressed on the encoding threads (:mod:`terrain.tiff`), so
+        a caller holding a lock holds it only for the copy.
+        """
+        if self.tiles is not None:
+            try:
+                self.tiles.write(band, data, int(window.row_off), int(window.col_off))
+            except OSError as exc:
+                raise OutputError(f"{self.path}: write failed ({exc.strerror or exc}); "
+                                  f"{_space_hint(os.path.dirname(self.path))}") from None
+            return
         try:
             self.ds.write(data, band, window=window)
         except RasterioError as exc:
@@ -482,6 +539,8 @@ class GeoTIFFWriter:
         """
         try:
             self.ds.close()
+            if self.tiles is not None:
+                self._finish_tiles()
             if gdal_errors is not None:
                 gdal_errors.check(self.path)
             if self.cog:
@@ -535,6 +594,18 @@ class GeoTIFFWriter:
         except OSError:
             pass
 
+    def _finish_tiles(self) -> None:
+        """The tiles' file gets the template's tags (GDAL's own) and is closed."""
+        from .tiff import read_first_ifd
+
+        bigtiff, tags = read_first_ifd(self.template)
+        _check_template(tags, self.tiles, self.template)
+        self.tiles.close(tags, bigtiff=bigtiff)
+        self.tiles = None
+        for p in (self.template, self.template + ".aux.xml"):
+            if os.path.exists(p):
+                os.unlink(p)
+
     def _to_cog(self) -> None:
         from rasterio.shutil import copy as gdal_copy
 
@@ -559,8 +630,14 @@ class GeoTIFFWriter:
                 ds.close()
             except RasterioError:
                 pass
+        tiles = getattr(self, "tiles", None)
+        if tiles is not None:
+            tiles.abort()
+            self.tiles = None
         if self.tmp is None:
             return
-        for p in (self.tmp, self.tmp + ".cog.tif", *self.sidecars.values()):
+        template = getattr(self, "template", None)
+        extra = (template, template + ".aux.xml") if template else ()
+        for p in (self.tmp, self.tmp + ".cog.tif", *extra, *self.sidecars.values()):
             if os.path.exists(p):
                 os.unlink(p)
