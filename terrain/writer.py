@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 import stat
+import struct
 import tempfile
 
 import numpy as np
@@ -539,10 +540,10 @@ class GeoTIFFWriter:
         """
         try:
             self.ds.close()
-            if self.tiles is not None:
-                self._finish_tiles()
             if gdal_errors is not None:
                 gdal_errors.check(self.path)
+            if self.tiles is not None:
+                self._finish_tiles()
             if self.cog:
                 self._to_cog()
         except (RasterioError, OSError, CPLE_BaseError) as exc:
@@ -596,9 +597,12 @@ class GeoTIFFWriter:
 
     def _finish_tiles(self) -> None:
         """The tiles' file gets the template's tags (GDAL's own) and is closed."""
-        from .tiff import read_first_ifd
+        from .tiff import TIFFTagError, read_first_ifd
 
-        bigtiff, tags = read_first_ifd(self.template)
+        try:
+            bigtiff, tags = read_first_ifd(self.template)
+        except (TIFFTagError, struct.error) as exc:  # GDAL could not finish it (disk full)
+            raise OSError(errno.EIO, f"GDAL left its tag template unfinished ({exc})") from None
         _check_template(tags, self.tiles, self.template)
         self.tiles.close(tags, bigtiff=bigtiff)
         self.tiles = None
