@@ -103,6 +103,9 @@ def encode_tile(tile: np.ndarray, predictor: int, level: int) -> bytes:
     if predictor == PREDICTOR_FLOAT:
         tile = imagecodecs.floatpred_encode(tile, axis=-2)
     elif predictor == PREDICTOR_HORIZONTAL:
+        # libtiff differences the samples as unsigned integers (floats: their bits).
+        if tile.dtype.kind == "f":
+            tile = tile.view(f"<u{tile.dtype.itemsize}")
         tile = imagecodecs.delta_encode(tile, axis=-2)
     return imagecodecs.zstd_encode(tile, level=level)
 

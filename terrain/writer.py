@@ -40,6 +40,10 @@ DEFAULT_CREATION_OPTIONS = {
     "ZSTD_LEVEL": "1",
     "BIGTIFF": "IF_SAFER",
 }
+# The default predictor of float32 files and of Byte files (hillshade, classes), chosen
+# by measurement (benchmarks/tile_codecs.py; issue 11).
+FLOAT_PREDICTOR = "3"
+BYTE_PREDICTOR = "2"
 
 
 def parse_creation_options(items) -> dict:
@@ -439,7 +443,7 @@ class GeoTIFFWriter:
         self.cog = cog
         self.resampling = resampling
         opts = dict(DEFAULT_CREATION_OPTIONS)
-        opts["PREDICTOR"] = "2" if byte else "3"
+        opts["PREDICTOR"] = BYTE_PREDICTOR if byte else FLOAT_PREDICTOR
         opts.update(creation_options or {})
         if opts.get("COMPRESS", "").upper() == "NONE":
             opts.pop("PREDICTOR", None)

@@ -776,8 +776,8 @@ def dem_1100(tmp_path):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("threads,tile_size", [(1, 512), (2, 300), (2, 1024)])
 def test_default_geotiffs_equal_gdals_own(dtype, threads, tile_size, dem_1100, tmp_path):
-    """slope, aspect, two-band gradient (float32, predictor 3) and hillshade (bytes,
-    predictor 2) from the default path equal, cell for cell and tag for tag, the files
+    """slope, aspect, two-band gradient (float32) and hillshade (bytes), each with its
+    default predictor, from the default path equal, cell for cell and tag for tag, the files
     GDAL writes itself with the same options (given explicitly); windows that do not
     align with the tiles and partial last tiles included."""
     src = write_tif(tmp_path / "dem.tif", dem_1100.astype(dtype), nodata=-9999.0)
@@ -790,7 +790,9 @@ def test_default_geotiffs_equal_gdals_own(dtype, threads, tile_size, dem_1100, t
     for k in kinds:
         with rasterio.open(direct[k]) as ds:
             assert ds.profile["compress"] == "zstd"
-            assert ds.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == ("2" if k == "hillshade" else "3")
+            assert ds.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == (
+                terrain.writer.BYTE_PREDICTOR if k == "hillshade" else
+                terrain.writer.FLOAT_PREDICTOR)
             assert ds.block_shapes[0] == (512, 512) and ds.shape == (700, 1100)
             assert ds.dtypes == (("uint8",) if k == "hillshade" else
                                  ("float32",) * (2 if k == "gradient" else 1))
