@@ -911,3 +911,17 @@ def test_class_map_with_colour_table_equals_gdals(dem_1100, tmp_path):
     assert set(np.unique(data)) >= {1, 2, 3, 4}
     with rasterio.open(tmp_path / "d.tif") as a, rasterio.open(tmp_path / "g.tif") as b:
         assert a.colormap(1) == b.colormap(1)
+
+
+@pytest.mark.parametrize("predictor", ["1", "2", "3"])
+def test_each_float_predictor_equals_gdals(predictor, dem_1100, tmp_path, monkeypatch):
+    """Every predictor the default could be set to (benchmarks/tile_codecs.py chooses):
+    the tiles decode, in GDAL, to what GDAL itself writes with that predictor."""
+    monkeypatch.setattr(terrain.writer, "FLOAT_PREDICTOR", predictor)
+    src = write_tif(tmp_path / "dem.tif", dem_1100.astype(np.float32), nodata=-9999.0)
+    process_file(src, {"gradient": tmp_path / "d.tif"}, tile_size=300, threads=2)
+    process_file(src, {"gradient": tmp_path / "g.tif"}, tile_size=300,
+                 creation_options=dict(terrain.writer.DEFAULT_CREATION_OPTIONS))
+    _same_file_content(tmp_path / "d.tif", tmp_path / "g.tif", tmp_path)
+    with rasterio.open(tmp_path / "d.tif") as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR", "1") == predictor
