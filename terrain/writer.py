@@ -499,6 +499,10 @@ class GeoTIFFWriter:
         except (RasterioError, ValueError, TypeError) as exc:
             self.abort()
             raise OutputError(f"{self.path}: cannot create the GeoTIFF ({exc}); check --co options") from None
+        except OSError as exc:  # the tiles' file (the folder was writable a moment ago)
+            self.abort()
+            raise OutputError(f"{self.path}: cannot write in {folder} ({exc.strerror}); "
+                              "choose another output") from None
         except BaseException:  # Ctrl-C while creating: leave no temporary file
             self.abort()
             raise
