@@ -55,11 +55,38 @@ class TIFFTagError(ValueError):
     """The template is not a TIFF this module can copy tags from."""
 
 
+def direct_ok(opts: dict) -> bool:
+    """Whether :class:`TiledTIFF` can write tiles with these GDAL creation options."""
+    return (imagecodecs is not None and opts.get("COMPRESS", "").upper() == "ZSTD"
+            and opts.get("TILED", "").upper() == "YES"
+            and opts.get("PREDICTOR", "1") in ("1", "2", "3"))
+
+
+def check_template(tags, tiles, template) -> None:
+    """The template GDAL wrote (its IFD ``tags``) describes the tiles ``tiles`` holds."""
+    want = {256: (tiles.cols,), 257: (tiles.rows,), 322: (tiles.tw,), 323: (tiles.th,),
+            259: (COMPRESSION_ZSTD,), 277: (tiles.bands,),
+            284: (2 if tiles.separate else 1,) if tiles.bands > 1 else None,
+            317: (tiles.predictor,) if tiles.predictor != 1 else None}
+    for code, value in want.items():
+        got = tag_value(tags, code)
+        if value is not None and got != value:
+            raise RuntimeError(f"{template}: GDAL's template has tag {code} = {got}, "
+                               f"the tiles were written for {value}")
+
+
 def read_first_ifd(path) -> tuple[bool, list]:
     """``(bigtiff, [(code, type, count, raw value bytes), ...])`` of the first IFD of the
     little-endian TIFF ``path`` (classic or BigTIFF), values read wherever they are."""
     with open(path, "rb") as f:
         data = f.read()
+    try:
+        return _parse_first_ifd(path, data)
+    except struct.error as exc:  # cut short
+        raise TIFFTagError(f"{path}: truncated TIFF ({exc})") from None
+
+
+def _parse_first_ifd(path, data) -> tuple[bool, list]:
     if data[:2] != b"II":
         raise TIFFTagError(f"{path}: not a little-endian TIFF")
     magic = struct.unpack_from("<H", data, 2)[0]

@@ -12,7 +12,6 @@ import errno
 import os
 import shutil
 import stat
-import struct
 import tempfile
 
 import numpy as np
@@ -382,32 +381,6 @@ def _space_hint(folder: str) -> str:
     return "is the disk full?"
 
 
-def _direct_codec_ok(opts: dict) -> bool:
-    """Whether :mod:`terrain.tiff` can write tiles with these (default) options."""
-    try:
-        from .tiff import imagecodecs
-    except ImportError:  # pragma: no cover
-        return False
-    return (imagecodecs is not None and opts.get("COMPRESS", "").upper() == "ZSTD"
-            and opts.get("TILED", "").upper() == "YES"
-            and opts.get("PREDICTOR", "1") in ("1", "2", "3"))
-
-
-def _check_template(tags, tiles, template) -> None:
-    """The template GDAL wrote describes the tiles :class:`terrain.tiff.TiledTIFF` makes."""
-    from .tiff import COMPRESSION_ZSTD, tag_value
-
-    want = {256: (tiles.cols,), 257: (tiles.rows,), 322: (tiles.tw,), 323: (tiles.th,),
-            259: (COMPRESSION_ZSTD,), 277: (tiles.bands,),
-            284: (2 if tiles.separate else 1,) if tiles.bands > 1 else None,
-            317: (tiles.predictor,) if tiles.predictor != 1 else None}
-    for code, value in want.items():
-        got = tag_value(tags, code)
-        if value is not None and got != value:
-            raise RuntimeError(f"{template}: GDAL's template has tag {code} = {got}, "
-                               f"the tiles were written for {value}")
-
-
 class GeoTIFFWriter:
     """One output file: bands of products, written window by window, then committed.
 
@@ -471,7 +444,9 @@ class GeoTIFFWriter:
         # every metadata call, a colour table too, goes to it). Any --co: GDAL does all.
         self.tiles = None
         self.template = None
-        direct = not creation_options and _direct_codec_ok(opts)
+        from .tiff import direct_ok
+
+        direct = not creation_options and direct_ok(opts)
         gdal_opts = dict(opts, SPARSE_OK="TRUE") if direct else opts
         if direct:
             self.template = self.tmp[:-len(".part.tif")] + ".tags.part.tif"
@@ -605,13 +580,13 @@ class GeoTIFFWriter:
 
     def _finish_tiles(self) -> None:
         """The tiles' file gets the template's tags (GDAL's own) and is closed."""
-        from .tiff import TIFFTagError, read_first_ifd
+        from .tiff import TIFFTagError, check_template, read_first_ifd
 
         try:
             bigtiff, tags = read_first_ifd(self.template)
-        except (TIFFTagError, struct.error) as exc:  # GDAL could not finish it (disk full)
+        except TIFFTagError as exc:  # GDAL could not finish it (disk full)
             raise OSError(errno.EIO, f"GDAL left its tag template unfinished ({exc})") from None
-        _check_template(tags, self.tiles, self.template)
+        check_template(tags, self.tiles, self.template)
         self.tiles.close(tags, bigtiff=bigtiff)
         self.tiles = None
         for p in (self.template, self.template + ".aux.xml"):

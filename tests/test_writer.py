@@ -707,6 +707,24 @@ def test_claimed_name_drops_orphan_sidecars_and_gets_its_own(tmp_path):
 # (terrain.tiff), identical to what GDAL writes with the same options
 # --------------------------------------------------------------------------------------
 
+def _process(src, outputs, opts=None, *, tile_size=None, threads=None, creation_options=None,
+             overwrite=False):
+    """process_file with these settings, as keywords or as typed option objects
+    (RunOptions / WriteOptions), whichever process_file takes."""
+    import inspect
+
+    if "run" in inspect.signature(process_file).parameters:
+        from terrain.engine import RunOptions
+        from terrain.writer import WriteOptions
+
+        run = RunOptions(threads=threads, **({"tile_size": tile_size} if tile_size else {}))
+        return process_file(src, outputs, opts, run=run, write=WriteOptions(
+            creation_options=creation_options, overwrite=overwrite))
+    kw = {"tile_size": tile_size} if tile_size else {}
+    return process_file(src, outputs, opts, threads=threads, creation_options=creation_options,
+                        overwrite=overwrite, **kw)
+
+
 def _gdal_path_options(byte=False) -> dict:
     """The default creation options, given explicitly: GDAL writes the file itself."""
     return dict(terrain.writer.DEFAULT_CREATION_OPTIONS, PREDICTOR="2" if byte else "3")
@@ -784,8 +802,8 @@ def test_default_geotiffs_equal_gdals_own(dtype, threads, tile_size, dem_1100, t
     kinds = ("slope", "aspect", "gradient", "hillshade")
     direct = {k: tmp_path / f"d_{k}.tif" for k in kinds}
     gdal = {k: tmp_path / f"g_{k}.tif" for k in kinds}
-    process_file(src, direct, Options(method="horn"), tile_size=tile_size, threads=threads)
-    process_file(src, gdal, Options(method="horn"), tile_size=tile_size, threads=threads,
+    _process(src, direct, Options(method="horn"), tile_size=tile_size, threads=threads)
+    _process(src, gdal, Options(method="horn"), tile_size=tile_size, threads=threads,
                  creation_options=dict(terrain.writer.DEFAULT_CREATION_OPTIONS))
     for k in kinds:
         with rasterio.open(direct[k]) as ds:
@@ -822,9 +840,9 @@ def test_defaults_take_the_tile_path_and_any_co_gdals(dem, tmp_path, monkeypatch
     import terrain.tiff
 
     calls = _count_calls(monkeypatch, terrain.tiff, "encode_tile")
-    process_file(dem, {"slope": tmp_path / "a.tif"})
+    _process(dem, {"slope": tmp_path / "a.tif"})
     assert len(calls) == 1  # 40 x 37: one tile
-    process_file(dem, {"slope": tmp_path / "b.tif"}, creation_options={"ZSTD_LEVEL": "1"})
+    _process(dem, {"slope": tmp_path / "b.tif"}, creation_options={"ZSTD_LEVEL": "1"})
     assert len(calls) == 1
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
@@ -840,13 +858,13 @@ def test_codec_failing_mid_write_leaves_nothing(k, threads, dem_1100, tmp_path, 
     src = write_tif(tmp_path / "dem.tif", dem_1100.astype(np.float32), nodata=-9999.0)
     out = tmp_path / "out"
     old = out / "slope.tif"
-    process_file(src, {"slope": old}, tile_size=256)
+    _process(src, {"slope": old}, tile_size=256)
     before = sha256(old)
     monkeypatch.setattr(terrain.tiff, "encode_tile",
                         fail_after(k, RuntimeError("injected codec failure"))(
                             terrain.tiff.encode_tile))
     with pytest.raises(RuntimeError, match="injected codec"):
-        process_file(src, {"slope": old, "gradient": out / "gradient.tif",
+        _process(src, {"slope": old, "gradient": out / "gradient.tif",
                            "hillshade": out / "hs.tif"},
                      tile_size=256, threads=threads, overwrite=True)
     assert listing(out) == ["slope.tif"]
@@ -858,7 +876,7 @@ def test_disk_full_default_path(threads, big_dem, full_disk):
     """A real full disk (200 kB tmpfs) while the encoding threads append tiles: one
     OutputError naming the output and the cause, nothing left."""
     with pytest.raises(OutputError) as err:
-        process_file(big_dem, {"slope": full_disk / "slope.tif",
+        _process(big_dem, {"slope": full_disk / "slope.tif",
                                "aspect": full_disk / "aspect.tif"}, tile_size=64,
                      threads=threads)
     text = str(err.value)
@@ -885,10 +903,10 @@ def test_bigtiff_layout(dem_1100, tmp_path, monkeypatch):
     import terrain.tiff
 
     src = write_tif(tmp_path / "dem.tif", dem_1100.astype(np.float32), nodata=-9999.0)
-    process_file(src, {"gradient": tmp_path / "classic.tif"}, tile_size=300)
+    _process(src, {"gradient": tmp_path / "classic.tif"}, tile_size=300)
     real = terrain.tiff.read_first_ifd
     monkeypatch.setattr(terrain.tiff, "read_first_ifd", lambda p: (True, real(p)[1]))
-    process_file(src, {"gradient": tmp_path / "big.tif"}, tile_size=300, threads=2)
+    _process(src, {"gradient": tmp_path / "big.tif"}, tile_size=300, threads=2)
     assert (tmp_path / "big.tif").read_bytes()[:4] == b"II+\0"
     assert (tmp_path / "classic.tif").read_bytes()[:4] == b"II*\0"
     a, b = _gdalinfo(tmp_path / "big.tif"), _gdalinfo(tmp_path / "classic.tif")
@@ -919,8 +937,8 @@ def test_each_float_predictor_equals_gdals(predictor, dem_1100, tmp_path, monkey
     the tiles decode, in GDAL, to what GDAL itself writes with that predictor."""
     monkeypatch.setattr(terrain.writer, "FLOAT_PREDICTOR", predictor)
     src = write_tif(tmp_path / "dem.tif", dem_1100.astype(np.float32), nodata=-9999.0)
-    process_file(src, {"gradient": tmp_path / "d.tif"}, tile_size=300, threads=2)
-    process_file(src, {"gradient": tmp_path / "g.tif"}, tile_size=300,
+    _process(src, {"gradient": tmp_path / "d.tif"}, tile_size=300, threads=2)
+    _process(src, {"gradient": tmp_path / "g.tif"}, tile_size=300,
                  creation_options=dict(terrain.writer.DEFAULT_CREATION_OPTIONS))
     _same_file_content(tmp_path / "d.tif", tmp_path / "g.tif", tmp_path)
     with rasterio.open(tmp_path / "d.tif") as ds:
