@@ -40,6 +40,10 @@ DEFAULT_CREATION_OPTIONS = {
     "ZSTD_LEVEL": "1",
     "BIGTIFF": "IF_SAFER",
 }
+# The default predictor of float32 files and of Byte files (hillshade, classes), chosen
+# by measurement (benchmarks/tile_codecs.py; issue 11).
+FLOAT_PREDICTOR = "3"
+BYTE_PREDICTOR = "2"
 
 
 def parse_creation_options(items) -> dict:
@@ -423,7 +427,7 @@ class GeoTIFFWriter:
         self.cog = cog
         self.resampling = resampling
         opts = dict(DEFAULT_CREATION_OPTIONS)
-        opts["PREDICTOR"] = "2" if byte else "3"
+        opts["PREDICTOR"] = BYTE_PREDICTOR if byte else FLOAT_PREDICTOR
         opts.update(creation_options or {})
         if opts.get("COMPRESS", "").upper() == "NONE":
             opts.pop("PREDICTOR", None)
@@ -446,20 +450,45 @@ class GeoTIFFWriter:
                               "choose another output") from None
         self.nodata = BYTE_NODATA if byte else FLOAT_NODATA
         rows, cols = info.shape
+        # The default options: tiles compressed on all cores (terrain.tiff), GDAL writing
+        # only the tags, into an empty sparse template of the same profile (self.ds:
+        # every metadata call, a colour table too, goes to it). Any --co: GDAL does all.
+        self.tiles = None
+        self.template = None
+        from .tiff import direct_ok
+
+        direct = not creation_options and direct_ok(opts)
+        gdal_opts = dict(opts, SPARSE_OK="TRUE") if direct else opts
+        if direct:
+            self.template = self.tmp[:-len(".part.tif")] + ".tags.part.tif"
         try:
             self.ds = rasterio.open(
-                self.tmp, "w", driver="GTiff", width=cols, height=rows, count=len(self.bands),
+                self.template or self.tmp, "w", driver="GTiff", width=cols, height=rows,
+                count=len(self.bands),
                 dtype="uint8" if byte else "float32", crs=info.crs, transform=info.transform,
-                nodata=self.nodata, **{k.lower(): v for k, v in opts.items()},
+                nodata=self.nodata, **{k.lower(): v for k, v in gdal_opts.items()},
             )
             for k, (name, units, description) in enumerate(self.bands, start=1):
                 self.ds.set_band_description(k, name)
                 self.ds.set_band_unit(k, units)
                 self.ds.update_tags(k, description=description, units=units)
             self.ds.update_tags(**(tags or {}))
+            if direct:
+                from .tiff import TiledTIFF
+
+                self.tiles = TiledTIFF(
+                    self.tmp, (rows, cols), (int(opts["BLOCKYSIZE"]), int(opts["BLOCKXSIZE"])),
+                    len(self.bands), np.uint8 if byte else np.float32, self.nodata,
+                    separate=self.ds.interleaving is not None
+                    and self.ds.interleaving.name.lower() == "band",
+                    predictor=int(opts.get("PREDICTOR", "1")), level=int(opts["ZSTD_LEVEL"]))
         except (RasterioError, ValueError, TypeError) as exc:
             self.abort()
             raise OutputError(f"{self.path}: cannot create the GeoTIFF ({exc}); check --co options") from None
+        except OSError as exc:  # the tiles' file (the folder was writable a moment ago)
+            self.abort()
+            raise OutputError(f"{self.path}: cannot write in {folder} ({exc.strerror}); "
+                              "choose another output") from None
         except BaseException:  # Ctrl-C while creating: leave no temporary file
             self.abort()
             raise
@@ -477,7 +506,19 @@ class GeoTIFFWriter:
         return data
 
     def write(self, band: int, data: np.ndarray, window) -> None:
-        """Write one band's block already passed through :meth:`encode`."""
+        """Write one band's block already passed through :meth:`encode`.
+
+        With the default options the block is cut into the file's tiles here and each
+        complete tile is compressed on the encoding threads (:mod:`terrain.tiff`), so
+        a caller holding a lock holds it only for the copy.
+        """
+        if self.tiles is not None:
+            try:
+                self.tiles.write(band, data, int(window.row_off), int(window.col_off))
+            except OSError as exc:
+                raise OutputError(f"{self.path}: write failed ({exc.strerror or exc}); "
+                                  f"{_space_hint(os.path.dirname(self.path))}") from None
+            return
         try:
             self.ds.write(data, band, window=window)
         except RasterioError as exc:
@@ -495,6 +536,8 @@ class GeoTIFFWriter:
             self.ds.close()
             if gdal_errors is not None:
                 gdal_errors.check(self.path)
+            if self.tiles is not None:
+                self._finish_tiles()
             if self.cog:
                 self._to_cog()
         except (RasterioError, OSError, CPLE_BaseError) as exc:
@@ -546,6 +589,21 @@ class GeoTIFFWriter:
         except OSError:
             pass
 
+    def _finish_tiles(self) -> None:
+        """The tiles' file gets the template's tags (GDAL's own) and is closed."""
+        from .tiff import TIFFTagError, check_template, read_first_ifd
+
+        try:
+            bigtiff, tags = read_first_ifd(self.template)
+        except TIFFTagError as exc:  # GDAL could not finish it (disk full)
+            raise OSError(errno.EIO, f"GDAL left its tag template unfinished ({exc})") from None
+        check_template(tags, self.tiles, self.template)
+        self.tiles.close(tags, bigtiff=bigtiff)
+        self.tiles = None
+        for p in (self.template, self.template + ".aux.xml"):
+            if os.path.exists(p):
+                os.unlink(p)
+
     def _to_cog(self) -> None:
         from rasterio.shutil import copy as gdal_copy
 
@@ -570,8 +628,14 @@ class GeoTIFFWriter:
                 ds.close()
             except RasterioError:
                 pass
+        tiles = getattr(self, "tiles", None)
+        if tiles is not None:
+            tiles.abort()
+            self.tiles = None
         if self.tmp is None:
             return
-        for p in (self.tmp, self.tmp + ".cog.tif", *self.sidecars.values()):
+        template = getattr(self, "template", None)
+        extra = (template, template + ".aux.xml") if template else ()
+        for p in (self.tmp, self.tmp + ".cog.tif", *extra, *self.sidecars.values()):
             if os.path.exists(p):
                 os.unlink(p)

@@ -706,3 +706,246 @@ def test_claimed_name_drops_orphan_sidecars_and_gets_its_own(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["slope.tif", "slope.tif.aux.xml"]
     assert Path(path).read_bytes() == b"ours"
     assert Path(path + ".aux.xml").read_text() == "<PAMDataset>ours</PAMDataset>"
+
+
+# --------------------------------------------------------------------------------------
+# Issue 11: default GeoTIFFs written from tiles compressed off the write lock
+# (terrain.tiff), identical to what GDAL writes with the same options
+# --------------------------------------------------------------------------------------
+
+def _process(src, outputs, opts=None, *, tile_size=None, threads=None, creation_options=None,
+             overwrite=False):
+    """process_file with these settings, as keywords or as typed option objects
+    (RunOptions / WriteOptions), whichever process_file takes."""
+    import inspect
+
+    if "run" in inspect.signature(process_file).parameters:
+        from terrain.engine import RunOptions
+        from terrain.writer import WriteOptions
+
+        run = RunOptions(threads=threads, **({"tile_size": tile_size} if tile_size else {}))
+        return process_file(src, outputs, opts, run=run, write=WriteOptions(
+            creation_options=creation_options, overwrite=overwrite))
+    kw = {"tile_size": tile_size} if tile_size else {}
+    return process_file(src, outputs, opts, threads=threads, creation_options=creation_options,
+                        overwrite=overwrite, **kw)
+
+
+def _gdal_path_options(byte=False) -> dict:
+    """The default creation options, given explicitly: GDAL writes the file itself."""
+    return dict(terrain.writer.DEFAULT_CREATION_OPTIONS, PREDICTOR="2" if byte else "3")
+
+
+def _gdalinfo(path) -> dict:
+    import json
+
+    res = subprocess.run(["gdalinfo", "-json", "-checksum", str(path)], capture_output=True,
+                         text=True, check=True)
+    info = json.loads(res.stdout)
+    info.pop("description")
+    info.pop("files")
+    return info
+
+
+def _envi_copy(path, tmp_path) -> np.ndarray:
+    """The raster as gdal_translate decodes it: raw ENVI (band sequential), read by numpy."""
+    raw = tmp_path / (Path(path).stem + "_envi.bin")
+    subprocess.run(["gdal_translate", "-q", "-of", "ENVI", "-co", "INTERLEAVE=BSQ", str(path),
+                    str(raw)], check=True,
+                   capture_output=True)
+    with rasterio.open(path) as ds:
+        shape, dtype = (ds.count, ds.height, ds.width), np.dtype(ds.dtypes[0])
+    return np.fromfile(raw, dtype.newbyteorder("<")).reshape(shape)
+
+
+def _tiff_tags(path) -> dict:
+    """Every TIFF tag of the first page (tifffile), but where the tiles are."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        return {t.code: (t.dtype, t.count, np.asarray(t.value).tolist())
+                for t in tif.pages[0].tags.values() if t.code not in (273, 279, 324, 325)}
+
+
+def _same_file_content(direct, gdal, tmp_path):
+    """``direct`` equals ``gdal`` in every cell and in everything rasterio, gdalinfo
+    and the TIFF tags say about it."""
+    with rasterio.open(direct) as a, rasterio.open(gdal) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+        assert a.profile == b.profile
+        assert (a.crs, a.transform, a.nodata, a.dtypes) == (b.crs, b.transform, b.nodata, b.dtypes)
+        assert (a.descriptions, a.units, a.scales, a.offsets) == \
+            (b.descriptions, b.units, b.scales, b.offsets)
+        assert a.tags() == b.tags()
+        assert [a.tags(i) for i in a.indexes] == [b.tags(i) for i in b.indexes]
+        assert a.tags(ns="IMAGE_STRUCTURE") == b.tags(ns="IMAGE_STRUCTURE")
+        assert a.block_shapes == b.block_shapes and a.compression == b.compression
+        data = b.read()
+    np.testing.assert_array_equal(_envi_copy(direct, tmp_path), data)
+    assert _gdalinfo(direct) == _gdalinfo(gdal)
+    assert _tiff_tags(direct) == _tiff_tags(gdal)
+    return data
+
+
+@pytest.fixture
+def dem_1100(tmp_path):
+    """1100 x 700 noisy relief: partial last tiles in both directions (512-pixel tiles)."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:700, 0:1100]
+    z = 200 + 30 * np.sin(x / 37.0) * np.cos(y / 53.0) + rng.random((700, 1100)) * 2
+    z[100:140, 600:660] = -9999.0  # a hole of nodata
+    return z
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("threads,tile_size", [(1, 512), (2, 300), (2, 1024)])
+def test_default_geotiffs_equal_gdals_own(dtype, threads, tile_size, dem_1100, tmp_path):
+    """slope, aspect, two-band gradient (float32) and hillshade (bytes), each with its
+    default predictor, from the default path equal, cell for cell and tag for tag, the files
+    GDAL writes itself with the same options (given explicitly); windows that do not
+    align with the tiles and partial last tiles included."""
+    src = write_tif(tmp_path / "dem.tif", dem_1100.astype(dtype), nodata=-9999.0)
+    kinds = ("slope", "aspect", "gradient", "hillshade")
+    direct = {k: tmp_path / f"d_{k}.tif" for k in kinds}
+    gdal = {k: tmp_path / f"g_{k}.tif" for k in kinds}
+    _process(src, direct, Options(method="horn"), tile_size=tile_size, threads=threads)
+    _process(src, gdal, Options(method="horn"), tile_size=tile_size, threads=threads,
+                 creation_options=dict(terrain.writer.DEFAULT_CREATION_OPTIONS))
+    for k in kinds:
+        with rasterio.open(direct[k]) as ds:
+            assert ds.profile["compress"] == "zstd"
+            assert ds.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == (
+                terrain.writer.BYTE_PREDICTOR if k == "hillshade" else
+                terrain.writer.FLOAT_PREDICTOR)
+            assert ds.block_shapes[0] == (512, 512) and ds.shape == (700, 1100)
+            assert ds.dtypes == (("uint8",) if k == "hillshade" else
+                                 ("float32",) * (2 if k == "gradient" else 1))
+            assert ds.descriptions == (("dzdx", "dzdy") if k == "gradient" else (k,))
+        data = _same_file_content(direct[k], gdal[k], tmp_path)
+        # Not a file of nodata: the hole is nodata, the rest has values.
+        nodata = 0 if k == "hillshade" else -9999.0
+        assert (data[:, 110, 620] == nodata).all() and (data[:, 400, 300] != nodata).all()
+    assert not [n for n in listing(tmp_path) if n.startswith(".")], listing(tmp_path)
+
+
+def _count_calls(monkeypatch, module, name):
+    calls = []
+    real = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_defaults_take_the_tile_path_and_any_co_gdals(dem, tmp_path, monkeypatch):
+    """No --co: tiles encoded by terrain.tiff; any --co (even one equal to a default):
+    GDAL writes the whole file, as before."""
+    import terrain.tiff
+
+    calls = _count_calls(monkeypatch, terrain.tiff, "encode_tile")
+    _process(dem, {"slope": tmp_path / "a.tif"})
+    assert len(calls) == 1  # 40 x 37: one tile
+    _process(dem, {"slope": tmp_path / "b.tif"}, creation_options={"ZSTD_LEVEL": "1"})
+    assert len(calls) == 1
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("k", [0, 3])
+def test_codec_failing_mid_write_leaves_nothing(k, threads, dem_1100, tmp_path, monkeypatch):
+    """The codec raising on the (k+1)-th tile, on an encoding thread: the run fails with
+    that error, no output and no temporary is left, a previous output is untouched."""
+    import terrain.tiff
+
+    src = write_tif(tmp_path / "dem.tif", dem_1100.astype(np.float32), nodata=-9999.0)
+    out = tmp_path / "out"
+    old = out / "slope.tif"
+    _process(src, {"slope": old}, tile_size=256)
+    before = sha256(old)
+    monkeypatch.setattr(terrain.tiff, "encode_tile",
+                        fail_after(k, RuntimeError("injected codec failure"))(
+                            terrain.tiff.encode_tile))
+    with pytest.raises(RuntimeError, match="injected codec"):
+        _process(src, {"slope": old, "gradient": out / "gradient.tif",
+                           "hillshade": out / "hs.tif"},
+                     tile_size=256, threads=threads, overwrite=True)
+    assert listing(out) == ["slope.tif"]
+    assert sha256(old) == before
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_disk_full_default_path(threads, big_dem, full_disk):
+    """A real full disk (200 kB tmpfs) while the encoding threads append tiles: one
+    OutputError naming the output and the cause, nothing left."""
+    with pytest.raises(OutputError) as err:
+        _process(big_dem, {"slope": full_disk / "slope.tif",
+                               "aspect": full_disk / "aspect.tif"}, tile_size=64,
+                     threads=threads)
+    text = str(err.value)
+    assert str(full_disk) in text and "\n" not in text
+    assert "full" in text or "space" in text, text
+    assert listing(full_disk) == []
+
+
+def test_disk_full_default_path_cli(big_dem, full_disk):
+    before = sha256(big_dem)
+    res = subprocess.run([TERRAIN, "slope", big_dem, "-o", str(full_disk / "slope.tif"),
+                          "--tile-size", "64"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"terrain: error: {full_disk / 'slope.tif'}:")
+    assert "Traceback" not in res.stderr
+    assert listing(full_disk) == []
+    assert sha256(big_dem) == before
+
+
+def test_bigtiff_layout(dem_1100, tmp_path, monkeypatch):
+    """When GDAL's template is a BigTIFF (BIGTIFF=IF_SAFER on a large raster), so is the
+    file: forced here on a small one, it reads back the same as the classic file."""
+    import terrain.tiff
+
+    src = write_tif(tmp_path / "dem.tif", dem_1100.astype(np.float32), nodata=-9999.0)
+    _process(src, {"gradient": tmp_path / "classic.tif"}, tile_size=300)
+    real = terrain.tiff.read_first_ifd
+    monkeypatch.setattr(terrain.tiff, "read_first_ifd", lambda p: (True, real(p)[1]))
+    _process(src, {"gradient": tmp_path / "big.tif"}, tile_size=300, threads=2)
+    assert (tmp_path / "big.tif").read_bytes()[:4] == b"II+\0"
+    assert (tmp_path / "classic.tif").read_bytes()[:4] == b"II*\0"
+    a, b = _gdalinfo(tmp_path / "big.tif"), _gdalinfo(tmp_path / "classic.tif")
+    assert a == b
+    with rasterio.open(tmp_path / "big.tif") as x, rasterio.open(tmp_path / "classic.tif") as y:
+        np.testing.assert_array_equal(x.read(), y.read())
+        assert x.profile == y.profile and x.tags() == y.tags()
+
+
+def test_class_map_with_colour_table_equals_gdals(dem_1100, tmp_path):
+    """terrain classify writes a Byte file with a colour table through the same writer:
+    the colour table, category sidecar and cells equal GDAL's own file's."""
+    from terrain.classify import classify_file
+
+    src = write_tif(tmp_path / "dem.tif", dem_1100.astype(np.float32), nodata=-9999.0)
+    classify_file(src, tmp_path / "d.tif", breaks=[0, 1, 2, 4], tile_size=300)
+    classify_file(src, tmp_path / "g.tif", breaks=[0, 1, 2, 4], tile_size=300,
+                  creation_options=dict(terrain.writer.DEFAULT_CREATION_OPTIONS))
+    data = _same_file_content(tmp_path / "d.tif", tmp_path / "g.tif", tmp_path)
+    assert set(np.unique(data)) >= {1, 2, 3, 4}
+    with rasterio.open(tmp_path / "d.tif") as a, rasterio.open(tmp_path / "g.tif") as b:
+        assert a.colormap(1) == b.colormap(1)
+
+
+@pytest.mark.parametrize("predictor", ["1", "2", "3"])
+def test_each_float_predictor_equals_gdals(predictor, dem_1100, tmp_path, monkeypatch):
+    """Every predictor the default could be set to (benchmarks/tile_codecs.py chooses):
+    the tiles decode, in GDAL, to what GDAL itself writes with that predictor."""
+    monkeypatch.setattr(terrain.writer, "FLOAT_PREDICTOR", predictor)
+    src = write_tif(tmp_path / "dem.tif", dem_1100.astype(np.float32), nodata=-9999.0)
+    _process(src, {"gradient": tmp_path / "d.tif"}, tile_size=300, threads=2)
+    _process(src, {"gradient": tmp_path / "g.tif"}, tile_size=300,
+                 creation_options=dict(terrain.writer.DEFAULT_CREATION_OPTIONS))
+    _same_file_content(tmp_path / "d.tif", tmp_path / "g.tif", tmp_path)
+    with rasterio.open(tmp_path / "d.tif") as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR", "1") == predictor
