@@ -715,20 +715,10 @@ def test_claimed_name_drops_orphan_sidecars_and_gets_its_own(tmp_path):
 
 def _process(src, outputs, opts=None, *, tile_size=None, threads=None, creation_options=None,
              overwrite=False):
-    """process_file with these settings, as keywords or as typed option objects
-    (RunOptions / WriteOptions), whichever process_file takes."""
-    import inspect
-
-    if "run" in inspect.signature(process_file).parameters:
-        from terrain.engine import RunOptions
-        from terrain.writer import WriteOptions
-
-        run = RunOptions(threads=threads, **({"tile_size": tile_size} if tile_size else {}))
-        return process_file(src, outputs, opts, run=run, write=WriteOptions(
-            creation_options=creation_options, overwrite=overwrite))
-    kw = {"tile_size": tile_size} if tile_size else {}
-    return process_file(src, outputs, opts, threads=threads, creation_options=creation_options,
-                        overwrite=overwrite, **kw)
+    """process_file with these settings as its typed option objects."""
+    run = RunOptions(threads=threads, **({"tile_size": tile_size} if tile_size else {}))
+    return process_file(src, outputs, opts, run=run, write=WriteOptions(
+        creation_options=creation_options, overwrite=overwrite))
 
 
 def _gdal_path_options(byte=False) -> dict:
