@@ -165,7 +165,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                  creation_options=None, cog: bool = False, overwrite: bool = False,
                  progress=None, stop_event: threading.Event | None = None,
                  scheduler: str | None = None, display: DisplayGrid | None = None,
-                 product_opts: dict | None = None) -> dict:
+                 product_opts: dict | None = None, window=None,
+                 out_transform=None, source_name: str | None = None) -> dict:
     """Compute products of the DEM ``src`` straight into GeoTIFF files.
 
     Parameters
@@ -195,6 +196,16 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     product_opts : dict, optional
         ``{product: Options}`` for products computed with other options than
         ``opts`` (e.g. the hillshade with its own method), from the same read.
+    window : (row0, row1, col0, col1), optional
+        Only this part of ``src`` (e.g. one tile of a mosaic VRT, see
+        :mod:`terrain.tiles`): computed on ``src``'s whole grid (its ground map and
+        spacing, the halo read from around the window) and written cropped to it.
+        Memory stays bounded by ``tile_size``, not by the window.
+    out_transform : affine.Affine, optional
+        The outputs' geotransform with ``window`` (default: the window's own,
+        from ``src``'s); a tile's own transform keeps it exactly.
+    source_name : str, optional
+        The name the files' ``source`` tag gives (default: ``src``'s).
 
     Returns
     -------
@@ -215,6 +226,9 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     if any(o.geometry != opts.geometry for o in product_opts.values()):
         raise TerrainError("product_opts must share opts.geometry (one ground map per run)")
     grid = info.grid(opts.geometry)
+    read_info, info = info, _windowed_info(info, window, out_transform)
+    if window is not None and scheduler is not None:
+        raise TerrainError(f"{src}: window= runs on local threads only, not with a scheduler")
     targets = {kind: check_target(path, inputs=[src], overwrite=overwrite)
                for kind, path in outputs.items()}
     if len(set(targets.values())) != len(targets):
@@ -227,7 +241,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     groups = _option_groups(opts, products, product_opts or {})
     tags = {"method": opts.method, "edge_order": str(opts.edge_order),
             "z_factor": repr(opts.z_factor), "z_factor_source": z_source,
-            "geometry": opts.geometry, "source": os.path.basename(src),
+            "geometry": opts.geometry, "source": os.path.basename(source_name or src),
             "software": "terrain"}
     if "aspect" in products:
         tags["flat_value"] = repr(float(opts.flat_value))
@@ -269,8 +283,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                     overwrite=overwrite)
                 writers.append((writer, names))
             if scheduler is None:
-                _run_threads(info, grid, groups, tile_size, threads or default_threads(),
-                             emit, stop_event, gdal_errors)
+                _run_threads(read_info, grid, groups, tile_size, threads or default_threads(),
+                             emit, stop_event, gdal_errors, window=window)
             else:
                 from .dask_runner import run_distributed
 
@@ -303,6 +317,25 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     return {"valid": valid[0], "cells": info.shape[0] * info.shape[1]}
 
 
+def _windowed_info(info, window, out_transform=None):
+    """``info`` cropped to ``window`` (row0, row1, col0, col1): the outputs' shape and
+    transform. ``info`` itself without a window."""
+    if window is None:
+        return info
+    import dataclasses
+
+    from rasterio.windows import transform as window_transform
+
+    row0, row1, col0, col1 = (int(v) for v in window)
+    rows, cols = info.shape
+    if not (0 <= row0 < row1 <= rows and 0 <= col0 < col1 <= cols):
+        raise TerrainError(f"{info.path}: window {tuple(window)} is not within its "
+                           f"{rows} x {cols} grid")
+    transform = out_transform if out_transform is not None else window_transform(
+        Window(col0, row0, col1 - col0, row1 - row0), info.transform)
+    return dataclasses.replace(info, shape=(row1 - row0, col1 - col0), transform=transform)
+
+
 def _file_tags(tags, names, opts, product_opts) -> dict:
     """A file's dataset tags: the method is that of its bands' options."""
     own = {(product_opts or {}).get(n, opts).method for n in names}
@@ -317,8 +350,12 @@ def _option_groups(opts, products, product_opts) -> list:
     return sorted(((o, tuple(n)) for o, n in groups.items()), key=lambda g: g[0] != opts)
 
 
-def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_errors=None):
+def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_errors=None,
+                 window=None):
     """Read, compute and emit every window on a pool of threads, one dataset handle each.
+
+    ``window``: (row0, row1, col0, col1) of ``info``'s grid to cover (default: all);
+    each piece is computed in ``info``'s coordinates and emitted relative to it.
 
     ``groups``: ``[(Options, products), ...]``; one read (with the widest halo) serves all.
     ``gdal_errors``: the run's :class:`terrain.raster.GdalErrors`, watching each worker's
@@ -353,12 +390,14 @@ def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_
                 d = halo - opts.halo  # a narrower halo: the inner part of the same read
                 z = np.ascontiguousarray(zpad[d:zpad.shape[0] - d, d:zpad.shape[1] - d]) if d else zpad
                 res.update(compute_block(z, grid, win, opts, products, out_dtype, name=info.path))
-            emit(row0, row1, col0, col1, res)
+            emit(row0 - wr, row1 - wr, col0 - wc, col1 - wc, res)
 
+    wr, wr1, wc, wc1 = (0, info.shape[0], 0, info.shape[1]) if window is None else window
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
     pending = set()
     try:
-        for win in windows(info.shape, tile_size):
+        for r0, r1, c0, c1 in windows((wr1 - wr, wc1 - wc), tile_size):
+            win = (r0 + wr, r1 + wr, c0 + wc, c1 + wc)
             if stop_event.is_set():
                 break
             if pool is None:
