@@ -459,8 +459,9 @@ class TilesWarning(UserWarning):
 _KEEP: list = []
 
 
-def mosaic_vrt(paths, *, band: int = 1, src_crs=None) -> str:
-    """A VRT of the tiles ``paths`` (see :func:`expand_inputs`), kept until the process ends.
+def mosaic_vrt(paths, *, band: int = 1, src_crs=None) -> tuple:
+    """(path, band, src_crs) to open for the tiles ``paths`` (see :func:`expand_inputs`):
+    their VRT (band 1, its CRS inside), kept until the process ends; a lone file itself.
 
     Every readable tile must be on one grid (else an error naming those that are not).
     """
@@ -468,7 +469,7 @@ def mosaic_vrt(paths, *, band: int = 1, src_crs=None) -> str:
     if plan.unreadable:
         raster_info(plan.unreadable[0], band=band, src_crs=src_crs)  # raises its own error
     if len(plan.inputs) == 1:
-        return plan.inputs[0]
+        return plan.inputs[0], band, src_crs
     if not plan.sets:
         raise InputError(f"{', '.join(plan.inputs)}: no two of them are tiles of one grid "
                          "(CRS, pixel size and alignment); open them one by one")
@@ -479,4 +480,5 @@ def mosaic_vrt(paths, *, band: int = 1, src_crs=None) -> str:
     if not _KEEP:
         _KEEP.append(TileWorkdir())
         atexit.register(_KEEP[0].close)
-    return _KEEP[0].vrt_for(plan.sets[0], len(os.listdir(_KEEP[0].path)), band=band)
+    vrt = _KEEP[0].vrt_for(plan.sets[0], len(os.listdir(_KEEP[0].path)), band=band)
+    return vrt, 1, None
