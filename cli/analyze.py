@@ -39,10 +39,11 @@ def targets(dem: str, out_dir: str) -> tuple[dict, dict]:
 @click.option("--no-maps", is_flag=True,
               help="GeoTIFFs only: skip the slope and aspect maps (faster for batches).")
 @o.run_options
+@o.tile_set_options
 @o.verbosity_options
 def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional, method,
             edge_order, z_factor, geometry, band, src_crs, overwrite, creation_options, cog, dpi,
-            no_maps, threads, tile_size, scheduler):
+            no_maps, threads, tile_size, scheduler, independent, jobs):
     """Slope, aspect, gradient and hillshade GeoTIFFs and slope and aspect maps
     for each DEM, from one read pass per file.
 
@@ -52,10 +53,28 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
     of the single-product commands (see `terrain slope --help` ...): without
     --method, the hillshade is Horn's like `terrain hillshade`'s. A DEM that
     fails is reported in one line and skipped; the exit status is 1 if any did.
+
+    \b
+    DEM... may be files, globs, folders, text files listing one path per line
+    and VRTs (their tiles). Tiles sharing CRS and pixel grid are one surface:
+    each tile is computed with its halo read from its neighbours and gets its own
+    outputs, seamless (equal to the whole mosaic's on its cells); gaps and missing
+    neighbours are nodata; tiles on another grid are processed on their own, with
+    a warning. --independent processes every file on its own.
     """
+    from .common import tile_inputs
+
+    with tile_inputs(dem, independent=independent, band=band, src_crs=src_crs) as (dems, plan):
+        _run(dems, plan, out_dir, units, flat_value, azimuth, altitude, multidirectional,
+             method, edge_order, z_factor, geometry, band, src_crs, overwrite, creation_options,
+             cog, dpi, no_maps, threads, tile_size, scheduler, jobs)
+
+
+def _run(dems, plan, out_dir, units, flat_value, azimuth, altitude, multidirectional, method,
+         edge_order, z_factor, geometry, band, src_crs, overwrite, creation_options, cog, dpi,
+         no_maps, threads, tile_size, scheduler, jobs):
     from .common import build_options, describe_error, state, status, want_file_bar
 
-    dems = list(dem)
     stems = {}
     from terrain.raster import dataset_stem
 
@@ -73,6 +92,12 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
     # explicit --method applies to every product.
     explicit_method = method is not None
     quiet = state()["quiet"]
+    if jobs > 1 and len(dems) > 1:
+        _run_jobs(dems, plan, out_dir, opts, jobs, band=band, src_crs=src_crs,
+                  creation_options=creation_options, cog=cog, overwrite=overwrite,
+                  threads=threads, tile_size=tile_size, scheduler=scheduler, dpi=dpi,
+                  draw_maps=not no_maps, explicit_method=explicit_method)
+        return
 
     from tqdm import tqdm
 
@@ -94,7 +119,8 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
                                            cog=cog, overwrite=overwrite, threads=threads,
                                            tile_size=tile_size, scheduler=scheduler,
                                            dpi=dpi, draw_maps=not no_maps,
-                                           explicit_method=explicit_method)
+                                           explicit_method=explicit_method,
+                                           tile=plan.job(path))
                 except (KeyboardInterrupt, Interrupted):
                     raise  # the whole run stops, not just this file
                 except Exception as exc:  # noqa: BLE001 - one bad file never stops the rest
@@ -128,6 +154,21 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
         raise click.exceptions.Exit(1)
 
 
+def _run_jobs(dems, plan, out_dir, opts, jobs, **kwargs):
+    """``--jobs N``: N DEMs (tiles) at once, each on its own stop event."""
+    from .common import run_inputs
+
+    def outputs_of(path):
+        tifs, maps = targets(path, out_dir)
+        return [*tifs.values(), *maps.values()]
+
+    def work(path, event):
+        return _analyze_one(path, out_dir, opts, True, tile=plan.job(path), stop_event=event,
+                            **kwargs)
+
+    run_inputs(dems, work, outputs_of, jobs=jobs)
+
+
 def _identity(path):
     """(inode, mtime) of an existing file, None if there is none."""
     try:
@@ -139,7 +180,7 @@ def _identity(path):
 
 def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_options, cog,
                  overwrite, threads, tile_size, scheduler, dpi, draw_maps=True,
-                 explicit_method=False) -> list:
+                 explicit_method=False, tile=None, stop_event=None) -> list:
     """All products and maps of one DEM; the files written.
 
     The maps are drawn from display rasters accumulated during the one streaming
@@ -163,7 +204,7 @@ def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_option
                               threads=threads, tile_size=tile_size, scheduler=scheduler,
                               maps=list(maps.values()),
                               bar=False if several else None, display=display,
-                              product_opts=product_opts)
+                              product_opts=product_opts, tile=tile, stop_event=stop_event)
     written = list(tifs.values())
     if not result["valid"]:
         warn(f"{path}: no map drawn, there is nothing to show")

@@ -115,13 +115,17 @@ def pixel_bar(total: int, label: str, enabled: bool):
 
 def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation_options=None,
                      cog=False, overwrite=False, threads=None, tile_size=1024, scheduler=None,
-                     maps=(), bar=None, display=None, product_opts=None) -> dict:
+                     maps=(), bar=None, display=None, product_opts=None, tile=None,
+                     stop_event=None) -> dict:
     """Check everything, then stream ``src`` into the GeoTIFFs ``outputs`` ({kind: path}).
 
     ``maps`` are the map paths that will be drawn afterwards: they are checked
     here too, so that every bad input or output is reported before any work.
     ``bar``: True/False to force the pixel progress bar, None to decide by size.
     ``display`` / ``product_opts``: passed to process_file (maps from the same pass).
+    ``tile``: (TileSet, Tile) when ``src`` is a tile of a set (see :func:`tile_inputs`):
+    computed on the mosaic, written cropped to the tile. ``stop_event``: this run's own
+    (parallel runs, ``--jobs``) instead of the command's.
     Returns process_file's ``{"valid", "cells"}``; warns when nothing is valid.
     """
     from terrain.raster import raster_info
@@ -129,20 +133,21 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
     from terrain.writer import check_target
 
     info = raster_info(src, band=band, src_crs=src_crs)
+    run_src, run_kw = _tile_source(src, tile, band, src_crs)
     for path in maps:  # map names end in .png/.pdf/.svg, GeoTIFF names cannot: no clash
-        check_target(path, inputs=[src], overwrite=overwrite)
+        check_target(path, inputs=[src, run_src], overwrite=overwrite)
     cells = info.shape[0] * info.shape[1]
     if bar is None:
         bar = want_pixel_bar(cells, quiet=state()["quiet"])
     obj = state()
-    stop = obj.get("stop_event")
+    stop = obj.get("stop_event") if stop_event is None else stop_event
     if stop is not None and stop.is_set() and not obj.get("signalled"):
         stop.clear()  # set by the previous file's failed run (analyze), not by a signal
     with pixel_bar(cells, os.path.basename(src), bar) as progress:
         # process_file watches the stop event: signals only set it meanwhile.
         obj["stop_watched"] = stop is not None
         try:
-            result = process_file(src, outputs, opts, band=band, src_crs=src_crs,
+            result = process_file(run_src, outputs, opts, **run_kw,
                                   tile_size=tile_size, threads=threads, scheduler=scheduler,
                                   creation_options=creation_options, cog=cog,
                                   overwrite=overwrite, progress=progress, stop_event=stop,
@@ -154,6 +159,145 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
     if not result["valid"]:
         warn(f"{src}: no valid elevation; outputs are all nodata")
     return result
+
+
+def _tile_source(src, tile, band, src_crs):
+    """(file to read, process_file's keywords saying what of it) for ``src``."""
+    if tile is None:
+        return src, dict(band=band, src_crs=src_crs)
+    tile_set, t = tile
+    return tile_set.vrt, dict(window=t.window, out_transform=t.info.transform, source_name=src)
+
+
+@contextmanager
+def tile_inputs(args, *, independent=False, band=1, src_crs=None):
+    """(input files, plan) for the DEM arguments of a multi-input command.
+
+    The arguments are expanded (globs, folders, list files, and VRTs into their
+    tiles unless ``independent``); without ``independent`` tiles on one grid are
+    grouped into sets, each with its VRT in a temporary folder that lives as long
+    as this context, and the inputs left out of a set are named in one warning.
+    ``plan.job(path)`` is the ``tile=`` of :func:`compute_to_files` (None: alone).
+    """
+    from terrain.tiles import TilePlan, TileWorkdir, expand_inputs, prepare
+
+    if independent:
+        yield expand_inputs(args, expand_vrt=False), TilePlan(inputs=[])
+        return
+    with TileWorkdir() as work:
+        plan = prepare(args, band=band, src_crs=src_crs, workdir=work)
+        if plan.warning():
+            warn(plan.warning())
+        yield plan.inputs, plan
+
+
+def run_inputs(paths, work, outputs_of, *, jobs=1, several=True) -> None:
+    """``work(path, stop_event) -> files written`` for each input, ``jobs`` at once.
+
+    One input failing is reported in one line and the others go on (exit 1 at the
+    end, naming them); Ctrl-C stops every running input, removes what the unfinished
+    ones had written (``outputs_of(path)``: their file names) and names the finished
+    ones (exit 130). With ``several`` False a failure is raised as it is.
+    """
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from terrain.errors import Interrupted
+
+    ctx = click.get_current_context()
+    obj = state()
+    shared = obj.get("stop_event")
+    failed, done, running = [], [], {}
+    before = {}
+
+    def one(path, event):
+        click.globals.push_context(ctx)  # state(), warnings and -q in this thread too
+        try:
+            return work(path, event)
+        finally:
+            click.globals.pop_context()
+
+    pool = ThreadPoolExecutor(max(1, jobs))
+    pending = list(paths)
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                path = pending.pop(0)
+                before[path] = {p: _identity(p) for p in outputs_of(path)}
+                event = threading.Event()
+                running[pool.submit(one, path, event)] = (path, event)
+            finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+            if shared is not None and shared.is_set() and obj.get("signalled"):
+                raise KeyboardInterrupt
+            for future in finished:
+                path, _ = running.pop(future)
+                try:
+                    written = future.result()
+                except (KeyboardInterrupt, Interrupted):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one bad input never stops the rest
+                    if obj.get("signalled"):
+                        raise KeyboardInterrupt from None
+                    if not several:
+                        raise
+                    failed.append(path)
+                    _report(exc, describe_error(exc, path))
+                    continue
+                done.append(path)
+                before.pop(path, None)
+                status(f"{path}: wrote {brief(written)}")
+    except (KeyboardInterrupt, Interrupted):
+        for _, event in running.values():
+            event.set()
+        wait(list(running))
+        for path, _ in running.values():
+            for p, was in before.get(path, {}).items():
+                if was is None and _identity(p) is not None:
+                    try:
+                        os.unlink(p)
+                    except OSError:
+                        pass
+        if not done:
+            raise
+        click.echo(f"terrain: interrupted; finished before it, with complete outputs: "
+                   f"{', '.join(done)}; nothing else written", err=True)
+        raise click.exceptions.Exit(130) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failed:
+        click.echo(f"terrain: {len(failed)} of {len(paths)} DEMs failed: {', '.join(failed)}",
+                   err=True)
+        raise click.exceptions.Exit(1)
+
+
+def _identity(path):
+    """(inode, mtime) of an existing file, None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def brief(paths) -> str:
+    """out/dem_slope.tif, out/dem_aspect.tif ... as out/dem_{slope,aspect}.tif ..."""
+    groups = {}
+    for p in paths:
+        folder, name = os.path.split(p)
+        stem, kind = os.path.splitext(name)[0].rsplit("_", 1)
+        groups.setdefault((folder, stem, os.path.splitext(name)[1]), []).append(kind)
+    return " and ".join(f"{os.path.join(folder, stem)}_{{{','.join(kinds)}}}{ext}"
+                        for (folder, stem, ext), kinds in groups.items())
+
+
+def _report(exc, message):
+    from tqdm import tqdm
+
+    if state()["verbose"]:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    tqdm.write(f"terrain: error: {message}", file=sys.stderr)
 
 
 def map_display(dem, products, *, band=1, src_crs=None, dpi=150):

@@ -251,6 +251,27 @@ scheduler_option = click.option(
 run_options = _compose(threads_option, tile_size_option, scheduler_option)
 
 
+# --- tile sets (several inputs) -----------------------------------------------------
+
+independent_option = click.option(
+    "--independent", is_flag=True,
+    help="Process each input file on its own, borders from one side only (no mosaic of "
+         "adjacent tiles); a VRT is then one input, not its tiles.")
+jobs_option = click.option(
+    "--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+    help="Input files (tiles) processed at once, each on --threads threads.")
+tile_set_options = _compose(independent_option, jobs_option)
+
+
+def out_dir_option(required: bool = True):
+    """-d/--out-dir: the folder of per-input outputs named DIR/<stem>_<product>.tif."""
+    return click.option("-d", "--out-dir", required=required, metavar="DIR",
+                        type=click.Path(file_okay=False, path_type=str),
+                        help="Folder for the outputs (created if missing)."
+                             + ("" if required else " With several DEMs or tiles, instead "
+                                "of -o: DIR/<stem>_<product>.tif for each."))
+
+
 def product_options(*specific, method_default: str = "central", maps: bool = True):
     """Everything a single-product command takes (``terrain slope|aspect|...``):
     the DEM, -o, the product's own ``specific`` options, the gradient, input,

@@ -55,7 +55,7 @@ _VRT_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int
 # --------------------------------------------------------------------------- inputs
 
 def expand_inputs(args, *, expand_vrt: bool = True) -> list[str]:
-    """The raster files named by ``args``, in order, each once.
+    """The raster files named by ``args``, in order (a file named twice comes twice).
 
     Each argument is a path, a glob pattern (``tiles/*.tif``; one matching
     nothing is an error), a folder (its raster files, sorted, not recursive), a
@@ -63,13 +63,10 @@ def expand_inputs(args, *, expand_vrt: bool = True) -> list[str]:
     the list's folder; blank lines and ``#`` comments skipped), or a VRT, which
     stands for its source files when ``expand_vrt`` (a mosaic of tiles).
     """
-    out: dict[str, None] = {}
-    for arg in args:
-        for path in _expand_one(os.fspath(arg), expand_vrt):
-            out.setdefault(path, None)
+    out = [path for arg in args for path in _expand_one(os.fspath(arg), expand_vrt)]
     if not out:
         raise InputError("no input raster given; name files, a folder, a list file or a glob")
-    return list(out)
+    return out
 
 
 def _expand_one(arg: str, expand_vrt: bool) -> list[str]:
@@ -86,7 +83,7 @@ def _expand_one(arg: str, expand_vrt: bool) -> list[str]:
                        if n.lower().endswith(RASTER_SUFFIXES) and not n.startswith(".")
                        and os.path.isfile(os.path.join(arg, n)))
         if not found:
-            raise InputError(f"{arg}: the folder holds no raster file ({', '.join(RASTER_SUFFIXES[:4])} "
+            raise InputError(f"{arg}: is a directory holding no raster file ({', '.join(RASTER_SUFFIXES[:4])} "
                              "...); check the folder")
         return [p for f in found for p in _expand_one(f, expand_vrt)]
     lower = arg.lower()
@@ -235,7 +232,7 @@ def plan_tiles(paths, *, band: int = 1, src_crs=None) -> TilePlan:
     """
     plan = TilePlan(inputs=list(paths))
     infos = {}
-    for p in plan.inputs:
+    for p in dict.fromkeys(plan.inputs):  # a file named twice is read once
         try:
             infos[p] = raster_info(p, band=band, src_crs=src_crs)
         except TerrainError:
@@ -267,7 +264,7 @@ def plan_tiles(paths, *, band: int = 1, src_crs=None) -> TilePlan:
         sets.append(_tile_set(ref, members, infos))
     plan.sets = sets
     in_set = {t.path for s in sets for t in s.tiles}
-    plan.alone = [p for p in plan.inputs if p in infos and p not in in_set]
+    plan.alone = [p for p in dict.fromkeys(plan.inputs) if p in infos and p not in in_set]
     plan.off_grid = list(plan.alone) if sets else []
     return plan
 

@@ -271,8 +271,7 @@ def test_glob_folder_list_file_and_vrt_name_the_same_tiles(tmp_path):
     assert [os.path.abspath(p) for p in tiles.expand_inputs([d])] == expected
     assert [os.path.abspath(p) for p in tiles.expand_inputs([listing])] == expected
     assert sorted(tiles.expand_inputs([vrt])) == expected
-    # Named twice: once.
-    assert tiles.expand_inputs([paths[0], d / "t0*.tif"]) == [paths[0], paths[1]]
+    assert tiles.expand_inputs([paths[0], d / "t0*.tif"]) == [paths[0], paths[0], paths[1]]
     assert tiles.expand_inputs([vrt], expand_vrt=False) == [str(vrt)]
 
 
@@ -291,7 +290,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, case):
         arg, words = listing, "not a readable file"
     elif case == "empty folder":
         (tmp_path / "none").mkdir()
-        arg, words = tmp_path / "none", "holds no raster file"
+        arg, words = tmp_path / "none", "directory holding no raster file"
     else:
         listing.write_text("# nothing\n\n")
         arg, words = listing, "names no raster"
