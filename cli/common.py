@@ -286,7 +286,8 @@ def brief(paths) -> str:
         folder, name = os.path.split(p)
         stem, kind = os.path.splitext(name)[0].rsplit("_", 1)
         groups.setdefault((folder, stem, os.path.splitext(name)[1]), []).append(kind)
-    return " and ".join(f"{os.path.join(folder, stem)}_{{{','.join(kinds)}}}{ext}"
+    return " and ".join(f"{os.path.join(folder, stem)}_"
+                        + (f"{{{','.join(kinds)}}}" if len(kinds) > 1 else kinds[0]) + ext
                         for (folder, stem, ext), kinds in groups.items())
 
 
@@ -343,14 +344,23 @@ def map_warnings():
 def run_product_command(kind: str, product_settings: dict, *, dem, output, method, edge_order,
                         z_factor, geometry, plot=None, dpi=150, band=1, src_crs=None,
                         creation_options=None, cog=False, overwrite=False, threads=None,
-                        tile_size=1024, scheduler=None) -> None:
+                        tile_size=1024, scheduler=None, out_dir=None, independent=False,
+                        jobs=1) -> None:
     """Body of ``terrain slope|aspect|gradient|hillshade``: one GeoTIFF and an optional map.
 
     ``product_settings`` are the product's own Options fields (units, flat_value ...);
     the other keywords are the shared options of :func:`cli.options.product_options`.
+    With ``out_dir`` (-d), every DEM (or tile) of ``dem`` gets DIR/<stem>_<kind>.tif.
     """
     opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor,
                          geometry=geometry, **product_settings)
+    dem = _one_dem_or_dir(dem, output, out_dir, plot)
+    if out_dir is not None:
+        _product_to_dir(kind, opts, dem, out_dir, independent=independent, jobs=jobs,
+                        band=band, src_crs=src_crs, creation_options=creation_options, cog=cog,
+                        overwrite=overwrite, threads=threads, tile_size=tile_size,
+                        scheduler=scheduler)
+        return
     maps = [plot] if plot else []
     display = product_opts = None
     if plot:
@@ -373,3 +383,47 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, metho
         draw_display_map(display, plot, product=kind, dem=dem, opts=opts, band=band,
                          src_crs=src_crs, dpi=dpi, overwrite=overwrite)
         status(f"wrote {plot}")
+
+
+def _one_dem_or_dir(dems, output, out_dir, plot):
+    """The DEM of ``-o`` (exactly one), or the DEM arguments of ``-d``; usage errors else."""
+    dems = (dems,) if isinstance(dems, str) else tuple(dems)
+    if (output is None) == (out_dir is None):
+        raise click.UsageError("give -o OUT.tif for one DEM, or -d DIR for several DEMs or tiles"
+                               + (" (not both)" if output is not None else ""))
+    if out_dir is None:
+        if len(dems) != 1:
+            raise click.UsageError(f"-o takes one DEM, got {len(dems)}; for several DEMs or "
+                                   "tiles give -d DIR (outputs DIR/<stem>_<product>.tif)")
+        return dems[0]
+    if plot:
+        raise click.UsageError("--plot draws one map: use it with -o and one DEM "
+                               "(terrain analyze -d DIR draws maps of several)")
+    return dems
+
+
+def _product_to_dir(kind, opts, dems, out_dir, *, independent, jobs, band, src_crs, **kwargs):
+    """``terrain slope|... DEM... -d DIR``: DIR/<stem>_<kind>.tif for each, tile sets seamless."""
+    from terrain.raster import dataset_stem
+
+    def outputs_of(path):
+        return [os.path.join(out_dir, f"{dataset_stem(path)}_{kind}.tif")]
+
+    with tile_inputs(dems, independent=independent, band=band, src_crs=src_crs) as (paths, plan):
+        stems = {}
+        for path in paths:
+            stem = dataset_stem(path)
+            if stem in stems:
+                raise click.UsageError(f"{stems[stem]} and {path} would write the same output "
+                                       f"(DIR/{stem}_{kind}.tif); run them into different folders")
+            stems[stem] = path
+        several = len(paths) > 1
+
+        def work(path, event):
+            target = outputs_of(path)[0]
+            compute_to_files(path, {kind: target}, opts, band=band, src_crs=src_crs,
+                             bar=False if several else None, tile=plan.job(path),
+                             stop_event=event, **kwargs)
+            return [target]
+
+        run_inputs(paths, work, outputs_of, jobs=jobs, several=several)

@@ -184,7 +184,7 @@ def _check_map_path(ctx, param, value):
     return value
 
 
-def output_option(map_file: bool = False):
+def output_option(map_file: bool = False, required: bool = True):
     """-o/--output: a GeoTIFF, or for `terrain plot` a map."""
     if map_file:
         return click.option("-o", "--output", required=True, metavar="MAP.png",
@@ -192,7 +192,7 @@ def output_option(map_file: bool = False):
                             callback=_check_map_path,
                             help="Output map: PNG, PDF or SVG by extension. "
                                  "Missing folders are created.")
-    return click.option("-o", "--output", required=True, metavar="OUT.tif",
+    return click.option("-o", "--output", required=required, metavar="OUT.tif",
                         type=click.Path(dir_okay=False, path_type=str),
                         callback=_check_geotiff_path,
                         help="Output GeoTIFF. Missing folders are created.")
@@ -274,12 +274,14 @@ def out_dir_option(required: bool = True):
 
 def product_options(*specific, method_default: str = "central", maps: bool = True):
     """Everything a single-product command takes (``terrain slope|aspect|...``):
-    the DEM, -o, the product's own ``specific`` options, the gradient, input,
-    GeoTIFF and run options, and --plot/--dpi when the product has a map."""
-    return _compose(dem_argument(), output_option(), *specific,
+    the DEM (one with -o; several, or tiles, with -d), -o / -d, the product's own
+    ``specific`` options, the gradient, input, GeoTIFF and run options, --plot/--dpi
+    when the product has a map, and --independent / --jobs for several inputs."""
+    return _compose(dem_argument(nargs=-1), output_option(required=False),
+                    out_dir_option(required=False), *specific,
                     gradient_options(method_default=method_default), input_options,
                     geotiff_options, *((plot_option, dpi_option) if maps else ()), run_options,
-                    verbosity_options)
+                    tile_set_options, verbosity_options)
 
 
 # --- slope analysis (classify, stats, report) ----------------------------------------
