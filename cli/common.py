@@ -133,9 +133,10 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
     from terrain.writer import check_target
 
     info = raster_info(src, band=band, src_crs=src_crs)
-    run_src, run_kw = _tile_source(src, tile, band, src_crs)
+    run_src, run_kw = _tile_source(src, tile, band, src_crs, [*outputs.values(), *maps],
+                                   opts.geometry)
     for path in maps:  # map names end in .png/.pdf/.svg, GeoTIFF names cannot: no clash
-        check_target(path, inputs=[src, run_src], overwrite=overwrite)
+        check_target(path, inputs=[src], overwrite=overwrite)
     cells = info.shape[0] * info.shape[1]
     if bar is None:
         bar = want_pixel_bar(cells, quiet=state()["quiet"])
@@ -161,12 +162,15 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
     return result
 
 
-def _tile_source(src, tile, band, src_crs):
-    """(file to read, process_file's keywords saying what of it) for ``src``."""
+def _tile_source(src, tile, band, src_crs, outputs, geometry):
+    """(file to read, process_file's keywords saying what of it) for ``src``; a tile's
+    ``outputs`` are checked against every tile of its set."""
     if tile is None:
         return src, dict(band=band, src_crs=src_crs)
-    tile_set, t = tile
-    return tile_set.vrt, dict(window=t.window, out_transform=t.info.transform, source_name=src)
+    from terrain.tiles import check_outputs, tile_keywords
+
+    check_outputs(tile[0], outputs)
+    return tile[0].vrt, tile_keywords(*tile, geometry)
 
 
 @contextmanager

@@ -166,7 +166,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                  progress=None, stop_event: threading.Event | None = None,
                  scheduler: str | None = None, display: DisplayGrid | None = None,
                  product_opts: dict | None = None, window=None,
-                 out_transform=None, source_name: str | None = None) -> dict:
+                 out_transform=None, source_name: str | None = None, inputs=None,
+                 grid=None) -> dict:
     """Compute products of the DEM ``src`` straight into GeoTIFF files.
 
     Parameters
@@ -206,6 +207,12 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
         from ``src``'s); a tile's own transform keeps it exactly.
     source_name : str, optional
         The name the files' ``source`` tag gives (default: ``src``'s).
+    inputs : list, optional
+        The files no output may be (default: ``[src]``, with every file it reads);
+        a tile set checks its tiles once for all (:func:`terrain.tiles.check_outputs`).
+    grid : terrain.spacing.Grid, optional
+        ``src``'s grid for ``opts.geometry``, when the caller has it already (a tile
+        set computes its mosaic's once, not once per tile).
 
     Returns
     -------
@@ -225,11 +232,12 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     product_opts = {n: o.with_z_factor(info.z_factor) for n, o in (product_opts or {}).items()}
     if any(o.geometry != opts.geometry for o in product_opts.values()):
         raise TerrainError("product_opts must share opts.geometry (one ground map per run)")
-    grid = info.grid(opts.geometry)
+    grid = info.grid(opts.geometry) if grid is None else grid
     read_info, info = info, _windowed_info(info, window, out_transform)
     if window is not None and scheduler is not None:
         raise TerrainError(f"{src}: window= runs on local threads only, not with a scheduler")
-    targets = {kind: check_target(path, inputs=[src], overwrite=overwrite)
+    targets = {kind: check_target(path, inputs=[src] if inputs is None else inputs,
+                                  overwrite=overwrite)
                for kind, path in outputs.items()}
     if len(set(targets.values())) != len(targets):
         raise OutputError("two outputs have the same file name; give each product its own")
@@ -283,7 +291,10 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                     overwrite=overwrite)
                 writers.append((writer, names))
             if scheduler is None:
-                _run_threads(read_info, grid, groups, tile_size, threads or default_threads(),
+                threads = threads or default_threads()
+                if window is not None:  # a tile smaller than a window: still every thread
+                    tile_size = _window_tile_size(info.shape, tile_size, threads)
+                _run_threads(read_info, grid, groups, tile_size, threads,
                              emit, stop_event, gdal_errors, window=window)
             else:
                 from .dask_runner import run_distributed
@@ -334,6 +345,16 @@ def _windowed_info(info, window, out_transform=None):
     transform = out_transform if out_transform is not None else window_transform(
         Window(col0, row0, col1 - col0, row1 - row0), info.transform)
     return dataclasses.replace(info, shape=(row1 - row0, col1 - col0), transform=transform)
+
+
+def _window_tile_size(shape, tile_size, threads) -> int:
+    """A window edge giving ``threads`` windows or more over ``shape`` (at most ``tile_size``,
+    at least 128): a tile of a set is often smaller than one window. Results never depend
+    on it."""
+    size = tile_size
+    while size > 128 and -(-shape[0] // size) * -(-shape[1] // size) < threads:
+        size = max(128, size // 2)
+    return size
 
 
 def _file_tags(tags, names, opts, product_opts) -> dict:

@@ -354,3 +354,20 @@ def test_open_dem_refuses_tiles_on_two_grids(tmp_path):
                     transform=Affine(30, 0, 15, 0, -30, 4e6))
     with pytest.raises(InputError, match="odd.tif: not on the grid of"):
         terrain.open_dem(paths + [odd])
+
+
+def test_an_output_is_never_one_of_the_tiles(tmp_path):
+    """Each tile reads its neighbours: none of them (nor itself) may be an output."""
+    import hashlib
+
+    paths = split(WGS84_SAMPLE, tmp_path, 2)
+    digest = {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+    plan = tiles.plan_tiles(paths)
+    with tiles.TileWorkdir() as work:
+        work.vrt_for(plan.sets[0], 0)
+        tile_set, tile = plan.job(paths[0])
+        for target in (paths[3], paths[0]):
+            with pytest.raises(terrain.errors.OutputError, match="is one of the input tiles"):
+                tiles.process_tile(tile_set, tile, {"slope": target}, Options(), overwrite=True)
+    assert {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths} == digest
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths)
