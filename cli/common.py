@@ -134,7 +134,7 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
 
     info = raster_info(src, band=band, src_crs=src_crs)
     run_src, run_kw = _tile_source(src, tile, band, src_crs, [*outputs.values(), *maps],
-                                   opts.geometry)
+                                   opts.geometry, threads)
     for path in maps:  # map names end in .png/.pdf/.svg, GeoTIFF names cannot: no clash
         check_target(path, inputs=[src], overwrite=overwrite)
     cells = info.shape[0] * info.shape[1]
@@ -149,7 +149,7 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
         obj["stop_watched"] = stop is not None
         try:
             result = process_file(run_src, outputs, opts, **run_kw,
-                                  tile_size=tile_size, threads=threads, scheduler=scheduler,
+                                  tile_size=tile_size, scheduler=scheduler,
                                   creation_options=creation_options, cog=cog,
                                   overwrite=overwrite, progress=progress, stop_event=stop,
                                   display=display, product_opts=product_opts)
@@ -162,15 +162,15 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
     return result
 
 
-def _tile_source(src, tile, band, src_crs, outputs, geometry):
+def _tile_source(src, tile, band, src_crs, outputs, geometry, threads):
     """(file to read, process_file's keywords saying what of it) for ``src``; a tile's
     ``outputs`` are checked against every tile of its set."""
     if tile is None:
-        return src, dict(band=band, src_crs=src_crs)
+        return src, dict(band=band, src_crs=src_crs, threads=threads)
     from terrain.tiles import check_outputs, tile_keywords
 
     check_outputs(tile[0], outputs)
-    return tile[0].vrt, tile_keywords(*tile, geometry)
+    return tile[0].vrt, tile_keywords(*tile, geometry, threads)
 
 
 @contextmanager
@@ -204,7 +204,7 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True) -> None:
     ones (exit 130). With ``several`` False a failure is raised as it is.
     """
     import threading
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     from terrain.errors import Interrupted
 
@@ -221,13 +221,27 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True) -> None:
         finally:
             click.globals.pop_context()
 
-    pool = ThreadPoolExecutor(max(1, jobs))
+    def inline(path):
+        """One input at a time runs here, in the main thread, on the command's stop event."""
+        future = Future()
+        running[future] = (path, None)
+        try:
+            future.set_result(work(path, None))
+        except (KeyboardInterrupt, Interrupted):
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported below like a parallel one's
+            future.set_exception(exc)
+
+    pool = ThreadPoolExecutor(jobs) if jobs > 1 else None
     pending = list(paths)
     try:
         while pending or running:
             while pending and len(running) < jobs:
                 path = pending.pop(0)
                 before[path] = {p: _identity(p) for p in outputs_of(path)}
+                if pool is None:
+                    inline(path)
+                    continue
                 event = threading.Event()
                 running[pool.submit(one, path, event)] = (path, event)
             finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
@@ -252,7 +266,8 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True) -> None:
                 status(f"{path}: wrote {brief(written)}")
     except (KeyboardInterrupt, Interrupted):
         for _, event in running.values():
-            event.set()
+            if event is not None:
+                event.set()
         wait(list(running))
         for path, _ in running.values():
             for p, was in before.get(path, {}).items():
@@ -267,7 +282,8 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True) -> None:
                    f"{', '.join(done)}; nothing else written", err=True)
         raise click.exceptions.Exit(130) from None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     if failed:
         click.echo(f"terrain: {len(failed)} of {len(paths)} DEMs failed: {', '.join(failed)}",
                    err=True)

@@ -167,7 +167,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                  scheduler: str | None = None, display: DisplayGrid | None = None,
                  product_opts: dict | None = None, window=None,
                  out_transform=None, source_name: str | None = None, inputs=None,
-                 grid=None) -> dict:
+                 grid=None, executor=None) -> dict:
     """Compute products of the DEM ``src`` straight into GeoTIFF files.
 
     Parameters
@@ -213,6 +213,9 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     grid : terrain.spacing.Grid, optional
         ``src``'s grid for ``opts.geometry``, when the caller has it already (a tile
         set computes its mosaic's once, not once per tile).
+    executor : concurrent.futures.ThreadPoolExecutor, optional
+        Worker threads to run the windows on (``threads`` of them), left running for
+        the next call (a tile set's tiles share them).
 
     Returns
     -------
@@ -295,7 +298,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                 if window is not None:  # a tile smaller than a window: still every thread
                     tile_size = _window_tile_size(info.shape, tile_size, threads)
                 _run_threads(read_info, grid, groups, tile_size, threads,
-                             emit, stop_event, gdal_errors, window=window)
+                             emit, stop_event, gdal_errors, window=window, executor=executor)
             else:
                 from .dask_runner import run_distributed
 
@@ -372,11 +375,14 @@ def _option_groups(opts, products, product_opts) -> list:
 
 
 def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_errors=None,
-                 window=None):
+                 window=None, executor=None):
     """Read, compute and emit every window on a pool of threads, one dataset handle each.
 
     ``window``: (row0, row1, col0, col1) of ``info``'s grid to cover (default: all);
     each piece is computed in ``info``'s coordinates and emitted relative to it.
+    ``executor``: a ThreadPoolExecutor of ``threads`` workers to use (and leave running)
+    instead of a new one: a tile set's runs share one, whose threads keep the tiles GDAL
+    has opened (its dataset pool is per thread).
 
     ``groups``: ``[(Options, products), ...]``; one read (with the widest halo) serves all.
     ``gdal_errors``: the run's :class:`terrain.raster.GdalErrors`, watching each worker's
@@ -414,7 +420,8 @@ def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_
             emit(row0 - wr, row1 - wr, col0 - wc, col1 - wc, res)
 
     wr, wr1, wc, wc1 = (0, info.shape[0], 0, info.shape[1]) if window is None else window
-    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    own_pool = executor is None and threads > 1
+    pool = ThreadPoolExecutor(threads) if own_pool else executor
     pending = set()
     try:
         for r0, r1, c0, c1 in windows((wr1 - wr, wc1 - wc), tile_size):
@@ -437,7 +444,11 @@ def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_
         stop_event.set()
         raise
     finally:
-        if pool is not None:
+        if own_pool:
             pool.shutdown(wait=True, cancel_futures=True)
+        elif pending:  # a shared executor lives on: drop this run's queued windows only
+            for f in pending:
+                f.cancel()
+            wait(pending)
         for ds in handles:
             ds.close()

@@ -154,6 +154,25 @@ class TileSet:
     _protected: frozenset | None = None
     _grids: dict = field(default_factory=dict)
 
+    _pools: dict = field(default_factory=dict)
+
+    def executor(self, threads: int):
+        """The set's ThreadPoolExecutor of ``threads`` workers (None for one thread: the
+        caller's), shared by its tiles: GDAL keeps the tiles a thread opened for the next
+        tile. Shut down by :meth:`close`."""
+        if threads <= 1:
+            return None
+        if threads not in self._pools:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="tiles")
+        return self._pools[threads]
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._pools.clear()
+
     def grid(self, geometry: str):
         """The mosaic's Grid (spacing, ground map) for ``geometry``, computed once."""
         if geometry not in self._grids:
@@ -415,11 +434,15 @@ class TileWorkdir:
 
     def __init__(self):
         self.path = tempfile.mkdtemp(prefix="terrain-tiles-")
+        self.sets = []
 
     def vrt_for(self, tile_set: TileSet, k: int, *, band: int = 1) -> str:
+        self.sets.append(tile_set)
         return write_vrt(tile_set, os.path.join(self.path, f"mosaic{k}.vrt"), band=band)
 
     def close(self):
+        for s in self.sets:
+            s.close()
         shutil.rmtree(self.path, ignore_errors=True)
 
     def __enter__(self):
@@ -469,14 +492,22 @@ def process_tile(tile_set: TileSet, tile: Tile, outputs: dict, opts=None, **kwar
     from .engine import Options
 
     check_outputs(tile_set, outputs.values())
+    threads = kwargs.pop("threads", None)
     return process_file(tile_set.vrt, outputs, opts,
-                        **tile_keywords(tile_set, tile, (opts or Options()).geometry), **kwargs)
+                        **tile_keywords(tile_set, tile, (opts or Options()).geometry, threads),
+                        **kwargs)
 
 
-def tile_keywords(tile_set: TileSet, tile: Tile, geometry: str) -> dict:
-    """process_file's keywords (with the set's VRT as ``src``) computing ``tile``."""
+def tile_keywords(tile_set: TileSet, tile: Tile, geometry: str, threads=None) -> dict:
+    """process_file's keywords (with the set's VRT as ``src``) computing ``tile`` on
+    ``threads`` threads (default: all cores). The outputs are checked against the set's
+    files by :func:`check_outputs` (once for all tiles), not by process_file."""
+    from .engine import default_threads
+
+    threads = threads or default_threads()
     return dict(window=tile.window, out_transform=tile.info.transform, source_name=tile.path,
-                inputs=[tile.path], grid=tile_set.grid(geometry))
+                inputs=[], grid=tile_set.grid(geometry), threads=threads,
+                executor=tile_set.executor(threads))
 
 
 def process_tiles(args, outputs_of, opts=None, *, band: int = 1, src_crs=None, jobs: int = 1,
