@@ -60,9 +60,10 @@ def _parse_products(ctx, param, value):
 @click.option("--no-maps", is_flag=True,
               help="GeoTIFFs only: skip the slope and aspect maps (faster for batches).")
 @o.run_options_typed
+@o.tile_set_options
 @o.verbosity_options
 def command(dem, out_dir, products, method, edge_order, z_factor, geometry, read, write, dpi,
-            no_maps, run, **settings):
+            no_maps, run, independent, jobs, **settings):
     """Slope, aspect, gradient and hillshade GeoTIFFs and slope and aspect maps
     for each DEM, from one read pass per file.
 
@@ -72,11 +73,28 @@ def command(dem, out_dir, products, method, edge_order, z_factor, geometry, read
     of the single-product commands (see `terrain slope --help` ...): without
     --method, the hillshade is Horn's like `terrain hillshade`'s. A DEM that
     fails is reported in one line and skipped; the exit status is 1 if any did.
-    """
-    from . import state
-    from .common import build_options, describe_error, status, want_file_bar
 
-    dems = list(dem)
+    \b
+    DEM... may be files, globs, folders, text files listing one path per line
+    and VRTs (their tiles). Tiles sharing CRS and pixel grid are one surface:
+    each tile is computed with its halo read from its neighbours and gets its own
+    outputs, seamless (equal to the whole mosaic's on its cells); gaps and missing
+    neighbours are nodata; tiles on another grid are processed on their own, with
+    a warning. --independent processes every file on its own.
+    """
+    from .common import tile_inputs
+
+    with tile_inputs(dem, independent=independent, read=read) as (dems, plan):
+        _run(dems, plan, out_dir, products, method, edge_order, z_factor, geometry, read, write,
+             dpi, no_maps, run, jobs, settings)
+
+
+def _run(dems, plan, out_dir, products, method, edge_order, z_factor, geometry, read, write,
+         dpi, no_maps, run, jobs, settings):
+    from . import state
+    from .common import _identity, _report, brief, build_options, describe_error, status, \
+        want_file_bar
+
     stems = {}
     from terrain.raster import dataset_stem
 
@@ -93,6 +111,10 @@ def command(dem, out_dir, products, method, edge_order, z_factor, geometry, read
     # an explicit --method applies to every product.
     explicit_method = method is not None
     quiet = state.get().quiet
+    if jobs > 1 and len(dems) > 1:
+        _run_jobs(dems, plan, out_dir, opts, jobs, read=read, write=write, run=run, dpi=dpi,
+                  draw_maps=not no_maps, explicit_method=explicit_method, products=products)
+        return
 
     from tqdm import tqdm
 
@@ -113,7 +135,7 @@ def command(dem, out_dir, products, method, edge_order, z_factor, geometry, read
                                            write=write, run=run, dpi=dpi,
                                            draw_maps=not no_maps,
                                            explicit_method=explicit_method,
-                                           products=products)
+                                           products=products, tile=plan.job(path))
                 except (KeyboardInterrupt, Interrupted):
                     raise  # the whole run stops, not just this file
                 except Exception as exc:  # noqa: BLE001 - one bad file never stops the rest
@@ -123,11 +145,11 @@ def command(dem, out_dir, products, method, edge_order, z_factor, geometry, read
                     if not several:
                         raise
                     failed.append(path)
-                    _log_error(exc, describe_error(exc, path))
+                    _report(exc, describe_error(exc, path))
                     continue
                 done.append(path)
                 before = {}  # finished: a signal from here on must not delete its outputs
-                status(f"{path}: wrote {_brief(written)}")
+                status(f"{path}: wrote {brief(written)}")
     except (KeyboardInterrupt, Interrupted):
         # All or nothing per DEM: what the interrupted DEM had already written goes too.
         for p, was in before.items():
@@ -147,17 +169,24 @@ def command(dem, out_dir, products, method, edge_order, z_factor, geometry, read
         raise click.exceptions.Exit(1)
 
 
-def _identity(path):
-    """(inode, mtime) of an existing file, None if there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns
+def _run_jobs(dems, plan, out_dir, opts, jobs, *, products, **kwargs):
+    """``--jobs N``: N DEMs (tiles) at once, each on its own stop event."""
+    from .common import run_inputs
+
+    def outputs_of(path):
+        tifs, maps = targets(path, out_dir, products)
+        return [*tifs.values(), *maps.values()]
+
+    def work(path, event):
+        return _analyze_one(path, out_dir, opts, True, tile=plan.job(path), stop_event=event,
+                            products=products, **kwargs)
+
+    run_inputs(dems, work, outputs_of, jobs=jobs)
 
 
 def _analyze_one(path, out_dir, opts, several, *, read, write, run, dpi, draw_maps=True,
-                 explicit_method=False, products=registry.ANALYZE_FILES) -> list:
+                 explicit_method=False, products=registry.ANALYZE_FILES, tile=None,
+                 stop_event=None) -> list:
     """All products and maps of one DEM; the files written.
 
     The maps are drawn from display rasters accumulated during the one streaming
@@ -190,7 +219,7 @@ def _analyze_one(path, out_dir, opts, several, *, read, write, run, dpi, draw_ma
         display = map_display(info, list(maps), dpi=dpi)
     result = compute_to_files(info, tifs, opts, write=write, run=run, maps=list(maps.values()),
                               bar=False if several else None, display=display,
-                              product_opts=product_opts)
+                              product_opts=product_opts, tile=tile, stop_event=stop_event)
     written = list(tifs.values())
     if not result["valid"]:
         warn(f"{path}: no map drawn, there is nothing to show")
@@ -200,26 +229,3 @@ def _analyze_one(path, out_dir, opts, several, *, read, write, run, dpi, draw_ma
                          overwrite=write.overwrite)
         written.append(out_map)
     return written
-
-
-def _brief(paths) -> str:
-    """out/dem_slope.tif, out/dem_aspect.tif ... as out/dem_{slope,aspect}.tif ..."""
-    groups = {}
-    for p in paths:
-        folder, name = os.path.split(p)
-        stem, kind = os.path.splitext(name)[0].rsplit("_", 1)
-        groups.setdefault((folder, stem, os.path.splitext(name)[1]), []).append(kind)
-    return " and ".join(f"{os.path.join(folder, stem)}_{{{','.join(kinds)}}}{ext}"
-                        for (folder, stem, ext), kinds in groups.items())
-
-
-def _log_error(exc, message):
-    from tqdm import tqdm
-
-    from . import state
-
-    if state.get().verbose:
-        import traceback
-
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-    tqdm.write(f"terrain: error: {message}", file=sys.stderr)

@@ -108,7 +108,7 @@ def pixel_bar(total: int, label: str, enabled: bool):
 
 
 def compute_to_files(info, outputs: dict, opts, *, write, run, maps=(), bar=None, display=None,
-                     product_opts=None) -> dict:
+                     product_opts=None, tile=None, stop_event=None) -> dict:
     """Check everything, then stream the DEM ``info`` (its opened, validated
     :class:`terrain.raster.RasterInfo`) into the GeoTIFFs ``outputs`` ({kind: path}),
     with ``write`` / ``run`` (WriteOptions, RunOptions).
@@ -117,6 +117,9 @@ def compute_to_files(info, outputs: dict, opts, *, write, run, maps=(), bar=None
     here too, so that every bad input or output is reported before any work.
     ``bar``: True/False to force the pixel progress bar, None to decide by size.
     ``display`` / ``product_opts``: passed to process_file (maps from the same pass).
+    ``tile``: (TileSet, Tile) when the DEM is a tile of a set (see :func:`tile_inputs`):
+    computed on the mosaic, written cropped to the tile. ``stop_event``: this run's own
+    (parallel runs, ``--jobs``) instead of the command's.
     Returns process_file's ``{"valid", "cells"}``; warns when nothing is valid.
     """
     from terrain.stream import process_file
@@ -125,19 +128,27 @@ def compute_to_files(info, outputs: dict, opts, *, write, run, maps=(), bar=None
     src = info.path
     for path in maps:  # map names end in .png/.pdf/.svg, GeoTIFF names cannot: no clash
         check_target(path, inputs=[src], overwrite=write.overwrite)
+    source, where = info, {"run": run}
+    if tile is not None:
+        from terrain.tiles import check_outputs, tile_keywords
+
+        # Outputs checked against every tile of the set, once; read from its mosaic.
+        check_outputs(tile[0], [*outputs.values(), *maps])
+        source, where = tile[0].vrt, tile_keywords(*tile, opts.geometry, run)
     cells = info.shape[0] * info.shape[1]
     if bar is None:
         bar = want_pixel_bar(cells, quiet=state.get().quiet)
     run_state = state.get()
-    stop = run_state.stop_event
+    stop = run_state.stop_event if stop_event is None else stop_event
     if stop is not None and stop.is_set() and not run_state.signalled:
         stop.clear()  # set by the previous file's failed run (analyze), not by a signal
     with pixel_bar(cells, os.path.basename(src), bar) as progress:
         # process_file watches the stop event: signals only set it meanwhile.
         run_state.stop_watched = stop is not None
         try:
-            result = process_file(info, outputs, opts, write=write, run=run, progress=progress,
-                                  stop_event=stop, display=display, product_opts=product_opts)
+            result = process_file(source, outputs, opts, write=write, progress=progress,
+                                  stop_event=stop, display=display, product_opts=product_opts,
+                                  **where)
         finally:
             run_state.stop_watched = False
     if run_state.signalled:
@@ -145,6 +156,155 @@ def compute_to_files(info, outputs: dict, opts, *, write, run, maps=(), bar=None
     if not result["valid"]:
         warn(f"{src}: no valid elevation; outputs are all nodata")
     return result
+
+
+@contextmanager
+def tile_inputs(args, *, independent=False, read=None):
+    """(input files, plan) for the DEM arguments of a multi-input command.
+
+    The arguments are expanded (globs, folders, list files, and VRTs into their
+    tiles unless ``independent``); without ``independent`` tiles on one grid are
+    grouped into sets, each with its VRT in a temporary folder that lives as long
+    as this context, and the inputs left out of a set are named in one warning.
+    ``plan.job(path)`` is the ``tile=`` of :func:`compute_to_files` (None: alone).
+    """
+    from terrain.tiles import TilePlan, TileWorkdir, expand_inputs, prepare
+
+    if independent:
+        yield expand_inputs(args, expand_vrt=False), TilePlan(inputs=[])
+        return
+    with TileWorkdir() as work:
+        plan = prepare(args, band=read.band if read else 1, src_crs=read.src_crs if read else None,
+                       workdir=work)
+        if plan.warning():
+            warn(plan.warning())
+        yield plan.inputs, plan
+
+
+def run_inputs(paths, work, outputs_of, *, jobs=1, several=True) -> None:
+    """``work(path, stop_event) -> files written`` for each input, ``jobs`` at once.
+
+    One input failing is reported in one line and the others go on (exit 1 at the
+    end, naming them); Ctrl-C stops every running input, removes what the unfinished
+    ones had written (``outputs_of(path)``: their file names) and names the finished
+    ones (exit 130). With ``several`` False a failure is raised as it is.
+    """
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    from terrain.errors import Interrupted
+
+    ctx = click.get_current_context()
+    run_state = state.get()
+    shared = run_state.stop_event
+    failed, done, running = [], [], {}
+    before = {}
+
+    def one(path, event):
+        click.globals.push_context(ctx)  # state.get(), warnings and -q in this thread too
+        try:
+            return work(path, event)
+        finally:
+            click.globals.pop_context()
+
+    def inline(path):
+        """One input at a time runs here, in the main thread, on the command's stop event."""
+        future = Future()
+        running[future] = (path, None)
+        try:
+            future.set_result(work(path, None))
+        except (KeyboardInterrupt, Interrupted):
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported below like a parallel one's
+            future.set_exception(exc)
+
+    pool = ThreadPoolExecutor(jobs) if jobs > 1 else None
+    pending = list(paths)
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                path = pending.pop(0)
+                before[path] = {p: _identity(p) for p in outputs_of(path)}
+                if pool is None:
+                    inline(path)
+                    continue
+                event = threading.Event()
+                running[pool.submit(one, path, event)] = (path, event)
+            finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+            if shared is not None and shared.is_set() and run_state.signalled:
+                raise KeyboardInterrupt
+            for future in finished:
+                path, _ = running.pop(future)
+                try:
+                    written = future.result()
+                except (KeyboardInterrupt, Interrupted):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one bad input never stops the rest
+                    if run_state.signalled:
+                        raise KeyboardInterrupt from None
+                    if not several:
+                        raise
+                    failed.append(path)
+                    _report(exc, describe_error(exc, path))
+                    continue
+                done.append(path)
+                before.pop(path, None)
+                status(f"{path}: wrote {brief(written)}")
+    except (KeyboardInterrupt, Interrupted):
+        for _, event in running.values():
+            if event is not None:
+                event.set()
+        wait(list(running))
+        for path, _ in running.values():
+            for p, was in before.get(path, {}).items():
+                if was is None and _identity(p) is not None:
+                    try:
+                        os.unlink(p)
+                    except OSError:
+                        pass
+        if not done:
+            raise
+        click.echo(f"terrain: interrupted; finished before it, with complete outputs: "
+                   f"{', '.join(done)}; nothing else written", err=True)
+        raise click.exceptions.Exit(130) from None
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if failed:
+        click.echo(f"terrain: {len(failed)} of {len(paths)} DEMs failed: {', '.join(failed)}",
+                   err=True)
+        raise click.exceptions.Exit(1)
+
+
+def _identity(path):
+    """(inode, mtime) of an existing file, None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def brief(paths) -> str:
+    """out/dem_slope.tif, out/dem_aspect.tif ... as out/dem_{slope,aspect}.tif ..."""
+    groups = {}
+    for p in paths:
+        folder, name = os.path.split(p)
+        stem, kind = os.path.splitext(name)[0].rsplit("_", 1)
+        groups.setdefault((folder, stem, os.path.splitext(name)[1]), []).append(kind)
+    return " and ".join(f"{os.path.join(folder, stem)}_"
+                        + (f"{{{','.join(kinds)}}}" if len(kinds) > 1 else kinds[0]) + ext
+                        for (folder, stem, ext), kinds in groups.items())
+
+
+def _report(exc, message):
+    from tqdm import tqdm
+
+    if state.get().verbose:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    tqdm.write(f"terrain: error: {message}", file=sys.stderr)
 
 
 def map_display(info, products, *, dpi=150):
@@ -185,12 +345,13 @@ def map_warnings():
 
 def run_product_command(kind: str, product_settings: dict, *, dem, output, z_factor, read, write,
                         run, method=None, edge_order=1, geometry="geodesic", plot=None,
-                        dpi=150) -> None:
+                        dpi=150, out_dir=None, independent=False, jobs=1) -> None:
     """Body of each product's command (:mod:`cli.products`): one GeoTIFF and an optional map.
 
     ``product_settings`` are the product's own Options fields (units, flat_value ...);
     the other keywords are the shared options of :func:`cli.options.product_options`
     (``read`` / ``write`` / ``run``: ReadOptions, WriteOptions, RunOptions).
+    With ``out_dir`` (-d), every DEM (or tile) of ``dem`` gets DIR/<stem>_<kind>.tif.
     """
     from terrain.raster import raster_info
 
@@ -199,6 +360,11 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, z_fac
     # A product of the elevations alone has no --method: the default's halo serves it.
     opts = build_options(method=method or DEFAULT_METHOD, edge_order=edge_order,
                          z_factor=z_factor, geometry=geometry, **product_settings)
+    dem = _one_dem_or_dir(dem, output, out_dir, plot)
+    if out_dir is not None:
+        _product_to_dir(kind, opts, dem, out_dir, independent=independent, jobs=jobs, read=read,
+                        write=write, run=run)
+        return
     # The input is validated once, here, and passed down opened.
     info = raster_info(dem, band=read.band, src_crs=read.src_crs)
     maps = [plot] if plot else []
@@ -222,3 +388,49 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, z_fac
         draw_display_map(display, plot, product=kind, info=info, opts=opts, dpi=dpi,
                          overwrite=write.overwrite)
         status(f"wrote {plot}")
+
+
+def _one_dem_or_dir(dems, output, out_dir, plot):
+    """The DEM of ``-o`` (exactly one), or the DEM arguments of ``-d``; usage errors else."""
+    dems = (dems,) if isinstance(dems, str) else tuple(dems)
+    if (output is None) == (out_dir is None):
+        raise click.UsageError("give -o OUT.tif for one DEM, or -d DIR for several DEMs or tiles"
+                               + (" (not both)" if output is not None else ""))
+    if out_dir is None:
+        if len(dems) != 1:
+            raise click.UsageError(f"-o takes one DEM, got {len(dems)}; for several DEMs or "
+                                   "tiles give -d DIR (outputs DIR/<stem>_<product>.tif)")
+        return dems[0]
+    if plot:
+        raise click.UsageError("--plot draws one map: use it with -o and one DEM "
+                               "(terrain analyze -d DIR draws maps of several)")
+    return dems
+
+
+def _product_to_dir(kind, opts, dems, out_dir, *, independent, jobs, read, **kwargs):
+    """``terrain slope|... DEM... -d DIR``: DIR/<stem>_<kind>.tif for each, tile sets seamless."""
+    from terrain.raster import dataset_stem
+
+    def outputs_of(path):
+        return [os.path.join(out_dir, f"{dataset_stem(path)}_{kind}.tif")]
+
+    from terrain.raster import raster_info
+
+    with tile_inputs(dems, independent=independent, read=read) as (paths, plan):
+        stems = {}
+        for path in paths:
+            stem = dataset_stem(path)
+            if stem in stems:
+                raise click.UsageError(f"{stems[stem]} and {path} would write the same output "
+                                       f"(DIR/{stem}_{kind}.tif); run them into different folders")
+            stems[stem] = path
+        several = len(paths) > 1
+
+        def work(path, event):
+            target = outputs_of(path)[0]
+            info = raster_info(path, band=read.band, src_crs=read.src_crs)
+            compute_to_files(info, {kind: target}, opts, bar=False if several else None,
+                             tile=plan.job(path), stop_event=event, **kwargs)
+            return [target]
+
+        run_inputs(paths, work, outputs_of, jobs=jobs, several=several)

@@ -210,7 +210,7 @@ def _check_map_path(ctx, param, value):
     return value
 
 
-def output_option(map_file: bool = False):
+def output_option(map_file: bool = False, required: bool = True):
     """-o/--output: a GeoTIFF, or for `terrain plot` a map."""
     if map_file:
         return click.option("-o", "--output", required=True, metavar="MAP.png",
@@ -218,7 +218,7 @@ def output_option(map_file: bool = False):
                             callback=_check_map_path,
                             help="Output map: PNG, PDF or SVG by extension. "
                                  "Missing folders are created.")
-    return click.option("-o", "--output", required=True, metavar="OUT.tif",
+    return click.option("-o", "--output", required=required, metavar="OUT.tif",
                         type=click.Path(dir_okay=False, path_type=str),
                         callback=_check_geotiff_path,
                         help="Output GeoTIFF. Missing folders are created.")
@@ -287,17 +287,41 @@ run_options_typed = _compose(_collected("run", ("threads", "tile_size", "schedul
                                         "terrain.engine:RunOptions"), run_options)
 
 
+# --- tile sets (several inputs) -----------------------------------------------------
+
+independent_option = click.option(
+    "--independent", is_flag=True,
+    help="Process each input file on its own, borders from one side only (no mosaic of "
+         "adjacent tiles); a VRT is then one input, not its tiles.")
+jobs_option = click.option(
+    "--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+    help="Input files (tiles) processed at once, each on --threads threads.")
+tile_set_options = _compose(independent_option, jobs_option)
+
+
+def out_dir_option(required: bool = True):
+    """-d/--out-dir: the folder of per-input outputs named DIR/<stem>_<product>.tif."""
+    return click.option("-d", "--out-dir", required=required, metavar="DIR",
+                        type=click.Path(file_okay=False, path_type=str),
+                        help="Folder for the outputs (created if missing)."
+                             + ("" if required else " With several DEMs or tiles, instead "
+                                "of -o: DIR/<stem>_<product>.tif for each."))
+
+
 def product_options(*specific, method_default: str | None = registry.DEFAULT_METHOD,
                     maps: bool = True):
     """Everything a single-product command takes (``terrain slope|aspect|...``):
-    the DEM, -o, the product's own ``specific`` options, the gradient options
-    (only --z-factor with ``method_default=None``: a product of the elevations
-    alone), input, GeoTIFF and run options, and --plot/--dpi when it has a map."""
+    the DEM (one with -o; several, or tiles, with -d), -o / -d, the product's own
+    ``specific`` options, the gradient options (only --z-factor with
+    ``method_default=None``: a product of the elevations alone), input, GeoTIFF and
+    run options, --plot/--dpi when it has a map, and --independent / --jobs for
+    several inputs."""
     gradient = gradient_options(method_default=method_default) if method_default else \
         z_factor_option
-    return _compose(dem_argument(), output_option(), *specific, gradient, read_options,
+    return _compose(dem_argument(nargs=-1), output_option(required=False),
+                    out_dir_option(required=False), *specific, gradient, read_options,
                     write_options, *((plot_option, dpi_option) if maps else ()),
-                    run_options_typed, verbosity_options)
+                    run_options_typed, tile_set_options, verbosity_options)
 
 
 # --- slope analysis (classify, stats, report) ----------------------------------------

@@ -19,10 +19,13 @@ def open_dem(path, *, band: int = 1, src_crs=None, chunks=None) -> xr.DataArray:
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str or os.PathLike, or a list of them
         Any raster GDAL reads (GeoTIFF, ASCII grid, SRTM .hgt, VRT ...), also
         ``/vsizip/...``, ``/vsicurl/...`` or http(s) URLs and subdatasets such as
-        ``NETCDF:"f.nc":elevation``.
+        ``NETCDF:"f.nc":elevation``. A list (or tuple) of tiles on one grid (paths,
+        globs, folders, list files: see :func:`terrain.tiles.expand_inputs`) gives
+        their mosaic, lazily (dask, ``chunks`` default 1024), gaps as NaN; its
+        products equal the per-tile outputs of ``terrain analyze TILE... -d``.
     band : int, optional
         1-based band number.
     src_crs : str or CRS, optional
@@ -55,6 +58,8 @@ def open_dem(path, *, band: int = 1, src_crs=None, chunks=None) -> xr.DataArray:
     """
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
+    if isinstance(path, (list, tuple)):
+        path, band, src_crs, chunks = _tile_mosaic(path, band, src_crs, chunks)
     path = os.fspath(path)
     with rasterio.Env(**GDAL_ENV):
         with open_raster(path) as ds:
@@ -81,6 +86,14 @@ def open_dem(path, *, band: int = 1, src_crs=None, chunks=None) -> xr.DataArray:
         dem.encoding["scale_factor"] = info.scale
         dem.encoding["add_offset"] = info.offset
     return dem
+
+
+def _tile_mosaic(paths, band, src_crs, chunks):
+    """(path, band, src_crs, chunks) to open for a list of tiles: their mosaic VRT, lazily."""
+    from .tiles import mosaic_vrt
+
+    path, band, src_crs = mosaic_vrt(paths, band=band, src_crs=src_crs)
+    return path, band, src_crs, 1024 if chunks is None else chunks
 
 
 def elevation_of(dem, *, spacing=None, geometry: str = "geodesic", name: str | None = None):

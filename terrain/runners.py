@@ -41,15 +41,22 @@ def _is_dask(z) -> bool:
     return is_dask(z)
 
 
-def _threads(info, grid, groups, run, emit, stop_event, gdal_errors):
+def _threads(info, grid, groups, run, emit, stop_event, gdal_errors, *, window=None,
+             executor=None):
     from .engine import default_threads
-    from .stream import _run_threads
+    from .stream import _run_threads, _window_tile_size
 
-    _run_threads(info, grid, groups, run.tile_size, run.threads or default_threads(), emit,
-                 stop_event, gdal_errors)
+    threads = run.threads or default_threads()
+    tile_size = run.tile_size
+    if window is not None:  # a tile smaller than a window: still every thread
+        row0, row1, col0, col1 = window
+        tile_size = _window_tile_size((row1 - row0, col1 - col0), tile_size, threads)
+    _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_errors,
+                 window=window, executor=executor)
 
 
-def _distributed(info, grid, groups, run, emit, stop_event, gdal_errors):
+def _distributed(info, grid, groups, run, emit, stop_event, gdal_errors, *, window=None,
+                 executor=None):
     from .dask_runner import run_distributed
 
     for opts, names in groups:
@@ -61,8 +68,9 @@ ARRAY_RUNNERS = (
     Runner("dask", _is_dask, _dask),
     Runner("numpy", lambda z: True, _in_memory),
 )
-# run(info, grid, groups, run_options, emit, stop_event, gdal_errors): emit(r0, r1, c0, c1, res)
-# for every finished window, from any thread.
+# run(info, grid, groups, run_options, emit, stop_event, gdal_errors, *, window, executor):
+# emit(r0, r1, c0, c1, res) for every finished window, from any thread; ``window``: the part
+# of the grid to cover (a tile of a set), ``executor``: shared worker threads, or None.
 FILE_RUNNERS = (
     Runner("distributed", lambda run: run.scheduler is not None, _distributed),
     Runner("threads", lambda run: True, _threads),

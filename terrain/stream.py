@@ -11,6 +11,7 @@ outputs are committed only when every window is written.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -155,7 +156,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *,
                  read: ReadOptions | None = None, write: WriteOptions | None = None,
                  run: RunOptions | None = None, progress=None,
                  stop_event: threading.Event | None = None, display: DisplayGrid | None = None,
-                 product_opts: dict | None = None) -> dict:
+                 product_opts: dict | None = None, crop: Crop | None = None, grid=None,
+                 executor=None) -> dict:
     """Compute products of the DEM ``src`` straight into GeoTIFF files.
 
     Parameters
@@ -186,6 +188,15 @@ def process_file(src, outputs: dict, opts: Options | None = None, *,
     product_opts : dict, optional
         ``{product: Options}`` for products computed with other options than
         ``opts`` (e.g. the hillshade with its own method), from the same read.
+    crop : Crop, optional
+        Only this part of ``src`` (one tile of a mosaic VRT, see :mod:`terrain.tiles`),
+        computed on ``src``'s whole grid and written cropped to it.
+    grid : terrain.spacing.Grid, optional
+        ``src``'s grid for ``opts.geometry``, when the caller has it already (a tile
+        set computes its mosaic's once, not once per tile).
+    executor : concurrent.futures.ThreadPoolExecutor, optional
+        Worker threads to run the windows on (``threads`` of them), left running for
+        the next call (a tile set's tiles share them).
 
     Returns
     -------
@@ -206,8 +217,13 @@ def process_file(src, outputs: dict, opts: Options | None = None, *,
     product_opts = {n: o.with_z_factor(info.z_factor) for n, o in (product_opts or {}).items()}
     if any(o.geometry != opts.geometry for o in product_opts.values()):
         raise TerrainError("product_opts must share opts.geometry (one ground map per run)")
-    grid = info.grid(opts.geometry)
-    targets = {kind: check_target(path, inputs=[src], overwrite=overwrite)
+    grid = info.grid(opts.geometry) if grid is None else grid
+    read_info, info = info, info if crop is None else crop.of(info)
+    if crop is not None and run.scheduler is not None:
+        raise TerrainError(f"{src}: a tile of a set runs on local threads only, not with a "
+                           "scheduler")
+    inputs = [src] if crop is None or crop.inputs is None else crop.inputs
+    targets = {kind: check_target(path, inputs=inputs, overwrite=overwrite)
                for kind, path in outputs.items()}
     if len(set(targets.values())) != len(targets):
         raise OutputError("two outputs have the same file name; give each product its own")
@@ -219,7 +235,8 @@ def process_file(src, outputs: dict, opts: Options | None = None, *,
     groups = _option_groups(opts, products, product_opts or {})
     tags = {"method": opts.method, "edge_order": str(opts.edge_order),
             "z_factor": repr(opts.z_factor), "z_factor_source": z_source,
-            "geometry": opts.geometry, "source": os.path.basename(src),
+            "geometry": opts.geometry,
+            "source": os.path.basename(crop.source_name if crop and crop.source_name else src),
             "software": "terrain"}
     stop_event = stop_event or threading.Event()
     writers = []
@@ -260,8 +277,9 @@ def process_file(src, outputs: dict, opts: Options | None = None, *,
                     resampling=decl.resampling,
                     tags=_file_tags(tags, names, opts, product_opts), overwrite=overwrite)
                 writers.append((writer, names))
-            runners.pick(runners.FILE_RUNNERS, run).run(info, grid, groups, run, emit,
-                                                        stop_event, gdal_errors)
+            runners.pick(runners.FILE_RUNNERS, run).run(
+                read_info, grid, groups, run, emit, stop_event, gdal_errors,
+                window=None if crop is None else crop.window, executor=executor)
             if stop_event.is_set():
                 raise Interrupted(f"{src}: interrupted; no output was written")
             # All or nothing: every file is finished before any is renamed into place.
@@ -286,6 +304,50 @@ def process_file(src, outputs: dict, opts: Options | None = None, *,
             for writer, _ in writers:
                 writer.abort()
     return {"valid": valid[0], "cells": info.shape[0] * info.shape[1]}
+
+
+@dataclass(frozen=True)
+class Crop:
+    """One tile of a mosaic (see :mod:`terrain.tiles`): ``process_file`` computes the
+    cells ``window`` (row0, row1, col0, col1) of its source on the source's whole grid
+    (its ground map and spacing, the halo read from around the window) and writes
+    them cropped to it; memory stays bounded by the tile size, not by the window.
+
+    ``transform``: the outputs' geotransform (default: the window's own, from the
+    source's; a tile's own keeps it exactly). ``source_name``: what the files'
+    ``source`` tag says. ``inputs``: the files no output may be (a tile set checks
+    its tiles once for all, :func:`terrain.tiles.check_outputs`).
+    """
+
+    window: tuple
+    transform: object = None
+    source_name: str | None = None
+    inputs: list | None = None
+
+    def of(self, info):
+        """``info`` cropped to the window: the outputs' shape and transform."""
+        import dataclasses
+
+        from rasterio.windows import transform as window_transform
+
+        row0, row1, col0, col1 = (int(v) for v in self.window)
+        rows, cols = info.shape
+        if not (0 <= row0 < row1 <= rows and 0 <= col0 < col1 <= cols):
+            raise TerrainError(f"{info.path}: window {tuple(self.window)} is not within its "
+                               f"{rows} x {cols} grid")
+        transform = self.transform if self.transform is not None else window_transform(
+            Window(col0, row0, col1 - col0, row1 - row0), info.transform)
+        return dataclasses.replace(info, shape=(row1 - row0, col1 - col0), transform=transform)
+
+
+def _window_tile_size(shape, tile_size, threads) -> int:
+    """A window edge giving ``threads`` windows or more over ``shape`` (at most ``tile_size``,
+    at least 128): a tile of a set is often smaller than one window. Results never depend
+    on it."""
+    size = tile_size
+    while size > 128 and -(-shape[0] // size) * -(-shape[1] // size) < threads:
+        size = max(128, size // 2)
+    return size
 
 
 def _file_tags(tags, names, opts, product_opts) -> dict:
@@ -313,8 +375,15 @@ def _option_groups(opts, products, product_opts) -> list:
     return sorted(((o, tuple(n)) for o, n in groups.items()), key=lambda g: g[0] != opts)
 
 
-def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_errors=None):
+def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_errors=None,
+                 window=None, executor=None):
     """Read, compute and emit every window on a pool of threads, one dataset handle each.
+
+    ``window``: (row0, row1, col0, col1) of ``info``'s grid to cover (default: all);
+    each piece is computed in ``info``'s coordinates and emitted relative to it.
+    ``executor``: a ThreadPoolExecutor of ``threads`` workers to use (and leave running)
+    instead of a new one: a tile set's runs share one, whose threads keep the tiles GDAL
+    has opened (its dataset pool is per thread).
 
     ``groups``: ``[(Options, products), ...]``; one read (with the widest halo) serves all.
     ``gdal_errors``: the run's :class:`terrain.raster.GdalErrors`, watching each worker's
@@ -349,12 +418,15 @@ def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_
                 d = halo - opts.halo  # a narrower halo: the inner part of the same read
                 z = np.ascontiguousarray(zpad[d:zpad.shape[0] - d, d:zpad.shape[1] - d]) if d else zpad
                 res.update(compute_block(z, grid, win, opts, products, out_dtype, name=info.path))
-            emit(row0, row1, col0, col1, res)
+            emit(row0 - wr, row1 - wr, col0 - wc, col1 - wc, res)
 
-    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    wr, wr1, wc, wc1 = (0, info.shape[0], 0, info.shape[1]) if window is None else window
+    own_pool = executor is None and threads > 1
+    pool = ThreadPoolExecutor(threads) if own_pool else executor
     pending = set()
     try:
-        for win in windows(info.shape, tile_size):
+        for r0, r1, c0, c1 in windows((wr1 - wr, wc1 - wc), tile_size):
+            win = (r0 + wr, r1 + wr, c0 + wc, c1 + wc)
             if stop_event.is_set():
                 break
             if pool is None:
@@ -373,7 +445,11 @@ def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_
         stop_event.set()
         raise
     finally:
-        if pool is not None:
+        if own_pool:
             pool.shutdown(wait=True, cancel_futures=True)
+        elif pending:  # a shared executor lives on: drop this run's queued windows only
+            for f in pending:
+                f.cancel()
+            wait(pending)
         for ds in handles:
             ds.close()

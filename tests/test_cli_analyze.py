@@ -447,3 +447,156 @@ def test_analyze_interrupt_after_a_finished_dem_keeps_its_outputs(tmp_path, monk
     for kind in KINDS:
         with rasterio.open(out / f"first_{kind}.tif") as ds:
             assert ds.shape == (40, 50)
+
+
+# --------------------------------------------------------------------------- tile sets (issue 14)
+
+
+def _tile_cells(tile_out, whole_out):
+    """(the tile's output, the whole raster's output on the tile's cells), read by GDAL."""
+    from rasterio.windows import Window
+
+    with rasterio.open(tile_out) as o, rasterio.open(whole_out) as w:
+        col = round((o.transform.c - w.transform.c) / w.transform.a)
+        row = round((o.transform.f - w.transform.f) / w.transform.e)
+        return o.read(), w.read(window=Window(col, row, o.width, o.height))
+
+
+@pytest.fixture
+def sample_tiles(tmp_path):
+    """The UTM sample cut into 3 x 3 tiles with a one-pixel overlap, and its whole analyze."""
+    from test_tiles import split
+
+    from conftest import UTM_SAMPLE
+
+    paths = split(UTM_SAMPLE, tmp_path / "tiles", 3, 1)
+    whole = tmp_path / "whole"
+    result = invoke("-q", "analyze", UTM_SAMPLE, "-d", whole, "--no-maps")
+    assert result.exit_code == 0, result.output
+    return paths, {k: whole / f"jacksboro_utm16n_{k}.tif" for k in KINDS}
+
+
+@pytest.mark.parametrize("jobs", ["1", "3"])
+def test_analyze_tiles_equal_the_whole_raster(sample_tiles, tmp_path, jobs):
+    paths, whole = sample_tiles
+    out = tmp_path / "out"
+    result = invoke("analyze", *paths, "-d", out, "--jobs", jobs, "--threads", "1", *FAST)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert sorted(lines) == sorted(
+        f"{p}: wrote {out}/{Path(p).stem}_{{slope,aspect,gradient,hillshade}}.tif and "
+        f"{out}/{Path(p).stem}_{{slope,aspect}}.png" for p in paths)
+    assert sorted(os.listdir(out)) == sorted(n for p in paths for n in expected_files(Path(p).stem))
+    for p in paths:
+        for kind in KINDS:
+            got, expected = _tile_cells(out / f"{Path(p).stem}_{kind}.tif", whole[kind])
+            assert got.tobytes() == expected.tobytes(), (p, kind)
+
+
+def test_analyze_independent_keeps_the_per_file_behaviour(sample_tiles, tmp_path):
+    paths, whole = sample_tiles
+    out, alone = tmp_path / "out", tmp_path / "alone"
+    assert invoke("-q", "analyze", *paths[:2], "-d", out, "--independent", "--no-maps").exit_code == 0
+    assert invoke("-q", "analyze", paths[0], "-d", alone, "--no-maps").exit_code == 0
+    stem = Path(paths[0]).stem
+    with rasterio.open(out / f"{stem}_slope.tif") as a, rasterio.open(alone / f"{stem}_slope.tif") as b:
+        assert a.read().tobytes() == b.read().tobytes()
+    got, expected = _tile_cells(out / f"{stem}_slope.tif", whole["slope"])
+    assert not np.array_equal(got, expected)  # the seam, computed from one side
+
+
+@pytest.mark.parametrize("form", ["glob", "folder", "list", "vrt"])
+def test_analyze_tile_inputs(sample_tiles, tmp_path, form):
+    import subprocess
+
+    paths, whole = sample_tiles
+    folder = Path(paths[0]).parent
+    if form == "glob":
+        arg = str(folder / "t*.tif")
+    elif form == "folder":
+        arg = str(folder)
+    elif form == "list":
+        arg = tmp_path / "tiles.txt"
+        arg.write_text("\n".join(paths) + "\n")
+    else:
+        arg = tmp_path / "mosaic.vrt"
+        exe = shutil.which("gdalbuildvrt") or "/usr/bin/gdalbuildvrt"
+        subprocess.run([exe, str(arg), *paths], check=True, capture_output=True)
+    out = tmp_path / "out"
+    result = invoke("-q", "analyze", arg, "-d", out, "--no-maps")
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(out)) == sorted(f"{Path(p).stem}_{k}.tif" for p in paths for k in KINDS)
+    got, expected = _tile_cells(out / "t11_aspect.tif", whole["aspect"])
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_analyze_tile_on_another_grid_warns_once(sample_tiles, tmp_path):
+    paths, whole = sample_tiles
+    with rasterio.open(paths[0]) as ds:
+        z, t = ds.read(1), ds.transform
+    from conftest import write_tif
+
+    odd = tmp_path / "odd.tif"
+    write_tif(odd, z, transform=t @ Affine.translation(0.5, 0.5), nodata=-9999.0)
+    out, alone = tmp_path / "out", tmp_path / "alone"
+    result = invoke("analyze", *paths, odd, "-d", out, "--no-maps")
+    assert result.exit_code == 0, result.output
+    warnings = [ln for ln in result.stderr.splitlines() if ln.startswith("warning:")]
+    assert warnings == [f"warning: {odd}: not on the grid of the other tiles (CRS, pixel size, "
+                        "alignment, type, nodata or overlap differ); processed on their own, "
+                        "with their borders from one side only"]
+    assert invoke("-q", "analyze", odd, "-d", alone, "--no-maps").exit_code == 0
+    for kind in KINDS:
+        with rasterio.open(out / f"odd_{kind}.tif") as a, rasterio.open(alone / f"odd_{kind}.tif") as b:
+            assert a.read().tobytes() == b.read().tobytes()
+    got, expected = _tile_cells(out / "t22_hillshade.tif", whole["hillshade"])
+    assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("command", ["slope", "aspect", "gradient", "hillshade"])
+def test_product_commands_take_tiles_with_out_dir(sample_tiles, tmp_path, command):
+    from conftest import UTM_SAMPLE
+
+    paths, _ = sample_tiles
+    out = tmp_path / "out"
+    result = invoke(command, *paths, "-d", out, "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(out)) == sorted(f"{Path(p).stem}_{command}.tif" for p in paths)
+    assert f"{paths[4]}: wrote {out}/t11_{command}.tif" in result.stderr.splitlines()
+    one = tmp_path / "whole.tif"
+    assert invoke("-q", command, UTM_SAMPLE, "-o", one).exit_code == 0
+    for p in paths:
+        got, expected = _tile_cells(out / f"{Path(p).stem}_{command}.tif", one)
+        assert got.tobytes() == expected.tobytes(), p
+
+
+@pytest.mark.parametrize("args, words", [
+    (["slope", "{tiles}/t00.tif", "{tiles}/t01.tif", "-o", "{dir}/s.tif"], "-o takes one DEM"),
+    (["slope", "{tiles}/t00.tif", "-o", "{dir}/s.tif", "-d", "{dir}/out"], "not both"),
+    (["slope", "{tiles}/t00.tif", "{tiles}/t01.tif", "-d", "{dir}/out", "--plot", "{dir}/m.png"],
+     "--plot draws one map"),
+])
+def test_product_commands_usage_errors_with_several_dems(sample_tiles, tmp_path, args, words):
+    paths, _ = sample_tiles
+    fill = {"tiles": Path(paths[0]).parent, "dir": tmp_path}
+    result = invoke(*[a.format(**fill) for a in args])
+    assert result.exit_code == 2 and words in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.tif").exists()
+
+
+@pytest.mark.parametrize("case", ["empty glob", "list with a missing entry"])
+def test_bad_tile_inputs_are_one_line_errors(sample_tiles, tmp_path, case):
+    paths, _ = sample_tiles
+    if case == "empty glob":
+        arg = str(Path(paths[0]).parent / "*.hgt")
+        words = f"{arg}: the pattern matches no file"
+    else:
+        arg = tmp_path / "tiles.txt"
+        arg.write_text(f"{paths[0]}\n{tmp_path / 'gone.tif'}\n")
+        words = f"{arg}: line 2: {tmp_path / 'gone.tif'}: no such file; fix the list"
+    out = tmp_path / "out"
+    result = invoke("analyze", arg, paths[1], "-d", out)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"terrain: error: {words}"), lines
+    assert "Traceback" not in result.output and not out.exists()

@@ -1,0 +1,581 @@
+"""Tile sets: many adjacent DEM files computed as one surface, with per-tile outputs.
+
+Real DEMs come as tiles (SRTM, Copernicus GLO-30, 3DEP, national LiDAR grids).
+Computed file by file, every tile's border sees one side only. Here the inputs
+(paths, globs, folders, list files, VRTs: :func:`expand_inputs`) are grouped by
+grid (:func:`plan_tiles`): tiles sharing CRS, pixel size, pixel alignment, data
+type, nodata, scale, offset and vertical unit form a set, and a VRT of each set
+is written (:func:`write_vrt`, the XML written here, into a folder that lives for
+the run). Each tile is then computed on the mosaic's grid (its ground map and
+spacing) for the tile's window only, its halo read from the neighbours, and
+written cropped to the tile with the tile's own transform
+(:func:`process_tile`, :func:`terrain.stream.process_file` with ``window=``):
+its outputs equal the whole mosaic's on its cells, bit for bit.
+
+Tiles that repeat their edge row / column (SRTM ``.hgt``: a one-pixel overlap)
+are fine: the overlapping cells hold the same values, so they come out the
+same in both tiles. Gaps between tiles and missing neighbours are the VRT's
+nodata, handled like any hole. Tiles on another grid (or overlapping the set
+by more than :data:`MAX_OVERLAP` cells, or with a GDAL mask band) are computed
+on their own.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from xml.sax.saxutils import escape
+
+import numpy as np
+
+from .errors import InputError, TerrainError
+from .raster import GDAL_ENV, ReadOptions, is_gdal_path, raster_info
+
+# Extensions of the files a folder given as input contributes (sidecars excluded).
+RASTER_SUFFIXES = (".tif", ".tiff", ".hgt", ".vrt", ".img", ".asc", ".dem", ".bil", ".flt",
+                   ".jp2", ".dt0", ".dt1", ".dt2", ".nc", ".grd", ".ter", ".bt")
+# A text file listing one raster per line ('#' starts a comment).
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+# Tiles may share this many edge rows / columns (SRTM repeats one); more is not a tile set.
+MAX_OVERLAP = 2
+# Pixel offsets between tiles within this many pixels of a whole number are aligned.
+ALIGN_TOLERANCE = 1e-4
+_GLOB_CHARS = ("*", "?", "[")
+
+_VRT_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16",
+              "uint32": "UInt32", "int32": "Int32", "uint64": "UInt64", "int64": "Int64",
+              "float32": "Float32", "float64": "Float64"}
+
+
+# --------------------------------------------------------------------------- inputs
+
+def expand_inputs(args, *, expand_vrt: bool = True) -> list[str]:
+    """The raster files named by ``args``, in order (a file named twice comes twice).
+
+    Each argument is a path, a glob pattern (``tiles/*.tif``; one matching
+    nothing is an error), a folder (its raster files, sorted, not recursive), a
+    text file (``.txt``, ``.lst``, ``.list``) with one path per line (relative to
+    the list's folder; blank lines and ``#`` comments skipped), or a VRT, which
+    stands for its source files when ``expand_vrt`` (a mosaic of tiles).
+    """
+    out = [path for arg in args for path in _expand_one(os.fspath(arg), expand_vrt)]
+    if not out:
+        raise InputError("no input raster given; name files, a folder, a list file or a glob")
+    return out
+
+
+def _expand_one(arg: str, expand_vrt: bool) -> list[str]:
+    if is_gdal_path(arg):
+        return [arg]
+    if not os.path.exists(arg) and any(c in arg for c in _GLOB_CHARS):
+        found = sorted(p for p in glob.glob(arg) if os.path.isfile(p))
+        if not found:
+            raise InputError(f"{arg}: the pattern matches no file; check the pattern "
+                             "(quote it to let terrain expand it)")
+        return [p for f in found for p in _expand_one(f, expand_vrt)]
+    if os.path.isdir(arg):
+        found = sorted(os.path.join(arg, n) for n in os.listdir(arg)
+                       if n.lower().endswith(RASTER_SUFFIXES) and not n.startswith(".")
+                       and os.path.isfile(os.path.join(arg, n)))
+        if not found:
+            raise InputError(f"{arg}: is a directory holding no raster file ({', '.join(RASTER_SUFFIXES[:4])} "
+                             "...); check the folder")
+        return [p for f in found for p in _expand_one(f, expand_vrt)]
+    lower = arg.lower()
+    if lower.endswith(LIST_SUFFIXES) and os.path.isfile(arg):
+        return _read_list(arg, expand_vrt)
+    if expand_vrt and lower.endswith(".vrt") and os.path.isfile(arg):
+        return _vrt_sources(arg)
+    return [arg]
+
+
+def _read_list(path: str, expand_vrt: bool) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the list of rasters ({exc}); "
+                         "give a UTF-8 text file with one path per line") from None
+    base = os.path.dirname(path)
+    out = []
+    for number, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if not is_gdal_path(entry) and not os.path.isabs(entry):
+            entry = os.path.join(base, entry)
+        if not is_gdal_path(entry) and not any(c in entry for c in _GLOB_CHARS):
+            if not os.path.isfile(entry) or not os.access(entry, os.R_OK):
+                why = "no such file" if not os.path.exists(entry) else "not a readable file"
+                raise InputError(f"{path}: line {number}: {entry}: {why}; fix the list")
+        out.extend(_expand_one(entry, expand_vrt))
+    if not out:
+        raise InputError(f"{path}: the list names no raster; give one path per line")
+    return out
+
+
+def _vrt_sources(path: str) -> list[str]:
+    """The files a VRT mosaics (itself if it reads none, e.g. a VRT of a VRT's band)."""
+    import rasterio
+
+    from .raster import open_raster
+
+    with rasterio.Env(**GDAL_ENV), open_raster(path) as ds:
+        files = [os.path.abspath(f) for f in ds.files]
+    me = os.path.abspath(path)
+    sources = [f for f in files if f != me and f.lower().endswith(RASTER_SUFFIXES)]
+    return sources or [path]
+
+
+# --------------------------------------------------------------------------- grouping
+
+@dataclass(frozen=True)
+class Tile:
+    """One input file of a tile set: where it sits in the mosaic."""
+
+    path: str
+    info: object  # terrain.raster.RasterInfo of the file
+    window: tuple  # (row0, row1, col0, col1) in the mosaic
+
+
+@dataclass
+class TileSet:
+    """Tiles on one grid, and the VRT mosaicking them (``vrt`` once written)."""
+
+    tiles: list
+    shape: tuple
+    transform: object  # affine.Affine of the mosaic
+    vrt: str | None = None
+    _protected: frozenset | None = None
+    _grids: dict = field(default_factory=dict)
+
+    _pools: dict = field(default_factory=dict)
+
+    def executor(self, threads: int):
+        """The set's ThreadPoolExecutor of ``threads`` workers (None for one thread: the
+        caller's), shared by its tiles: GDAL keeps the tiles a thread opened for the next
+        tile. Shut down by :meth:`close`."""
+        if threads <= 1:
+            return None
+        if threads not in self._pools:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="tiles")
+        return self._pools[threads]
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._pools.clear()
+
+    def grid(self, geometry: str):
+        """The mosaic's Grid (spacing, ground map) for ``geometry``, computed once."""
+        if geometry not in self._grids:
+            self._grids[geometry] = raster_info(self.vrt).grid(geometry)
+        return self._grids[geometry]
+
+    def protected(self) -> frozenset:
+        """(device, inode) of every file the set reads (tiles, their sidecars), once."""
+        if self._protected is None:
+            from .writer import input_files
+
+            ids = set()
+            for f in input_files([t.path for t in self.tiles]):
+                try:
+                    st = os.stat(f)
+                except OSError:
+                    continue
+                ids.add((st.st_dev, st.st_ino))
+            self._protected = frozenset(ids)
+        return self._protected
+
+    def tile(self, path: str) -> Tile | None:
+        for t in self.tiles:
+            if t.path == path:
+                return t
+        return None
+
+
+@dataclass
+class TilePlan:
+    """What to do with each input: ``sets`` (two tiles or more), and the rest alone."""
+
+    inputs: list
+    sets: list = field(default_factory=list)
+    alone: list = field(default_factory=list)  # readable, not in a set (other grid ...)
+    unreadable: list = field(default_factory=list)  # raster_info failed: reported when run
+    off_grid: list = field(default_factory=list)  # readable tiles left out of a set: warn
+
+    def job(self, path: str):
+        """(TileSet, Tile) of ``path`` when it belongs to a set, else None."""
+        for s in self.sets:
+            t = s.tile(path)
+            if t is not None:
+                return s, t
+        return None
+
+    def warning(self) -> str | None:
+        """The one warning naming the tiles processed on their own, if a set left some out."""
+        if not self.sets or not self.off_grid:
+            return None
+        return (f"{', '.join(self.off_grid)}: not on the grid of the other tiles (CRS, pixel size, "
+                "alignment, type, nodata or overlap differ); processed on their own, with "
+                "their borders from one side only")
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a)
+                      and math.isnan(b))
+
+
+def _key_equal(a, b) -> bool:
+    """Whether two RasterInfo describe values of the same kind on a parallel grid."""
+    ta, tb = a.transform, b.transform
+    return (a.crs == b.crs and a.dtype == b.dtype and _same(a.nodata, b.nodata)
+            and a.scale == b.scale and a.offset == b.offset and a.z_factor == b.z_factor
+            and a.vertical_unit == b.vertical_unit and a.mask is None and b.mask is None
+            and math.isclose(ta.a, tb.a, rel_tol=1e-9) and math.isclose(ta.e, tb.e, rel_tol=1e-9))
+
+
+def _offset(ref, info) -> tuple[int, int] | None:
+    """(row, col) of ``info``'s first pixel on ``ref``'s grid, None if between pixels."""
+    col = (info.transform.c - ref.transform.c) / ref.transform.a
+    row = (info.transform.f - ref.transform.f) / ref.transform.e
+    rc, cc = round(row), round(col)
+    if abs(row - rc) > ALIGN_TOLERANCE or abs(col - cc) > ALIGN_TOLERANCE:
+        return None
+    return int(rc), int(cc)
+
+
+def _overlap_too_wide(w, others) -> bool:
+    r0, r1, c0, c1 = w
+    for o0, o1, p0, p1 in others:
+        h = min(r1, o1) - max(r0, o0)
+        wd = min(c1, p1) - max(c0, p0)
+        if h > 0 and wd > 0 and min(h, wd) > MAX_OVERLAP:
+            return True
+    return False
+
+
+def plan_tiles(paths, *, band: int = 1, src_crs=None) -> TilePlan:
+    """Group ``paths`` (files) into tile sets; the others are to be processed alone.
+
+    A set is the tiles sharing the first member's CRS, pixel size, pixel alignment,
+    type, nodata, scale, offset and vertical unit, no two overlapping by more than
+    :data:`MAX_OVERLAP` rows or columns; a set needs two tiles. Files that cannot
+    be read are kept apart (``unreadable``): processing them alone reports why.
+    """
+    plan = TilePlan(inputs=list(paths))
+    infos = {}
+    for p in dict.fromkeys(plan.inputs):  # a file named twice is read once
+        try:
+            infos[p] = raster_info(p, band=band, src_crs=src_crs)
+        except TerrainError:
+            plan.unreadable.append(p)
+    groups: list[tuple[object, dict]] = []  # (reference info, {path: (row, col)})
+    left = []
+    for p, info in infos.items():
+        for ref, members in groups:
+            if not _key_equal(ref, info):
+                continue
+            off = _offset(ref, info)
+            if off is None:
+                continue
+            w = (off[0], off[0] + info.shape[0], off[1], off[1] + info.shape[1])
+            if _overlap_too_wide(w, members.values()):
+                continue
+            members[p] = w
+            break
+        else:
+            if info.mask is None:
+                groups.append((info, {p: (0, info.shape[0], 0, info.shape[1])}))
+            else:
+                left.append(p)
+    sets = []
+    for ref, members in groups:
+        if len(members) < 2:
+            left.extend(members)
+            continue
+        sets.append(_tile_set(ref, members, infos))
+    plan.sets = sets
+    in_set = {t.path for s in sets for t in s.tiles}
+    plan.alone = [p for p in dict.fromkeys(plan.inputs) if p in infos and p not in in_set]
+    plan.off_grid = list(plan.alone) if sets else []
+    return plan
+
+
+def _tile_set(ref, members: dict, infos: dict) -> TileSet:
+    from affine import Affine
+
+    rmin = min(w[0] for w in members.values())
+    cmin = min(w[2] for w in members.values())
+    rows = max(w[1] for w in members.values()) - rmin
+    cols = max(w[3] for w in members.values()) - cmin
+    # The mosaic's origin from the tiles' own numbers (exact), not recomputed.
+    west = next(infos[p] for p, w in members.items() if w[2] == cmin).transform.c
+    north = next(infos[p] for p, w in members.items() if w[0] == rmin).transform.f
+    t = ref.transform
+    transform = Affine(t.a, 0.0, west, 0.0, t.e, north)
+    tiles = [Tile(p, infos[p], (w[0] - rmin, w[1] - rmin, w[2] - cmin, w[3] - cmin))
+             for p, w in members.items()]
+    return TileSet(tiles=tiles, shape=(rows, cols), transform=transform)
+
+
+# --------------------------------------------------------------------------- VRT
+
+def _num(v: float) -> str:
+    return repr(float(v))
+
+
+def write_vrt(tile_set: TileSet, path: str, *, band: int = 1) -> str:
+    """Write the VRT of ``tile_set`` to ``path`` (the XML written here); return ``path``.
+
+    Integer tiles without a nodata value get a floating-point VRT (Float32, or
+    Float64 for 32-bit and wider integers: the type terrain computes them in)
+    with NaN as nodata, so that gaps have a value no elevation has. Sources with
+    a nodata value are ComplexSources with it, so an overlapping tile's holes do
+    not cover its neighbour's values.
+    """
+    ref = tile_set.tiles[0].info
+    dtype = np.dtype(ref.dtype)
+    nodata = ref.nodata
+    vrt_type = _VRT_TYPES.get(str(dtype))
+    if vrt_type is None:
+        raise InputError(f"{ref.path}: {dtype} tiles cannot be mosaicked; convert them "
+                         "(gdal_translate -ot Float32)")
+    if nodata is None and dtype.kind in "iu":
+        vrt_type = "Float32" if dtype.itemsize < 4 else "Float64"
+        nodata = float("nan")
+    elif nodata is None:
+        nodata = float("nan")
+    t = tile_set.transform
+    rows, cols = tile_set.shape
+    nd_text = "nan" if math.isnan(nodata) else _num(nodata) if dtype.kind == "f" else str(int(nodata))
+    lines = [f'<VRTDataset rasterXSize="{cols}" rasterYSize="{rows}">']
+    mapping = _axis_mapping(ref.crs)
+    lines.append(f"  <SRS{mapping}>{escape(ref.crs.to_wkt())}</SRS>")
+    lines.append(f"  <GeoTransform>{_num(t.c)}, {_num(t.a)}, 0.0, {_num(t.f)}, 0.0, "
+                 f"{_num(t.e)}</GeoTransform>")
+    lines.append(f'  <VRTRasterBand dataType="{vrt_type}" band="1">')
+    lines.append(f"    <NoDataValue>{nd_text}</NoDataValue>")
+    if ref.vertical_unit:
+        lines.append(f"    <UnitType>{escape(ref.vertical_unit)}</UnitType>")
+    if ref.offset != 0.0:
+        lines.append(f"    <Offset>{_num(ref.offset)}</Offset>")
+    if ref.scale != 1.0:
+        lines.append(f"    <Scale>{_num(ref.scale)}</Scale>")
+    overlapping = _overlapping(tile_set.tiles)
+    for tile in tile_set.tiles:
+        # A ComplexSource skips its nodata cells (an overlapping tile's holes must not
+        # cover its neighbour's values) but GDAL reads it 3x slower: only where needed.
+        kind = "ComplexSource" if ref.nodata is not None and tile.path in overlapping \
+            else "SimpleSource"
+        r0, r1, c0, c1 = tile.window
+        info = tile.info
+        by, bx = info.block_shape
+        lines += [
+            f"    <{kind}>",
+            f'      <SourceFilename relativeToVRT="0">{escape(_abs(tile.path))}</SourceFilename>',
+            f"      <SourceBand>{band}</SourceBand>",
+            f'      <SourceProperties RasterXSize="{info.shape[1]}" RasterYSize="{info.shape[0]}" '
+            f'DataType="{_VRT_TYPES[str(dtype)]}" BlockXSize="{bx}" BlockYSize="{by}" />',
+            f'      <SrcRect xOff="0" yOff="0" xSize="{c1 - c0}" ySize="{r1 - r0}" />',
+            f'      <DstRect xOff="{c0}" yOff="{r0}" xSize="{c1 - c0}" ySize="{r1 - r0}" />',
+        ]
+        if kind == "ComplexSource":
+            lines.append(f"      <NODATA>{nd_text}</NODATA>")
+        lines.append(f"    </{kind}>")
+    lines += ["  </VRTRasterBand>", "</VRTDataset>", ""]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    tile_set.vrt = path
+    return path
+
+
+def _overlapping(tiles) -> set:
+    """Paths of the tiles sharing cells with another tile."""
+    out = set()
+    rows = sorted(tiles, key=lambda t: t.window[0])
+    for k, a in enumerate(rows):
+        for b in rows[k + 1:]:
+            if b.window[0] >= a.window[1]:
+                break
+            if min(a.window[3], b.window[3]) > max(a.window[2], b.window[2]):
+                out.update((a.path, b.path))
+    return out
+
+
+def _abs(path: str) -> str:
+    return path if is_gdal_path(path) else os.path.abspath(path)
+
+
+def _axis_mapping(crs) -> str:
+    """GDAL's data axis to CRS axis mapping for traditional GIS order (x = east / lon)."""
+    try:
+        import pyproj
+
+        axes = pyproj.CRS.from_wkt(crs.to_wkt()).axis_info
+    except Exception:  # noqa: BLE001 - no axis information: GDAL's default
+        return ""
+    if len(axes) >= 2 and axes[0].direction.lower() in ("north", "south"):
+        return ' dataAxisToSRSAxisMapping="2,1"'
+    return ' dataAxisToSRSAxisMapping="1,2"' if len(axes) >= 2 else ""
+
+
+class TileWorkdir:
+    """A temporary folder for a run's VRTs, removed on exit (a context manager)."""
+
+    def __init__(self):
+        self.path = tempfile.mkdtemp(prefix="terrain-tiles-")
+        self.sets = []
+
+    def vrt_for(self, tile_set: TileSet, k: int, *, band: int = 1) -> str:
+        self.sets.append(tile_set)
+        return write_vrt(tile_set, os.path.join(self.path, f"mosaic{k}.vrt"), band=band)
+
+    def close(self):
+        for s in self.sets:
+            s.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def prepare(args, *, band: int = 1, src_crs=None, workdir: TileWorkdir) -> TilePlan:
+    """Expand ``args``, group them and write each set's VRT into ``workdir``."""
+    plan = plan_tiles(expand_inputs(args), band=band, src_crs=src_crs)
+    for k, s in enumerate(plan.sets):
+        workdir.vrt_for(s, k, band=band)
+    return plan
+
+
+# --------------------------------------------------------------------------- running
+
+def check_outputs(tile_set: TileSet, paths) -> None:
+    """Refuse an output that is one of the set's tiles (or a file they read), as
+    :func:`terrain.writer.check_target` does for one input; the set is listed once."""
+    from .errors import OutputError
+
+    for path in paths:
+        try:
+            st = os.stat(os.path.realpath(os.fspath(path)))
+        except OSError:
+            continue  # not there: not an input
+        if (st.st_dev, st.st_ino) in tile_set.protected():
+            raise OutputError(f"{os.path.abspath(os.fspath(path))}: is one of the input tiles (or "
+                              "a file they read); choose another output (the input is never "
+                              "overwritten)")
+
+
+def process_tile(tile_set: TileSet, tile: Tile, outputs: dict, opts=None, *, run=None,
+                 **kwargs) -> dict:
+    """:func:`terrain.stream.process_file` of one tile of a set, on the mosaic's grid.
+
+    ``outputs`` are the tile's ({kind: path}); the other keywords are process_file's
+    (not ``read``: the VRT holds the band and CRS). The files have the tile's shape
+    and transform and equal the whole mosaic's outputs on its cells.
+    """
+    from .stream import process_file
+
+    if tile_set.vrt is None:
+        raise TerrainError("write the tile set's VRT first (terrain.tiles.write_vrt)")
+    from .engine import Options
+
+    check_outputs(tile_set, outputs.values())
+    return process_file(tile_set.vrt, outputs, opts,
+                        **tile_keywords(tile_set, tile, (opts or Options()).geometry, run),
+                        **kwargs)
+
+
+def tile_keywords(tile_set: TileSet, tile: Tile, geometry: str, run=None) -> dict:
+    """process_file's keywords (with the set's VRT as ``src``) computing ``tile`` with
+    ``run`` (RunOptions; default threads: all cores). The outputs are checked against
+    the set's files by :func:`check_outputs` (once for all tiles), not by process_file."""
+    import dataclasses
+
+    from .engine import RunOptions, default_threads
+    from .stream import Crop
+
+    run = run or RunOptions()
+    run = dataclasses.replace(run, threads=run.threads or default_threads())
+    return dict(crop=Crop(tile.window, transform=tile.info.transform, source_name=tile.path,
+                          inputs=[]),
+                grid=tile_set.grid(geometry), run=run, executor=tile_set.executor(run.threads))
+
+
+def process_tiles(args, outputs_of, opts=None, *, read=None, jobs: int = 1, **kwargs) -> dict:
+    """Every input of ``args`` (see :func:`expand_inputs`) into its own outputs, tile sets seamless.
+
+    ``outputs_of(path) -> {kind: path}`` names each input's outputs; ``read``
+    (ReadOptions) says how to read them, the other keywords are process_file's. ``jobs``
+    tiles run at once (each on its ``run``'s threads). Returns ``{path: process_file's
+    result}``; inputs on another grid are processed alone, with one
+    :class:`TilesWarning` naming them.
+    """
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .stream import process_file
+
+    with TileWorkdir() as work:
+        read = read or ReadOptions()
+        plan = prepare(args, band=read.band, src_crs=read.src_crs, workdir=work)
+        message = plan.warning()
+        if message:
+            warnings.warn(message, TilesWarning, stacklevel=2)
+
+        def run(path):
+            job = plan.job(path)
+            if job is None:
+                return process_file(path, outputs_of(path), opts, read=read, **kwargs)
+            return process_tile(*job, outputs_of(path), opts, **kwargs)
+
+        if jobs <= 1:
+            return {p: run(p) for p in plan.inputs}
+        with ThreadPoolExecutor(jobs) as pool:
+            return dict(zip(plan.inputs, pool.map(run, plan.inputs)))
+
+
+class TilesWarning(UserWarning):
+    """Inputs not on the tile set's grid, processed on their own."""
+
+
+# --------------------------------------------------------------------------- Python
+
+_KEEP: list = []
+
+
+def mosaic_vrt(paths, *, band: int = 1, src_crs=None) -> tuple:
+    """(path, band, src_crs) to open for the tiles ``paths`` (see :func:`expand_inputs`):
+    their VRT (band 1, its CRS inside), kept until the process ends; a lone file itself.
+
+    Every readable tile must be on one grid (else an error naming those that are not).
+    """
+    plan = plan_tiles(expand_inputs(paths), band=band, src_crs=src_crs)
+    if plan.unreadable:
+        raster_info(plan.unreadable[0], band=band, src_crs=src_crs)  # raises its own error
+    if len(plan.inputs) == 1:
+        return plan.inputs[0], band, src_crs
+    if not plan.sets:
+        raise InputError(f"{', '.join(plan.inputs)}: no two of them are tiles of one grid "
+                         "(CRS, pixel size and alignment); open them one by one")
+    if len(plan.sets) > 1 or plan.alone:
+        others = [t.path for s in plan.sets[1:] for t in s.tiles] + plan.alone
+        raise InputError(f"{', '.join(others)}: not on the grid of {plan.sets[0].tiles[0].path} "
+                         "(CRS, pixel size, alignment, type or nodata differ); open them apart")
+    if not _KEEP:
+        _KEEP.append(TileWorkdir())
+        atexit.register(_KEEP[0].close)
+    vrt = _KEEP[0].vrt_for(plan.sets[0], len(os.listdir(_KEEP[0].path)), band=band)
+    return vrt, 1, None

@@ -1,0 +1,375 @@
+"""Tile sets (issue 14): per-tile outputs of a mosaic, with no seams.
+
+Truth: the whole raster (the sample, or the sample with the missing tiles' / the
+gap's cells set to nodata) streamed as one file by ``process_file``; each tile's
+outputs must equal it on the tile's cells bit for bit. The tiles are cut from
+the sample with rasterio windows, with and without a one-pixel overlap.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+
+import terrain
+from conftest import METHODS, UTM_SAMPLE, WGS84_SAMPLE, write_tif
+from terrain import tiles
+from terrain.engine import Options, RunOptions
+from terrain.errors import InputError
+from terrain.stream import process_file
+from terrain.writer import WriteOptions
+
+KINDS = ("slope", "aspect", "gradient", "hillshade")
+# Every method, central also with second-order edges.
+METHOD_OPTS = [(m, 1) for m in METHODS] + [("central", 2)]
+
+
+def split(src, folder, n, overlap=0, *, skip=(), nodata="keep", bounds=None):
+    """Cut ``src`` into ``n`` x ``n`` GeoTIFF tiles t{i}{j}.tif (``overlap`` extra rows and
+    columns repeated from the next tile, as SRTM does); ``skip``: (i, j) not written;
+    ``bounds``: ((row edges), (col edges)) instead of even ones. Returns the paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    with rasterio.open(src) as ds:
+        rows, cols = ds.shape
+        rb, cb = bounds or (np.linspace(0, rows, n + 1).astype(int),
+                            np.linspace(0, cols, n + 1).astype(int))
+        for i in range(len(rb) - 1):
+            for j in range(len(cb) - 1):
+                if (i, j) in skip:
+                    continue
+                r0, r1 = rb[i], min(rb[i + 1] + overlap, rows)
+                c0, c1 = cb[j], min(cb[j + 1] + overlap, cols)
+                win = Window(c0, r0, c1 - c0, r1 - r0)
+                profile = dict(driver="GTiff", width=c1 - c0, height=r1 - r0, count=1,
+                               dtype=ds.dtypes[0], crs=ds.crs, transform=ds.window_transform(win))
+                if nodata == "keep":
+                    if ds.nodata is not None:
+                        profile["nodata"] = ds.nodata
+                elif nodata is not None:
+                    profile["nodata"] = nodata
+                path = os.path.join(folder, f"t{i}{j}.tif")
+                with rasterio.open(path, "w", **profile) as out:
+                    out.write(ds.read(1, window=win), 1)
+                    out.set_band_unit(1, ds.units[0] or "")
+                paths.append(path)
+    return paths
+
+
+def blank(src, path, cells, *, dtype=None, nodata=None):
+    """A copy of ``src`` with ``cells`` (list of (rows slice, cols slice)) set to nodata."""
+    with rasterio.open(src) as ds:
+        z = ds.read(1)
+        profile = dict(driver="GTiff", width=ds.width, height=ds.height, count=1,
+                       dtype=dtype or ds.dtypes[0], crs=ds.crs, transform=ds.transform)
+        nd = ds.nodata if nodata is None else nodata
+        unit = ds.units[0] or ""
+    z = z.astype(profile["dtype"])
+    for rs, cs in cells:
+        z[rs, cs] = nd
+    profile["nodata"] = nd
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(z, 1)
+        out.set_band_unit(1, unit)
+    return str(path)
+
+
+def whole_outputs(src, folder, opts):
+    """{kind: path} of the whole raster streamed as one file (the truth)."""
+    outputs = {k: os.path.join(folder, f"whole_{k}.tif") for k in KINDS}
+    process_file(src, outputs, opts, run=RunOptions(tile_size=128))
+    return outputs
+
+
+def tile_outputs(path):
+    stem = os.path.splitext(path)[0]
+    return {k: f"{stem}_{k}.out.tif" for k in KINDS}
+
+
+def assert_tiles_equal_whole(paths, whole, outputs_of=tile_outputs):
+    """Every tile's outputs: its own transform and shape, and the whole's cells bit for bit."""
+    for path in paths:
+        with rasterio.open(path) as t:
+            transform, shape, crs = t.transform, t.shape, t.crs
+        for kind in KINDS:
+            with rasterio.open(outputs_of(path)[kind]) as o, rasterio.open(whole[kind]) as w:
+                assert o.transform == transform and o.shape == shape and o.crs == crs
+                col = round((transform.c - w.transform.c) / w.transform.a)
+                row = round((transform.f - w.transform.f) / w.transform.e)
+                expected = w.read(window=Window(col, row, shape[1], shape[0]))
+                got = o.read()
+                assert o.nodata == w.nodata and o.dtypes == w.dtypes
+                assert got.tobytes() == expected.tobytes(), (
+                    f"{path} {kind}: {int((got != expected).sum())} cells differ, "
+                    f"max {np.abs(got.astype(float) - expected).max()}")
+
+
+# --------------------------------------------------------------------------- bit for bit
+
+
+@pytest.mark.parametrize("method, edge_order", METHOD_OPTS)
+@pytest.mark.parametrize("n, overlap", [(2, 0), (2, 1), (3, 0), (3, 1)])
+@pytest.mark.parametrize("sample", [WGS84_SAMPLE, UTM_SAMPLE], ids=["wgs84", "utm"])
+def test_each_tile_equals_the_whole_raster(tmp_path, sample, n, overlap, method, edge_order):
+    paths = split(sample, tmp_path / "tiles", n, overlap)
+    opts = Options(method=method, edge_order=edge_order)
+    whole = whole_outputs(sample, tmp_path, opts)
+    results = tiles.process_tiles(paths, tile_outputs, opts, run=RunOptions(tile_size=64, threads=2))
+    assert set(results) == set(paths) and all(r["valid"] for r in results.values())
+    assert_tiles_equal_whole(paths, whole)
+    # Seamless is not independent: file by file, the seams differ (the issue's 10.9 degrees).
+    alone = {k: str(tmp_path / f"alone_{k}.tif") for k in KINDS}
+    process_file(paths[0], alone, opts)
+    with rasterio.open(alone["slope"]) as a, rasterio.open(tile_outputs(paths[0])["slope"]) as t:
+        assert not np.array_equal(a.read(), t.read())
+
+
+def test_tiles_keep_their_vertical_unit_and_source_tag(tmp_path):
+    paths = split(WGS84_SAMPLE, tmp_path, 2)
+    tiles.process_tiles(paths, tile_outputs, Options())
+    whole = raster_tags = None
+    with rasterio.open(tile_outputs(paths[1])["slope"]) as ds:
+        raster_tags = ds.tags()
+    with rasterio.open(WGS84_SAMPLE) as ds:
+        whole = ds.units[0]
+    assert whole == "m"
+    assert raster_tags["source"] == "t01.tif"
+    assert raster_tags["z_factor_source"] == "band unit 'm'"
+
+
+def test_jobs_give_the_same_files(tmp_path):
+    paths = split(UTM_SAMPLE, tmp_path / "tiles", 3, 1)
+    whole = whole_outputs(UTM_SAMPLE, tmp_path, Options(method="horn"))
+    tiles.process_tiles(paths, tile_outputs, Options(method="horn"), jobs=3,
+                        run=RunOptions(threads=1, tile_size=100))
+    assert_tiles_equal_whole(paths, whole)
+
+
+def test_memory_is_bounded_by_the_window(tmp_path, monkeypatch):
+    """Reads are windows of tile_size plus the halo, never a whole tile or the mosaic."""
+    import terrain.stream as stream
+
+    paths = split(UTM_SAMPLE, tmp_path / "tiles", 2)
+    shapes = []
+    real = stream.read_padded
+
+    def spy(ds, info, row0, row1, col0, col1, halo):
+        out = real(ds, info, row0, row1, col0, col1, halo)
+        shapes.append(out.shape)
+        return out
+
+    monkeypatch.setattr(stream, "read_padded", spy)
+    tiles.process_tiles(paths, tile_outputs, Options(), run=RunOptions(tile_size=50, threads=1))
+    assert shapes and max(max(s) for s in shapes) <= 50 + 2
+
+
+# --------------------------------------------------------------------------- holes
+
+
+@pytest.mark.parametrize("missing", [(1, 1), (0, 2)], ids=["centre", "corner"])
+@pytest.mark.parametrize("method, edge_order", [("central", 1), ("horn", 1), ("central", 2)])
+def test_missing_neighbour_equals_the_mosaic_with_those_cells_empty(tmp_path, missing, method,
+                                                                     edge_order):
+    rb, cb = [0, 115, 230, 344], [0, 134, 268, 403]
+    paths = split(WGS84_SAMPLE, tmp_path / "tiles", 3, skip=[missing], bounds=(rb, cb))
+    i, j = missing
+    truth = blank(WGS84_SAMPLE, tmp_path / "holed.tif",
+                  [(slice(rb[i], rb[i + 1]), slice(cb[j], cb[j + 1]))])
+    opts = Options(method=method, edge_order=edge_order)
+    whole = whole_outputs(truth, tmp_path, opts)
+    tiles.process_tiles(paths, tile_outputs, opts)
+    assert_tiles_equal_whole(paths, whole)
+
+
+def test_gap_between_tiles_is_nodata(tmp_path):
+    """Tiles with 10 rows and 7 columns missing between them; no nodata declared (int16):
+    the gap is NaN in a Float32 mosaic, and the tiles equal the whole as float32 with NaN there."""
+    rb, cb = [0, 150, 344], [0, 200, 403]
+    d = tmp_path / "tiles"
+    d.mkdir()
+    paths = []
+    with rasterio.open(WGS84_SAMPLE) as ds:
+        for i, (r0, r1) in enumerate([(0, 150), (160, 344)]):
+            for j, (c0, c1) in enumerate([(0, 200), (207, 403)]):
+                win = Window(c0, r0, c1 - c0, r1 - r0)
+                z = ds.read(1, window=win)
+                assert not (z == ds.nodata).any()
+                paths.append(write_tif(d / f"g{i}{j}.tif", z, crs=ds.crs,
+                                       transform=ds.window_transform(win)))
+    truth = blank(WGS84_SAMPLE, tmp_path / "gap.tif",
+                  [(slice(150, 160), slice(None)), (slice(None), slice(200, 207))],
+                  dtype="float32", nodata=np.nan)
+    plan = tiles.plan_tiles(paths)
+    assert len(plan.sets) == 1 and plan.sets[0].shape == (344, 403)
+    opts = Options(method="horn")
+    whole = whole_outputs(truth, tmp_path, opts)
+    tiles.process_tiles(paths, tile_outputs, opts)
+    assert_tiles_equal_whole(paths, whole)
+
+
+# --------------------------------------------------------------------------- other grids
+
+
+@pytest.mark.parametrize("how", ["half-pixel", "resolution", "crs"])
+def test_tile_on_another_grid_is_processed_alone_with_one_warning(tmp_path, how):
+    paths = split(UTM_SAMPLE, tmp_path / "tiles", 2)
+    with rasterio.open(paths[3]) as ds:
+        z, t, crs = ds.read(1), ds.transform, ds.crs
+    odd_t = {"half-pixel": t @ Affine.translation(0.5, 0),
+             "resolution": Affine(t.a / 2, 0, t.c, 0, t.e / 2, t.f),
+             "crs": t}[how]
+    odd = write_tif(tmp_path / "odd.tif", z, transform=odd_t,
+                    crs="EPSG:32617" if how == "crs" else crs, nodata=-9999.0)
+    inputs = paths + [odd]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiles.process_tiles(inputs, tile_outputs, Options())
+    mine = [w for w in caught if issubclass(w.category, tiles.TilesWarning)]
+    assert len(mine) == 1 and str(mine[0].message).startswith(f"{odd}: not on the grid")
+    # The set is still seamless ...
+    whole = whole_outputs(UTM_SAMPLE, tmp_path, Options())
+    assert_tiles_equal_whole(paths, whole)
+    # ... and the odd tile got its own processing.
+    alone = {k: str(tmp_path / f"alone_{k}.tif") for k in KINDS}
+    process_file(odd, alone, Options())
+    for kind in KINDS:
+        with rasterio.open(alone[kind]) as a, rasterio.open(tile_outputs(odd)[kind]) as b:
+            assert a.read().tobytes() == b.read().tobytes()
+
+
+def test_identical_rasters_are_not_a_tile_set(tmp_path):
+    """Two DEMs of the same place (full overlap) are processed file by file, without a warning."""
+    z = np.arange(200, dtype=np.float32).reshape(10, 20)
+    a, b = write_tif(tmp_path / "a.tif", z), write_tif(tmp_path / "b.tif", z * 2)
+    plan = tiles.plan_tiles([a, b])
+    assert plan.sets == [] and plan.alone == [a, b] and plan.warning() is None
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_glob_folder_list_file_and_vrt_name_the_same_tiles(tmp_path):
+    d = tmp_path / "tiles"
+    paths = split(WGS84_SAMPLE, d, 2)
+    (d / "t00.tif.aux.xml").write_text("<PAMDataset/>")  # a sidecar, not a tile
+    listing = tmp_path / "tiles.txt"
+    listing.write_text("# my tiles\n" + "\n".join(os.path.relpath(p, tmp_path) for p in paths)
+                       + "\n\n")
+    vrt = tmp_path / "mosaic.vrt"
+    exe = shutil.which("gdalbuildvrt") or "/usr/bin/gdalbuildvrt"
+    subprocess.run([exe, str(vrt), *paths], check=True, capture_output=True)
+    expected = [os.path.abspath(p) for p in paths]
+    assert [os.path.abspath(p) for p in tiles.expand_inputs([str(d / "t*.tif")])] == expected
+    assert [os.path.abspath(p) for p in tiles.expand_inputs([d])] == expected
+    assert [os.path.abspath(p) for p in tiles.expand_inputs([listing])] == expected
+    assert sorted(tiles.expand_inputs([vrt])) == expected
+    assert tiles.expand_inputs([paths[0], d / "t0*.tif"]) == [paths[0], paths[0], paths[1]]
+    assert tiles.expand_inputs([vrt], expand_vrt=False) == [str(vrt)]
+
+
+@pytest.mark.parametrize("case", ["empty glob", "missing entry", "folder entry", "empty folder",
+                                  "empty list"])
+def test_bad_inputs_are_one_line_errors(tmp_path, case):
+    paths = split(WGS84_SAMPLE, tmp_path / "tiles", 2)
+    listing = tmp_path / "list.txt"
+    if case == "empty glob":
+        arg, words = str(tmp_path / "tiles" / "*.hgt"), "matches no file"
+    elif case == "missing entry":
+        listing.write_text(f"{paths[0]}\nnope.tif\n")
+        arg, words = listing, "line 2: " + str(tmp_path / "nope.tif") + ": no such file; fix the list"
+    elif case == "folder entry":
+        listing.write_text(f"{paths[0]}\n{tmp_path}\n")
+        arg, words = listing, "not a readable file"
+    elif case == "empty folder":
+        (tmp_path / "none").mkdir()
+        arg, words = tmp_path / "none", "directory holding no raster file"
+    else:
+        listing.write_text("# nothing\n\n")
+        arg, words = listing, "names no raster"
+    with pytest.raises(InputError) as err:
+        tiles.expand_inputs([arg])
+    text = str(err.value)
+    assert "\n" not in text and text.startswith(str(arg)) and words in text
+
+
+def test_vrt_is_written_with_the_tiles_nodata_and_overlap(tmp_path):
+    """GDAL reads the VRT back: the sample's values, the tiles' nodata, a hole as nodata."""
+    paths = split(WGS84_SAMPLE, tmp_path / "tiles", 3, 1, skip=[(2, 2)])
+    plan = tiles.plan_tiles(paths)
+    vrt = tiles.write_vrt(plan.sets[0], str(tmp_path / "m.vrt"))
+    with rasterio.open(vrt) as m, rasterio.open(WGS84_SAMPLE) as w:
+        assert m.transform == w.transform and m.crs == w.crs and m.shape == w.shape
+        assert m.nodata == w.nodata and m.dtypes == w.dtypes and m.units == w.units
+        a, b = m.read(1), w.read(1)
+    r, c = np.linspace(0, 344, 4).astype(int)[2], np.linspace(0, 403, 4).astype(int)[2]
+    hole = np.zeros(a.shape, bool)
+    hole[r:, c:] = True
+    hole[r, c:] = hole[r:, c] = False  # the neighbours' overlap covers the edge
+    assert (a[hole] == -32768).all()
+    assert np.array_equal(a[~hole], b[~hole])
+
+
+# --------------------------------------------------------------------------- Python
+
+
+def test_open_dem_of_tiles_is_a_lazy_mosaic_whose_products_equal_the_tile_outputs(tmp_path):
+    paths = split(UTM_SAMPLE, tmp_path / "tiles", 3, 1)
+    dem = terrain.open_dem(paths)
+    assert type(dem.data).__module__.startswith("dask")
+    whole = terrain.open_dem(UTM_SAMPLE)
+    assert dem.rio.transform() == whole.rio.transform() and dem.rio.crs == whole.rio.crs
+    assert np.array_equal(dem.values, whole.values, equal_nan=True)
+    assert dem.attrs["z_factor_source"] == "band unit 'm'"
+    opts = Options(method="horn")
+    tiles.process_tiles(paths, tile_outputs, opts)
+    products = {"slope": terrain.slope(dem, method="horn"),
+                "aspect": terrain.aspect(dem, method="horn"),
+                "hillshade": terrain.hillshade(dem, method="horn")}
+    transform = whole.rio.transform()
+    for path in paths:
+        for kind, da in products.items():
+            with rasterio.open(tile_outputs(path)[kind]) as o:
+                col = round((o.transform.c - transform.c) / transform.a)
+                row = round((o.transform.f - transform.f) / transform.e)
+                got = o.read(1)
+                part = da.values[row:row + o.height, col:col + o.width]
+                if kind == "hillshade":
+                    expected = np.where(np.isnan(part), 0, np.floor(part + 0.5)).astype(np.uint8)
+                else:
+                    expected = np.where(np.isnan(part), np.float32(-9999), part).astype(np.float32)
+                assert got.tobytes() == expected.tobytes(), (path, kind)
+
+
+def test_open_dem_refuses_tiles_on_two_grids(tmp_path):
+    paths = split(UTM_SAMPLE, tmp_path / "tiles", 2)
+    odd = write_tif(tmp_path / "odd.tif", np.ones((5, 5), np.float32),
+                    transform=Affine(30, 0, 15, 0, -30, 4e6))
+    with pytest.raises(InputError, match="odd.tif: not on the grid of"):
+        terrain.open_dem(paths + [odd])
+
+
+def test_an_output_is_never_one_of_the_tiles(tmp_path):
+    """Each tile reads its neighbours: none of them (nor itself) may be an output."""
+    import hashlib
+
+    paths = split(WGS84_SAMPLE, tmp_path, 2)
+    digest = {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+    plan = tiles.plan_tiles(paths)
+    with tiles.TileWorkdir() as work:
+        work.vrt_for(plan.sets[0], 0)
+        tile_set, tile = plan.job(paths[0])
+        for target in (paths[3], paths[0]):
+            with pytest.raises(terrain.errors.OutputError, match="is one of the input tiles"):
+                tiles.process_tile(tile_set, tile, {"slope": target}, Options(),
+                                   write=WriteOptions(overwrite=True))
+    assert {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths} == digest
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths)
