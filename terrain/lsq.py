@@ -7,8 +7,8 @@ least squares and reads the derivatives at the centre off its coefficients:
 - ``florinsky`` (Florinsky 2009): cubic, 5x5 window (reach 2);
 - ``zevenbergen-thorne`` (second derivatives only): the 9-term biquadratic that
   interpolates the 3x3 window, i.e. Zevenbergen and Thorne's classic formulas
-  r = ((d + f)/2 - e)/L^2, t = ((b + h)/2 - e)/L^2, s = (c + g - a - i)/(4 L^2) on a
-  uniform grid.
+  on a uniform grid: r = 2D = (d + f - 2e)/L^2, t = 2E = (b + h - 2e)/L^2,
+  s = F = (c + g - a - i)/(4 L^2) (a b c / d e f / g h i the window, north row first).
 
 The fit uses the TRUE position of every cell of the window, as the other
 kernels do (see :mod:`terrain.kernels` and :mod:`terrain.spacing`): for the cell
@@ -17,9 +17,9 @@ at row offset dr and column offset dc, x = (xpos[j + dc] - xpos[j]) * xscale[i +
 y = ypos[i + dr] - ypos[i] (north). The weights are those of the pseudo-inverse
 of the design matrix, applied to the differences from the centre cell (a flat
 window gives exactly 0), so each is exact for every polynomial its fit contains,
-on projected and lat/lon grids alike. Positions are rounded to 30 significant bits
+on projected and lat/lon grids alike. Positions are rounded to 32 significant bits
 before the weights are built (offsets a few ulps apart share one set of weights,
-which keeps the number of distinct sets small; the effect is below 1e-9 relative).
+which keeps the number of distinct sets small; the effect is below 3e-10 relative).
 
 Weights depend only on a cell's own geometry (and, in the fallback, on which of
 its window's cells are valid): they are computed by a modified Gram-Schmidt QR
@@ -58,8 +58,11 @@ FITS = {
 # Outputs, in the weight arrays' order: p = dz/dx, q = dz/dy, r = d2z/dx2,
 # t = d2z/dy2, s = d2z/dxdy (x east, y north before any ground map).
 OUTPUTS = ("p", "q", "r", "t", "s")
-_GEOMETRY_BITS = 30
-_RANK_TOLERANCE = 1e-8
+_GEOMETRY_BITS = 32
+# A term is determined when the valid cells leave it at least this fraction of its
+# norm beyond the other terms: a rank test with a margin, so that a 3 x 2 edge window
+# whose rows differ in scale by 1e-4 (lat/lon) is not taken as fixing a quadratic.
+_RANK_TOLERANCE = 1e-2
 _CACHE_LIMIT = 200_000
 _cache: dict = {}
 _cache_lock = threading.Lock()
