@@ -170,10 +170,19 @@ def _geometry(xpos, xscale, ypos, halo, k, rows, cols):
     j = np.arange(cols)[:, None] + halo + off
     rowgeo = np.concatenate([_round(xscale[i]), _round(ypos[i] - ypos[i[:, k:k + 1]])], axis=1)
     colgeo = _round(xpos[j] - xpos[j[:, k:k + 1]])
-    ru, rinv = np.unique(rowgeo, axis=0, return_inverse=True)
-    cu, cinv = np.unique(colgeo, axis=0, return_inverse=True)
+    ru, rinv = _unique_rows(rowgeo)
+    cu, cinv = _unique_rows(colgeo)
     assert ru.shape[1] == 2 * n and cu.shape[1] == n
-    return ru, rinv.reshape(-1).astype(np.intp), cu, cinv.reshape(-1).astype(np.intp)
+    return ru, rinv, cu, cinv
+
+
+def _unique_rows(a: np.ndarray):
+    """(unique rows, index of each row): one comparison when all rows are equal (a
+    projected grid's usual case), else numpy.unique."""
+    if (a == a[0]).all():
+        return a[:1], np.zeros(len(a), np.intp)
+    u, inv = np.unique(a, axis=0, return_inverse=True)
+    return u, inv.reshape(-1).astype(np.intp)
 
 
 def _positions(rowgeo: np.ndarray, colgeo: np.ndarray, k: int):
