@@ -94,15 +94,106 @@ FIXED(T, S, 2, 2) FIXED(T, S, 2, 3) FIXED(T, S, 2, 5)
 FIXED_ALL(float, f)
 FIXED_ALL(double, d)
 
+/* Mirror-symmetric windows (a uniform projected grid: the cells at (+-dr, +-dc) sit at
+ * (+-x, +-y)): each output is odd or even in x and in y, so its weights are too
+ * (terrain/lsq.py makes them exactly so), and the four cells of a quadrant group
+ * share one weight. Output classes: 0 = p (odd x, even y), 1 = q (even x, odd y),
+ * 2 = r, t (even, even), 3 = s (odd, odd); NO = 2 is (p, q), 3 is (r, t, s), 5 all.
+ * Fewer multiplications; a fixed order of operations whatever the block. The body
+ * is written once for 4-lane vectors and for single columns (the same bits). */
+#define SYM_BODY(VT, LD, ZC, CC, OUT)                                                     \
+    {                                                                                     \
+        VT zc = ZC;                                                                       \
+        VT sm[NOUT];                                                                        \
+        for (int o = 0; o < NOUT; o++) sm[o] = zc - zc;                                     \
+        _Pragma("GCC unroll 4")                                                           \
+        for (int a = 1; a <= RK; a++) {                                                    \
+            _Pragma("GCC unroll 4")                                                       \
+            for (int b = 1; b <= RK; b++) {                                                \
+                VT A = LD(zr[RK + a] + (CC) + b), B = LD(zr[RK + a] + (CC) - b);            \
+                VT C = LD(zr[RK - a] + (CC) + b), D = LD(zr[RK - a] + (CC) - b);            \
+                VT ab = A - B, cd = C - D;                                                \
+                VT x0 = ab + cd, x1 = (A - C) + (B - D), x3 = ab - cd;                    \
+                VT x2 = ((A - zc) + (B - zc)) + ((C - zc) + (D - zc));                    \
+                _Pragma("GCC unroll 5")                                                   \
+                for (int o = 0; o < NOUT; o++) {                                            \
+                    double wo = wq[o][a - 1][b - 1];                                      \
+                    VT xv = cls[o] == 0 ? x0 : cls[o] == 1 ? x1 : cls[o] == 2 ? x2 : x3;  \
+                    sm[o] += wo * xv;                                                     \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+        _Pragma("GCC unroll 4")                                                           \
+        for (int b = 1; b <= RK; b++) {                                                    \
+            VT E = LD(zr[RK] + (CC) + b), F = LD(zr[RK] + (CC) - b);                        \
+            VT odd = E - F, even = (E - zc) + (F - zc);                                   \
+            _Pragma("GCC unroll 5")                                                       \
+            for (int o = 0; o < NOUT; o++) {                                                \
+                if (cls[o] == 0) sm[o] += wx[o][b - 1] * odd;                             \
+                else if (cls[o] == 2) sm[o] += wx[o][b - 1] * even;                       \
+            }                                                                             \
+        }                                                                                 \
+        _Pragma("GCC unroll 4")                                                           \
+        for (int a = 1; a <= RK; a++) {                                                    \
+            VT G = LD(zr[RK + a] + (CC)), H = LD(zr[RK - a] + (CC));                        \
+            VT odd = G - H, even = (G - zc) + (H - zc);                                   \
+            _Pragma("GCC unroll 5")                                                       \
+            for (int o = 0; o < NOUT; o++) {                                                \
+                if (cls[o] == 1) sm[o] += wy[o][a - 1] * odd;                             \
+                else if (cls[o] == 2) sm[o] += wy[o][a - 1] * even;                       \
+            }                                                                             \
+        }                                                                                 \
+        for (int o = 0; o < NOUT; o++) OUT;                                                 \
+    }
+
+static inline double ld1_f(const float *p) { return (double)*p; }
+static inline double ld1_d(const double *p) { return *p; }
+
+#define FIXEDSYM(T, S, K, NO)                                                             \
+HOT static void runsym_##S##_##K##_##NO(const T *z, Py_ssize_t mz, Py_ssize_t i,          \
+                                        Py_ssize_t h, const double *w, Py_ssize_t c0,     \
+                                        Py_ssize_t c1, double *restrict acc,              \
+                                        Py_ssize_t cols, const double *restrict z0)       \
+{                                                                                         \
+    enum { N = 2 * K + 1, NC = N * N, RK = K, NOUT = NO };                                \
+    static const int cls5[5] = {0, 1, 2, 2, 3}, cls3[3] = {2, 2, 3}, cls2[2] = {0, 1};    \
+    const int *cls = NO == 5 ? cls5 : NO == 3 ? cls3 : cls2;                              \
+    const T *zr[N];                                                                       \
+    for (int a = 0; a < N; a++) zr[a] = z + (i + a - K) * mz + h;                         \
+    double wq[NO][K][K], wx[NO][K], wy[NO][K];                                            \
+    for (int o = 0; o < NO; o++)                                                          \
+        for (int a = 1; a <= K; a++) {                                                    \
+            wx[o][a - 1] = w[o * NC + K * N + K + a];                                     \
+            wy[o][a - 1] = w[o * NC + (K + a) * N + K];                                   \
+            for (int b = 1; b <= K; b++)                                                  \
+                wq[o][a - 1][b - 1] = w[o * NC + (K + a) * N + K + b];                    \
+        }                                                                                 \
+    Py_ssize_t c = c0;                                                                    \
+    for (; c + 4 <= c1; c += 4)                                                           \
+        SYM_BODY(v4d, load4_##S, load4_d(z0 + c), c, store4(acc + o * cols + c, sm[o]))   \
+    for (; c < c1; c++)                                                                   \
+        SYM_BODY(double, ld1_##S, z0[c], c, acc[o * cols + c] = sm[o])                    \
+}
+
+#define FIXEDSYM_ALL(T, S)                                                                \
+FIXEDSYM(T, S, 1, 2) FIXEDSYM(T, S, 1, 3) FIXEDSYM(T, S, 1, 5)                            \
+FIXEDSYM(T, S, 2, 2) FIXEDSYM(T, S, 2, 3) FIXEDSYM(T, S, 2, 5)
+
+FIXEDSYM_ALL(float, f)
+FIXEDSYM_ALL(double, d)
+
 #define DISPATCH(S, K, NO) \
-    if (k == K && nouts == NO) { run_##S##_##K##_##NO(z, mz, i, h, w, c0, c1, acc, cols, z0); continue; }
+    if (k == K && nouts == NO) { \
+        if (sym[set]) runsym_##S##_##K##_##NO(z, mz, i, h, w, c0, c1, acc, cols, z0); \
+        else run_##S##_##K##_##NO(z, mz, i, h, w, c0, c1, acc, cols, z0); \
+        continue; }
 
 #define APPLY(T, S)                                                                       \
 HOT static Py_ssize_t apply_##S(const T *z, Py_ssize_t nz, Py_ssize_t mz, Py_ssize_t h,   \
                                 Py_ssize_t k, const double *W, Py_ssize_t nouts,          \
                                 const Py_ssize_t *rowset, const Py_ssize_t *colset,       \
-                                Py_ssize_t ncolsets, double zf, T **outs,                 \
-                                double *restrict acc, double *restrict z0,               \
+                                Py_ssize_t ncolsets, const unsigned char *sym, double zf, \
+                                T **outs, double *restrict acc, double *restrict z0,               \
                                 double *restrict d)                                       \
 {                                                                                         \
     Py_ssize_t rows = nz - 2 * h, cols = mz - 2 * h, n = 2 * k + 1, ncells = n * n;       \
@@ -115,7 +206,8 @@ HOT static Py_ssize_t apply_##S(const T *z, Py_ssize_t nz, Py_ssize_t mz, Py_ssi
         /* Runs of columns sharing a weight set: the weights are loop constants. */       \
         for (Py_ssize_t c0 = 0, c1; c0 < cols; c0 = c1) {                                 \
             for (c1 = c0 + 1; c1 < cols && colset[c1] == colset[c0]; c1++) ;              \
-            const double *w = W + (rowset[r] * ncolsets + colset[c0]) * nouts * ncells;   \
+            Py_ssize_t set = rowset[r] * ncolsets + colset[c0];                           \
+            const double *w = W + set * nouts * ncells;                                   \
             DISPATCH(S, 1, 2) DISPATCH(S, 1, 3) DISPATCH(S, 1, 5)                         \
             DISPATCH(S, 2, 2) DISPATCH(S, 2, 3) DISPATCH(S, 2, 5)                         \
             for (Py_ssize_t cell = 0; cell < ncells; cell++) {                            \
@@ -168,24 +260,25 @@ static void release(Buf *bufs, int n)
 
 static char kind(Buf *buf) { return buf->b.format ? buf->b.format[0] : 'B'; }
 
-/* apply(z, nz, mz, halo, reach, W, nsets, nouts, rowset, colset, ncolsets, zf, outs)
+/* apply(z, nz, mz, halo, reach, W, nsets, nouts, rowset, colset, ncolsets, sym, zf, outs)
  * -> number of cells left NaN for the fallback. */
 static PyObject *py_apply(PyObject *self, PyObject *args)
 {
-    PyObject *oz, *ow, *ors, *ocs, *oouts;
+    PyObject *oz, *ow, *ors, *ocs, *osym, *oouts;
     Py_ssize_t nz, mz, h, k, nsets, nouts, ncolsets;
     double zf;
-    if (!PyArg_ParseTuple(args, "OnnnnOnnOOndO", &oz, &nz, &mz, &h, &k, &ow, &nsets, &nouts,
-                          &ors, &ocs, &ncolsets, &zf, &oouts))
+    if (!PyArg_ParseTuple(args, "OnnnnOnnOOnOdO", &oz, &nz, &mz, &h, &k, &ow, &nsets, &nouts,
+                          &ors, &ocs, &ncolsets, &osym, &zf, &oouts))
         return NULL;
     if (!PyTuple_Check(oouts) || PyTuple_GET_SIZE(oouts) != nouts || nouts < 1
         || nouts > MAX_OUTS) {
         PyErr_SetString(PyExc_ValueError, "apply: outs must be a tuple of nouts (1..5) arrays");
         return NULL;
     }
-    Buf b[4 + MAX_OUTS] = {{0}};
-    int nb = 4 + (int)nouts;
-    int ok = get(oz, &b[0], 0) && get(ow, &b[1], 0) && get(ors, &b[2], 0) && get(ocs, &b[3], 0);
+    Buf b[5 + MAX_OUTS] = {{0}};
+    int nb = 5 + (int)nouts;
+    int ok = get(oz, &b[0], 0) && get(ow, &b[1], 0) && get(ors, &b[2], 0) && get(ocs, &b[3], 0)
+             && get(osym, &b[4 + nouts], 0);
     for (Py_ssize_t o = 0; o < nouts && ok; o++)
         ok = get(PyTuple_GET_ITEM(oouts, o), &b[4 + o], 1);
     if (!ok) { release(b, nb); return NULL; }
@@ -198,7 +291,8 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
                 && b[0].b.len == nz * mz * isz && kind(&b[1]) == 'd'
                 && b[1].b.len == (Py_ssize_t)sizeof(double) * nsets * nouts * ncells
                 && b[2].b.len == (Py_ssize_t)sizeof(Py_ssize_t) * rows
-                && b[3].b.len == (Py_ssize_t)sizeof(Py_ssize_t) * cols;
+                && b[3].b.len == (Py_ssize_t)sizeof(Py_ssize_t) * cols
+                && b[4 + nouts].b.len == nsets && b[4 + nouts].b.itemsize == 1;
     for (Py_ssize_t o = 0; o < nouts && sizes; o++)
         sizes = kind(&b[4 + o]) == t && b[4 + o].b.len == rows * cols * isz;
     if (sizes) {
@@ -220,11 +314,11 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     if (t == 'f')
         nfb = apply_f(b[0].b.buf, nz, mz, h, k, b[1].b.buf, nouts, b[2].b.buf, b[3].b.buf,
-                      ncolsets, zf, (float **)outs, work, work + nouts * c1,
+                      ncolsets, b[4 + nouts].b.buf, zf, (float **)outs, work, work + nouts * c1,
                       work + (nouts + 1) * c1);
     else
         nfb = apply_d(b[0].b.buf, nz, mz, h, k, b[1].b.buf, nouts, b[2].b.buf, b[3].b.buf,
-                      ncolsets, zf, (double **)outs, work, work + nouts * c1,
+                      ncolsets, b[4 + nouts].b.buf, zf, (double **)outs, work, work + nouts * c1,
                       work + (nouts + 1) * c1);
     Py_END_ALLOW_THREADS
     free(work);
@@ -234,7 +328,7 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"apply", py_apply, METH_VARARGS,
-     "apply(z, nz, mz, halo, reach, W, nsets, nouts, rowset, colset, ncolsets, zf, outs)"},
+     "apply(z, nz, mz, halo, reach, W, nsets, nouts, rowset, colset, ncolsets, sym, zf, outs)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_clsq",

@@ -323,10 +323,36 @@ def _fill(method, z, xpos, xscale, ypos, halo, k, zf, sel, outs):
     W = _cached_weights(method, ru[a], cu[b], np.full(a.size, full, np.int64),
                         np.ones((a.size, ncells), bool))
     Wsel = np.ascontiguousarray(W[:, sel, :])
+    sym = np.zeros(len(Wsel), np.uint8)
+    if tuple(sel) in _SYMMETRIC_OUTPUTS:
+        # Windows symmetric under x -> -x and y -> -y (uniform projected grids): exact
+        # parities for the C loop's quadrant form (see terrain/_clsq.c).
+        xs, yo, xo = ru[a][:, :n], ru[a][:, n:], cu[b]
+        sym[:] = ((xs == xs[:, ::-1]).all(axis=1) & (yo == -yo[:, ::-1]).all(axis=1)
+                  & (xo == -xo[:, ::-1]).all(axis=1))
+        if sym.any():
+            Wsel[sym == 1] = _symmetrised(Wsel[sym == 1], sel, n)
     nfb = _clsq.apply(z, nz, mz, halo, k, Wsel, Wsel.shape[0], len(sel), rinv, cinv, len(cu),
-                      zf, tuple(outs))
+                      sym, zf, tuple(outs))
     if nfb:
         _fallback(method, z, halo, k, zf, sel, outs, ru, rinv, cu, cinv)
+
+
+# Output sets the C loop knows in quadrant form, and each output's parity in x and y.
+_SYMMETRIC_OUTPUTS = {(0, 1), (2, 3, 4), (0, 1, 2, 3, 4)}
+_PARITY = {0: (-1, 1), 1: (1, -1), 2: (1, 1), 3: (1, 1), 4: (-1, -1)}
+
+
+def _symmetrised(W: np.ndarray, sel, n: int) -> np.ndarray:
+    """Weights (m, len(sel), n * n) of mirror-symmetric windows averaged over the mirror
+    group with each output's parity: exactly odd / even (the exact fit's weights are)."""
+    w = W.reshape(len(W), len(sel), n, n)
+    out = np.empty_like(w)
+    for o, name in enumerate(sel):
+        sx, sy = _PARITY[name]
+        v = w[:, o]
+        out[:, o] = ((v + sx * v[:, :, ::-1]) + (sy * v[:, ::-1, :] + sx * sy * v[:, ::-1, ::-1])) / 4
+    return out.reshape(W.shape)
 
 
 def _fallback(method, z, halo, k, zf, sel, outs, ru, rinv, cu, cinv):
