@@ -63,7 +63,7 @@ _GEOMETRY_BITS = 32
 # norm beyond the other terms: a rank test with a margin, so that a 3 x 2 edge window
 # whose rows differ in scale by 1e-4 (lat/lon) is not taken as fixing a quadratic.
 _RANK_TOLERANCE = 1e-2
-_CACHE_LIMIT = 200_000
+_CACHE_LIMIT = 50_000  # weight sets (up to 1 kB each) kept; then cleared
 _cache: dict = {}
 _cache_lock = threading.Lock()
 
@@ -368,14 +368,20 @@ def _fallback(method, z, halo, k, zf, sel, outs, ru, rinv, cu, cinv):
     valid = ~np.isnan(vals)
     masks = valid.astype(np.int64) @ (np.int64(1) << np.arange(n * n, dtype=np.int64))
     keys = np.stack([masks, rinv[ri], cinv[ci]], axis=1)
-    uk, inv = np.unique(keys, axis=0, return_inverse=True)
+    if len(ru) < 1 << 19 and len(cu) < 1 << 19:
+        # One int64 per key (25 + 19 + 19 bits): a plain sort instead of a row-wise one.
+        packed = (keys[:, 0] << 38) | (keys[:, 1] << 19) | keys[:, 2]
+        up, inv = np.unique(packed, return_inverse=True)
+        uk = np.stack([up >> 38, (up >> 19) & ((1 << 19) - 1), up & ((1 << 19) - 1)], axis=1)
+    else:
+        uk, inv = np.unique(keys, axis=0, return_inverse=True)
     inv = inv.reshape(-1)
     uvalid = (uk[:, :1] >> np.arange(n * n, dtype=np.int64)) & 1 == 1
-    W = _cached_weights(method, ru[uk[:, 1]], cu[uk[:, 2]], uk[:, 0], uvalid)[inv]
+    W = _cached_weights(method, ru[uk[:, 1]], cu[uk[:, 2]], uk[:, 0], uvalid)
     d = np.where(valid, vals - vals[:, (n * n) // 2][:, None], 0.0)
     for o, out in zip(sel, outs):
         w = W[:, o, :]
-        acc = w[:, 0] * d[:, 0]
+        acc = w[:, 0][inv] * d[:, 0]
         for c in range(1, n * n):
-            acc = acc + w[:, c] * d[:, c]
+            acc = acc + w[:, c][inv] * d[:, c]
         out[ri, ci] = acc * zf
