@@ -28,6 +28,7 @@ import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import make_dem  # noqa: E402
+from terrain.writer import WriteOptions
 
 CONFIGS = [
     ("NONE", {}),
@@ -53,8 +54,8 @@ def products(dem: str, workdir: str) -> dict:
 
     kinds = ("slope", "aspect", "gradient", "hillshade")
     paths = {k: os.path.join(workdir, f"p_{k}.tif") for k in kinds}
-    process_file(dem, paths, Options(method="horn"), creation_options={"COMPRESS": "NONE"},
-                 overwrite=True)
+    process_file(dem, paths, Options(method="horn"),
+                 write=WriteOptions(creation_options={"COMPRESS": "NONE"}, overwrite=True))
     out = {}
     for k, p in paths.items():
         with rasterio.open(p) as ds:

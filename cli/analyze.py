@@ -1,4 +1,5 @@
-"""terrain analyze DEM [DEM ...] -d DIR"""
+"""``terrain analyze DEM... -d DIR``: owns the batch command: the chosen products and their
+maps per DEM, from one read pass each, a failing DEM reported and skipped."""
 
 from __future__ import annotations
 
@@ -7,20 +8,38 @@ import sys
 
 import click
 
+from terrain import registry
+
 from . import options as o
 
-TIFS = ("slope", "aspect", "gradient", "hillshade")
-MAPS = ("slope", "aspect")
+# Every product with a command can be written; each chosen product with a map
+# (but the hillshade, which is every map's backdrop) gets one.
+CHOICES = tuple(n for n, p in registry.PRODUCTS.items() if p.command)
 
 
-def targets(dem: str, out_dir: str) -> tuple[dict, dict]:
+def maps_of(products) -> tuple:
+    """The maps analyze draws for ``products``."""
+    return tuple(p for p in products
+                 if registry.PRODUCTS[p].style is not None and p != registry.BACKDROP)
+
+
+def targets(dem: str, out_dir: str, products=registry.ANALYZE_FILES) -> tuple[dict, dict]:
     """({kind: tif}, {product: map}) for one input: DIR/<stem>_<kind>.tif / .png."""
     from terrain.raster import dataset_stem
 
     stem = dataset_stem(dem)
-    tifs = {k: os.path.join(out_dir, f"{stem}_{k}.tif") for k in TIFS}
-    maps = {k: os.path.join(out_dir, f"{stem}_{k}.png") for k in MAPS}
+    tifs = {k: os.path.join(out_dir, f"{stem}_{k}.tif") for k in products}
+    maps = {k: os.path.join(out_dir, f"{stem}_{k}.png") for k in maps_of(products)}
     return tifs, maps
+
+
+def _parse_products(ctx, param, value):
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in CHOICES]
+    if unknown or not names:
+        raise click.BadParameter(f"{value!r}: choose from {', '.join(CHOICES)} "
+                                 "(comma-separated)")
+    return tuple(dict.fromkeys(names))
 
 
 @click.command("analyze", short_help="Every product and the slope and aspect maps, per DEM.")
@@ -28,21 +47,22 @@ def targets(dem: str, out_dir: str) -> tuple[dict, dict]:
 @click.option("-d", "--out-dir", required=True, metavar="DIR",
               type=click.Path(file_okay=False, path_type=str),
               help="Folder for the outputs (created if missing).")
-@o.units_option
-@o.flat_value_option
-@o.hillshade_options
+@click.option("--products", "products", metavar="LIST", callback=_parse_products,
+              default=",".join(registry.ANALYZE_FILES), show_default=True,
+              help=f"Comma-separated products to write, of: {', '.join(CHOICES)}.")
+@o.product_parameter_options(*CHOICES)
 @o.gradient_options(method_default=None,
-                    method_note="[default: central; horn for the hillshade]")
-@o.input_options
-@o.geotiff_options
+                    method_note="[default: each product's own: central; horn for the "
+                                "hillshade]")
+@o.read_options
+@o.write_options
 @o.dpi_option
 @click.option("--no-maps", is_flag=True,
               help="GeoTIFFs only: skip the slope and aspect maps (faster for batches).")
-@o.run_options
+@o.run_options_typed
 @o.verbosity_options
-def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional, method,
-            edge_order, z_factor, geometry, band, src_crs, overwrite, creation_options, cog, dpi,
-            no_maps, threads, tile_size, scheduler):
+def command(dem, out_dir, products, method, edge_order, z_factor, geometry, read, write, dpi,
+            no_maps, run, **settings):
     """Slope, aspect, gradient and hillshade GeoTIFFs and slope and aspect maps
     for each DEM, from one read pass per file.
 
@@ -53,7 +73,8 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
     --method, the hillshade is Horn's like `terrain hillshade`'s. A DEM that
     fails is reported in one line and skipped; the exit status is 1 if any did.
     """
-    from .common import build_options, describe_error, state, status, want_file_bar
+    from . import state
+    from .common import build_options, describe_error, status, want_file_bar
 
     dems = list(dem)
     stems = {}
@@ -66,13 +87,12 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
                 f"{stems[stem]} and {path} would write the same outputs "
                 f"(DIR/{stem}_*); run them into different folders")
         stems[stem] = path
-    opts = build_options(method=method or "central", edge_order=edge_order, z_factor=z_factor,
-                         units=units, flat_value=flat_value, azimuth=azimuth, altitude=altitude,
-                         multidirectional=multidirectional, geometry=geometry)
-    # One default for hillshades everywhere (terrain.engine.HILLSHADE_METHOD); an
-    # explicit --method applies to every product.
+    opts = build_options(method=method or registry.DEFAULT_METHOD, edge_order=edge_order,
+                         z_factor=z_factor, geometry=geometry, **settings)
+    # Each product's own default method (the hillshade's is Horn's, as everywhere);
+    # an explicit --method applies to every product.
     explicit_method = method is not None
-    quiet = state()["quiet"]
+    quiet = state.get().quiet
 
     from tqdm import tqdm
 
@@ -86,19 +106,18 @@ def command(dem, out_dir, units, flat_value, azimuth, altitude, multidirectional
                   disable=not want_file_bar(len(dems), quiet=quiet), dynamic_ncols=True,
                   leave=False) as files:
             for path in files:
-                tifs, maps = targets(path, out_dir)
+                tifs, maps = targets(path, out_dir, products)
                 before = {p: _identity(p) for p in [*tifs.values(), *maps.values()]}
                 try:
-                    written = _analyze_one(path, out_dir, opts, several, band=band,
-                                           src_crs=src_crs, creation_options=creation_options,
-                                           cog=cog, overwrite=overwrite, threads=threads,
-                                           tile_size=tile_size, scheduler=scheduler,
-                                           dpi=dpi, draw_maps=not no_maps,
-                                           explicit_method=explicit_method)
+                    written = _analyze_one(path, out_dir, opts, several, read=read,
+                                           write=write, run=run, dpi=dpi,
+                                           draw_maps=not no_maps,
+                                           explicit_method=explicit_method,
+                                           products=products)
                 except (KeyboardInterrupt, Interrupted):
                     raise  # the whole run stops, not just this file
                 except Exception as exc:  # noqa: BLE001 - one bad file never stops the rest
-                    if state().get("signalled"):
+                    if state.get().signalled:
                         # Whatever unwinds after a signal is the interruption itself.
                         raise KeyboardInterrupt from None
                     if not several:
@@ -137,31 +156,39 @@ def _identity(path):
     return st.st_ino, st.st_mtime_ns
 
 
-def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_options, cog,
-                 overwrite, threads, tile_size, scheduler, dpi, draw_maps=True,
-                 explicit_method=False) -> list:
+def _analyze_one(path, out_dir, opts, several, *, read, write, run, dpi, draw_maps=True,
+                 explicit_method=False, products=registry.ANALYZE_FILES) -> list:
     """All products and maps of one DEM; the files written.
 
     The maps are drawn from display rasters accumulated during the one streaming
     pass (no product is read back); their backdrop is the hillshade GeoTIFF's
     own values, averaged.
     """
-    from terrain.plot import backdrop_options
+    import dataclasses
+
+    from terrain.raster import raster_info
 
     from .common import compute_to_files, draw_display_map, map_display, warn
 
-    tifs, maps = targets(path, out_dir)
+    # The DEM is validated once, here, and passed down opened.
+    info = raster_info(path, band=read.band, src_crs=read.src_crs)
+    tifs, maps = targets(path, out_dir, products)
     if not draw_maps:
         maps = {}
-    # The hillshade GeoTIFF (and the maps' backdrop) with the one hillshade default.
-    product_opts = None if explicit_method else {"hillshade": backdrop_options(opts)}
+    # Products whose own default method differs (the hillshade GeoTIFF and the maps'
+    # backdrop: Horn's), unless --method was given.
+    product_opts = None
+    if not explicit_method:
+        arrays = {a for p in tifs for a in registry.PRODUCTS[p].arrays}
+        if maps:
+            arrays.add(registry.BACKDROP)
+        product_opts = {
+            a: dataclasses.replace(opts, method=registry.PRODUCTS[a].default_method)
+            for a in sorted(arrays) if registry.PRODUCTS[a].default_method != opts.method}
     display = None
     if maps:
-        display = map_display(path, list(maps), band=band, src_crs=src_crs, dpi=dpi)
-    result = compute_to_files(path, tifs, opts, band=band, src_crs=src_crs,
-                              creation_options=creation_options, cog=cog, overwrite=overwrite,
-                              threads=threads, tile_size=tile_size, scheduler=scheduler,
-                              maps=list(maps.values()),
+        display = map_display(info, list(maps), dpi=dpi)
+    result = compute_to_files(info, tifs, opts, write=write, run=run, maps=list(maps.values()),
                               bar=False if several else None, display=display,
                               product_opts=product_opts)
     written = list(tifs.values())
@@ -169,8 +196,8 @@ def _analyze_one(path, out_dir, opts, several, *, band, src_crs, creation_option
         warn(f"{path}: no map drawn, there is nothing to show")
         return written
     for product, out_map in maps.items():
-        draw_display_map(display, out_map, product=product, dem=path, opts=opts, band=band,
-                         src_crs=src_crs, dpi=dpi, overwrite=overwrite)
+        draw_display_map(display, out_map, product=product, info=info, opts=opts, dpi=dpi,
+                         overwrite=write.overwrite)
         written.append(out_map)
     return written
 
@@ -187,10 +214,11 @@ def _brief(paths) -> str:
 
 
 def _log_error(exc, message):
-    from .common import state
     from tqdm import tqdm
 
-    if state()["verbose"]:
+    from . import state
+
+    if state.get().verbose:
         import traceback
 
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)

@@ -1,4 +1,5 @@
-"""terrain classify DEM -o CLASSES.tif [--scheme NAME | --breaks 0,5,15,30 --units percent]"""
+"""``terrain classify DEM -o CLASSES.tif``: owns the slope-class command (a scheme or
+--breaks in any unit; a class GeoTIFF with colours and names, and its map)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def command(dem, output, scheme, breaks, break_units, method, edge_order, z_fact
     QGIS and ArcGIS), and the breaks in its tags. --plot draws the class map with
     each class's share of the true ground area.
     """
-    from .common import build_options, state, status, warn
+    from . import state
+    from .common import build_options, status, warn
     from terrain.classify import classify_file
 
     resolve(scheme, breaks, break_units)  # usage errors (exit 2) before any work
@@ -72,7 +74,7 @@ def command(dem, output, scheme, breaks, break_units, method, edge_order, z_fact
                            opts=opts, band=band, src_crs=src_crs,
                            creation_options=creation_options, overwrite=overwrite,
                            tile_size=tile_size, threads=threads, plot=plot, dpi=dpi,
-                           stop_event=state().get("stop_event"))
+                           stop_event=state.get().stop_event)
     status(f"wrote {output}")
     if result["valid_m2"] == 0:
         warn(f"{dem}: no valid elevation; the classes are all nodata")

@@ -1,5 +1,5 @@
-"""What the product commands share: building Options, running the streaming engine
-with a progress bar, warnings and status lines.
+"""What the streaming commands share: building Options, running the streaming engine
+with a progress bar, maps from the same pass, warnings and status lines.
 
 The library is imported inside the functions, when a command runs.
 """
@@ -13,23 +13,17 @@ from contextlib import contextmanager
 
 import click
 
+from . import state
+
 # A pixel progress bar for one file: on a terminal from this many cells, and in
 # any case (logs) from the second threshold, where runs take minutes.
 BAR_MIN_CELLS_TTY = 4_000_000
 BAR_MIN_CELLS = 200_000_000
 
 
-def state() -> dict:
-    ctx = click.get_current_context()
-    obj = ctx.ensure_object(dict)
-    obj.setdefault("verbose", 0)
-    obj.setdefault("quiet", False)
-    return obj
-
-
 def status(message: str) -> None:
     """A status line on stderr, unless -q."""
-    if not state()["quiet"]:
+    if not state.get().quiet:
         _echo(message)
 
 
@@ -113,10 +107,11 @@ def pixel_bar(total: int, label: str, enabled: bool):
         yield bar.update
 
 
-def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation_options=None,
-                     cog=False, overwrite=False, threads=None, tile_size=1024, scheduler=None,
-                     maps=(), bar=None, display=None, product_opts=None) -> dict:
-    """Check everything, then stream ``src`` into the GeoTIFFs ``outputs`` ({kind: path}).
+def compute_to_files(info, outputs: dict, opts, *, write, run, maps=(), bar=None, display=None,
+                     product_opts=None) -> dict:
+    """Check everything, then stream the DEM ``info`` (its opened, validated
+    :class:`terrain.raster.RasterInfo`) into the GeoTIFFs ``outputs`` ({kind: path}),
+    with ``write`` / ``run`` (WriteOptions, RunOptions).
 
     ``maps`` are the map paths that will be drawn afterwards: they are checked
     here too, so that every bad input or output is reported before any work.
@@ -124,59 +119,51 @@ def compute_to_files(src, outputs: dict, opts, *, band=1, src_crs=None, creation
     ``display`` / ``product_opts``: passed to process_file (maps from the same pass).
     Returns process_file's ``{"valid", "cells"}``; warns when nothing is valid.
     """
-    from terrain.raster import raster_info
     from terrain.stream import process_file
     from terrain.writer import check_target
 
-    info = raster_info(src, band=band, src_crs=src_crs)
+    src = info.path
     for path in maps:  # map names end in .png/.pdf/.svg, GeoTIFF names cannot: no clash
-        check_target(path, inputs=[src], overwrite=overwrite)
+        check_target(path, inputs=[src], overwrite=write.overwrite)
     cells = info.shape[0] * info.shape[1]
     if bar is None:
-        bar = want_pixel_bar(cells, quiet=state()["quiet"])
-    obj = state()
-    stop = obj.get("stop_event")
-    if stop is not None and stop.is_set() and not obj.get("signalled"):
+        bar = want_pixel_bar(cells, quiet=state.get().quiet)
+    run_state = state.get()
+    stop = run_state.stop_event
+    if stop is not None and stop.is_set() and not run_state.signalled:
         stop.clear()  # set by the previous file's failed run (analyze), not by a signal
     with pixel_bar(cells, os.path.basename(src), bar) as progress:
         # process_file watches the stop event: signals only set it meanwhile.
-        obj["stop_watched"] = stop is not None
+        run_state.stop_watched = stop is not None
         try:
-            result = process_file(src, outputs, opts, band=band, src_crs=src_crs,
-                                  tile_size=tile_size, threads=threads, scheduler=scheduler,
-                                  creation_options=creation_options, cog=cog,
-                                  overwrite=overwrite, progress=progress, stop_event=stop,
-                                  display=display, product_opts=product_opts)
+            result = process_file(info, outputs, opts, write=write, run=run, progress=progress,
+                                  stop_event=stop, display=display, product_opts=product_opts)
         finally:
-            obj["stop_watched"] = False
-    if obj.get("signalled"):
+            run_state.stop_watched = False
+    if run_state.signalled:
         raise KeyboardInterrupt  # arrived as the files were renamed into place
     if not result["valid"]:
         warn(f"{src}: no valid elevation; outputs are all nodata")
     return result
 
 
-def map_display(dem, products, *, band=1, src_crs=None, dpi=150):
-    """The DisplayGrid that collects the maps of ``products`` of ``dem`` (and their
-    hillshade backdrop) during its one streaming pass."""
+def map_display(info, products, *, dpi=150):
+    """The DisplayGrid that collects the maps of ``products`` of the DEM ``info`` (and
+    their hillshade backdrop) during its one streaming pass."""
     from terrain.plot import display_grid, picture_pixels
-    from terrain.raster import raster_info
 
-    info = raster_info(dem, band=band, src_crs=src_crs)
     # No more display cells than the picture has pixels across.
     return display_grid(info, products, max_pixels=min(2048, picture_pixels(dpi)))
 
 
-def draw_display_map(display, out_map, *, product, dem, opts, band=1, src_crs=None,
-                     dpi=150, overwrite=False) -> str:
-    """Map of ``product`` from the display rasters accumulated while ``dem`` streamed."""
+def draw_display_map(display, out_map, *, product, info, opts, dpi=150,
+                     overwrite=False) -> str:
+    """Map of ``product`` from the display rasters accumulated while ``info``'s DEM streamed."""
     from terrain.plot import render_display
-    from terrain.raster import raster_info
 
-    info = raster_info(dem, band=band, src_crs=src_crs)
     with map_warnings():
-        return render_display(out_map, product, display, info, opts, source=dem, dpi=dpi,
-                              overwrite=overwrite)
+        return render_display(out_map, product, display, info, opts, source=info.path,
+                              dpi=dpi, overwrite=overwrite)
 
 
 @contextmanager
@@ -197,35 +184,37 @@ def map_warnings():
 
 
 def run_product_command(kind: str, product_settings: dict, *, dem, output, method, edge_order,
-                        z_factor, geometry, plot=None, dpi=150, band=1, src_crs=None,
-                        creation_options=None, cog=False, overwrite=False, threads=None,
-                        tile_size=1024, scheduler=None) -> None:
-    """Body of ``terrain slope|aspect|gradient|hillshade``: one GeoTIFF and an optional map.
+                        z_factor, geometry, read, write, run, plot=None, dpi=150) -> None:
+    """Body of each product's command (:mod:`cli.products`): one GeoTIFF and an optional map.
 
     ``product_settings`` are the product's own Options fields (units, flat_value ...);
-    the other keywords are the shared options of :func:`cli.options.product_options`.
+    the other keywords are the shared options of :func:`cli.options.product_options`
+    (``read`` / ``write`` / ``run``: ReadOptions, WriteOptions, RunOptions).
     """
+    from terrain.raster import raster_info
+
     opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor,
                          geometry=geometry, **product_settings)
+    # The input is validated once, here, and passed down opened.
+    info = raster_info(dem, band=read.band, src_crs=read.src_crs)
     maps = [plot] if plot else []
     display = product_opts = None
     if plot:
         # The map is drawn from display rasters accumulated in the same pass; a
         # hillshade map is the product itself, computed with the command's options.
         from terrain.plot import backdrop_options
+        from terrain.registry import BACKDROP
 
-        display = map_display(dem, [kind], band=band, src_crs=src_crs, dpi=dpi)
-        if kind != "hillshade":
-            product_opts = {"hillshade": backdrop_options(opts)}
-    result = compute_to_files(dem, {kind: output}, opts, band=band, src_crs=src_crs,
-                              creation_options=creation_options, cog=cog, overwrite=overwrite,
-                              threads=threads, tile_size=tile_size, scheduler=scheduler,
-                              maps=maps, display=display, product_opts=product_opts)
+        display = map_display(info, [kind], dpi=dpi)
+        if kind != BACKDROP:
+            product_opts = {BACKDROP: backdrop_options(opts)}
+    result = compute_to_files(info, {kind: output}, opts, write=write, run=run, maps=maps,
+                              display=display, product_opts=product_opts)
     status(f"wrote {output}")
     if plot:
         if not result["valid"]:
             warn(f"{dem}: no map drawn, there is nothing to show")
             return
-        draw_display_map(display, plot, product=kind, dem=dem, opts=opts, band=band,
-                         src_crs=src_crs, dpi=dpi, overwrite=overwrite)
+        draw_display_map(display, plot, product=kind, info=info, opts=opts, dpi=dpi,
+                         overwrite=write.overwrite)
         status(f"wrote {plot}")

@@ -1,4 +1,5 @@
-"""terrain info DEM"""
+"""``terrain info DEM``: owns the command describing a DEM (grid, CRS, true ground pixel
+size, vertical unit, elevation range), as text or JSON."""
 
 from __future__ import annotations
 

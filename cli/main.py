@@ -25,7 +25,7 @@ import click
 from terrain import __version__
 from terrain.errors import Interrupted
 
-from . import analyze, aspect, gradient, hillshade, info, plot, slope
+from . import analyze, info, plot, products, state
 from .common import describe_error
 from .options import verbosity_options
 
@@ -38,27 +38,28 @@ class _OneShotInterrupt:
     its worker threads drop the windows still queued) and raises KeyboardInterrupt,
     once; repeats are ignored, so a second Ctrl-C cannot break the clean-up.
 
-    While the streaming runner watches ``stop`` itself (``obj["stop_watched"]``), no
+    While the streaming runner watches ``stop`` itself (``RunState.stop_watched``), no
     exception is raised: an exception landing inside rasterio's dataset creation
     or clean-up can leave GDAL state that crashes the interpreter; the runner
     stops at its next window instead and raises ``Interrupted``."""
 
-    def __init__(self, stop: threading.Event, obj: dict):
+    def __init__(self, stop: threading.Event, run: state.RunState):
         self.stop = stop
-        self.obj = obj
+        self.run = run
         self.fired = False
 
     def __call__(self, signum, frame):
-        self.obj["signalled"] = True  # the stop event is also set by the library's own failures
+        self.run.signalled = True  # the stop event is also set by the library's own failures
         self.stop.set()
-        if not self.fired and not self.obj.get("stop_watched"):
+        if not self.fired and not self.run.stop_watched:
             self.fired = True
             raise KeyboardInterrupt
 
 
 def _install_signal_handlers(ctx: click.Context) -> None:
-    stop = ctx.obj["stop_event"] = threading.Event()
-    handler = _OneShotInterrupt(stop, ctx.obj)
+    run = state.get(ctx)
+    stop = run.stop_event = threading.Event()
+    handler = _OneShotInterrupt(stop, run)
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
             previous = signal.getsignal(signum)
@@ -115,7 +116,7 @@ def _configure_logging(ctx: click.Context, verbose: int, quiet: bool) -> None:
     else:
         rio.setLevel(logging.WARNING)
         rio.propagate = False
-        gdal = ctx.obj["gdal_warnings"] = _GdalWarnings()
+        gdal = state.get(ctx).gdal_warnings = _GdalWarnings()
         rio.addHandler(gdal)
         handlers.append((rio, gdal))
 
@@ -169,23 +170,23 @@ class TerrainGroup(click.Group):
     def invoke(self, ctx: click.Context):
         # Python warnings (e.g. rasterio's NotGeoreferencedWarning before the library's
         # own error) only with -v; the filter is restored when the command returns.
-        obj = ctx.ensure_object(dict)
+        run = state.get(ctx)
         with warnings.catch_warnings():
-            if not obj.get("verbose"):
+            if not run.verbose:
                 warnings.simplefilter("ignore")
-            obj["warnings_guarded"] = True
+            run.warnings_guarded = True
             try:
                 result = self._invoke(ctx)
             finally:
-                obj["warnings_guarded"] = False
-        gdal = obj.get("gdal_warnings")
+                run.warnings_guarded = False
+        gdal = run.gdal_warnings
         if gdal is not None:
             gdal.flush_to_stderr()
         return result
 
     def _invoke(self, ctx: click.Context):
         try:
-            if (ctx.obj or {}).get("verbose"):
+            if state.get(ctx).verbose:
                 return super().invoke(ctx)
             with _native_stderr_held() as held:
                 result = super().invoke(ctx)
@@ -197,12 +198,12 @@ class TerrainGroup(click.Group):
         except (KeyboardInterrupt, Interrupted):
             self._interrupted(ctx)
         except Exception as exc:  # noqa: BLE001 - the one place errors become messages
-            if (ctx.obj or {}).get("signalled"):
+            if state.get(ctx).signalled:
                 # After a signal, whatever unwinds (e.g. rasterio's EnvError when the
                 # interrupt landed inside an Env's exit) is the interruption itself.
                 self._interrupted(ctx)
             self._traceback(ctx)
-            inputs = (ctx.obj or {}).get("inputs", ())
+            inputs = state.get(ctx).inputs
             where = inputs[0] if len(inputs) == 1 else None
             click.echo(f"terrain: error: {describe_error(exc, where)}", err=True)
             ctx.exit(EXIT_ERROR)
@@ -214,7 +215,7 @@ class TerrainGroup(click.Group):
 
     @staticmethod
     def _traceback(ctx: click.Context) -> None:
-        if (ctx.obj or {}).get("verbose"):
+        if state.get(ctx).verbose:
             traceback.print_exc(file=sys.stderr)
 
 
@@ -239,14 +240,15 @@ def cli(ctx):
       terrain slope dem.tif -o slope.tif --plot slope.png
       terrain analyze dems/*.tif -d out
     """
-    obj = ctx.ensure_object(dict)
-    obj.setdefault("verbose", 0)
-    obj.setdefault("quiet", False)
+    run = state.get(ctx)
     _install_signal_handlers(ctx)
-    _configure_logging(ctx, obj["verbose"], obj["quiet"])
+    _configure_logging(ctx, run.verbose, run.quiet)
 
 
-for _module in (info, slope, aspect, gradient, hillshade, plot, analyze):
+cli.add_command(info.command)
+for _command in products.COMMANDS:
+    cli.add_command(_command)
+for _module in (plot, analyze):
     cli.add_command(_module.command)
 
 # Slope analysis (issue 12).

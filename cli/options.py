@@ -1,27 +1,51 @@
 """Options shared by the terrain commands, each defined once as a decorator.
 
-Only click is imported here: the library is imported inside the callbacks that
-need it, when the option is actually given.
+Only click and the light registry (:mod:`terrain.registry`: method and product
+names, each product's own options) are imported here: the library is imported
+inside the callbacks that need it, when the option is actually given.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import os
 import warnings
 
 import click
 
-# Mirrors terrain.engine.METHODS / terrain.kernels.SLOPE_UNITS / terrain.spacing.GEOMETRIES (kept light: `--help` need
-# not import numpy and the kernels); tests/test_cli.py checks they stay equal.
-METHODS = ("central", "horn", "zevenbergen-thorne")
-SLOPE_UNITS = ("degrees", "percent", "radians", "ratio")
+from terrain import registry
+
+from . import state
+
+METHODS = tuple(registry.METHODS)
+SLOPE_UNITS = registry.SLOPE_UNITS
+# Mirrors terrain.spacing.GEOMETRIES (kept light: `--help` need not import numpy and
+# pyproj); tests/test_cli.py checks they stay equal.
 GEOMETRIES = ("geodesic", "planar")
-PLOT_PRODUCTS = ("slope", "aspect", "hillshade", "elevation")
+PLOT_PRODUCTS = tuple(n for n, p in registry.PRODUCTS.items() if p.style) + ("elevation",)
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 # Picture names refused for a GeoTIFF -o (a likely mix-up with --plot).
 MAP_SUFFIXES = PLOT_SUFFIXES + (".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 DEFAULT_TILE_SIZE = 1024
+
+
+def _collected(name: str, fields: tuple, factory: str):
+    """A decorator handing the options ``fields`` to the command as one typed object
+    ``name`` (``factory``: "module:Class", imported when the command runs)."""
+
+    def decorate(f):
+        @functools.wraps(f)
+        def command(*args, **kwargs):
+            module, cls = factory.split(":")
+            values = {k: kwargs.pop(k) for k in fields}
+            kwargs[name] = getattr(importlib.import_module(module), cls)(**values)
+            return f(*args, **kwargs)
+
+        return command
+
+    return decorate
 
 
 def _compose(*decorators):
@@ -34,25 +58,18 @@ def _compose(*decorators):
 
 # --- verbosity (on the group, and accepted after a command too) ---------------------
 
-def _state(ctx: click.Context) -> dict:
-    ctx.ensure_object(dict)
-    ctx.obj.setdefault("verbose", 0)
-    ctx.obj.setdefault("quiet", False)
-    return ctx.obj
-
-
 def _set_verbose(ctx, param, value):
     if value:
-        state = _state(ctx)
-        state["verbose"] += value
-        if state.get("warnings_guarded"):  # -v after the command: inside catch_warnings()
+        run = state.get(ctx)
+        run.verbose += value
+        if run.warnings_guarded:  # -v after the command: inside catch_warnings()
             warnings.simplefilter("default")
     return value
 
 
 def _set_quiet(ctx, param, value):
     if value:
-        _state(ctx)["quiet"] = True
+        state.get(ctx).quiet = True
     return value
 
 
@@ -69,7 +86,7 @@ verbosity_options = _compose(verbose_option, quiet_option)
 
 def _remember_inputs(ctx, param, value):
     # Kept for the error line of an unexpected failure (cli.main names the input).
-    _state(ctx)["inputs"] = (value,) if isinstance(value, str) else tuple(value or ())
+    state.get(ctx).inputs = (value,) if isinstance(value, str) else tuple(value or ())
     return value
 
 
@@ -109,12 +126,12 @@ input_options = _compose(band_option, src_crs_option)
 
 # --- gradient -----------------------------------------------------------------------
 
-def method_option(default: str | None = "central", note: str = ""):
+def method_option(default: str | None = registry.DEFAULT_METHOD, note: str = ""):
+    methods = "; ".join(f"{m.name}: {m.summary}" for m in registry.METHODS.values())
     return click.option(
         "--method", type=click.Choice(METHODS), default=default,
         show_default=default is not None,
-        help="Gradient stencil: central (numpy.gradient's), horn (gdaldem's / ArcGIS's 3x3) "
-             "or zevenbergen-thorne." + (f" {note}" if note else ""))
+        help=f"Gradient stencil ({methods})." + (f" {note}" if note else ""))
 
 
 edge_order_option = click.option(
@@ -143,27 +160,36 @@ geometry_option = click.option(
          "units and grid north, as gdaldem and ArcGIS do. The same on lat/lon DEMs.")
 
 
-def gradient_options(method_default: str | None = "central", method_note: str = ""):
+def gradient_options(method_default: str | None = registry.DEFAULT_METHOD,
+                     method_note: str = ""):
     return _compose(method_option(method_default, method_note), edge_order_option,
                     z_factor_option, geometry_option)
 
 
-units_option = click.option(
-    "--units", type=click.Choice(SLOPE_UNITS), default="degrees", show_default=True,
-    help="Slope units: degrees, percent (100 x rise/run), radians or ratio (rise/run).")
-flat_value_option = click.option(
-    "--flat-value", type=float, default=-1.0, show_default=True,
-    help="Aspect written on flat cells (no downslope direction); distinct from nodata.")
-azimuth_option = click.option(
-    "--azimuth", type=float, default=315.0, show_default=True,
-    help="Direction the light comes from, degrees clockwise from the map's up (grid north).")
-altitude_option = click.option(
-    "--altitude", type=click.FloatRange(0, 90), default=45.0, show_default=True,
-    help="Height of the light above the horizon, degrees.")
-multidirectional_option = click.option(
-    "--multidirectional", is_flag=True,
-    help="Blend gdaldem's four lights (225, 270, 315, 360 degrees) instead of one.")
-hillshade_options = _compose(azimuth_option, altitude_option, multidirectional_option)
+def parameter_option(param: registry.Parameter):
+    """The CLI option of a product's own option (declared in terrain.registry)."""
+    if param.type is bool:
+        return click.option(param.flag, param.field, is_flag=True, default=param.default,
+                            help=param.help)
+    if param.choices is not None:
+        kind = click.Choice(param.choices)
+    elif param.minimum is not None or param.maximum is not None:
+        kind = click.FloatRange(param.minimum, param.maximum) if param.type is float else \
+            click.IntRange(param.minimum, param.maximum)
+    else:
+        kind = param.type
+    return click.option(param.flag, param.field, type=kind, default=param.default,
+                        show_default=True, help=param.help)
+
+
+def product_parameter_options(*products):
+    """The own options of ``products``, each option once."""
+    params = {}
+    for name in products:
+        for param in registry.PRODUCTS[name].parameters:
+            params.setdefault(param.field, param)
+    return _compose(*(parameter_option(p) for p in params.values()))
+
 
 
 # --- outputs ------------------------------------------------------------------------
@@ -251,14 +277,25 @@ scheduler_option = click.option(
 run_options = _compose(threads_option, tile_size_option, scheduler_option)
 
 
-def product_options(*specific, method_default: str = "central", maps: bool = True):
+# The same options handed to the command as typed objects (terrain.raster.ReadOptions,
+# terrain.writer.WriteOptions, terrain.engine.RunOptions) for the streaming commands.
+read_options = _compose(_collected("read", ("band", "src_crs"), "terrain.raster:ReadOptions"),
+                        input_options)
+write_options = _compose(_collected("write", ("overwrite", "creation_options", "cog"),
+                                    "terrain.writer:WriteOptions"), geotiff_options)
+run_options_typed = _compose(_collected("run", ("threads", "tile_size", "scheduler"),
+                                        "terrain.engine:RunOptions"), run_options)
+
+
+def product_options(*specific, method_default: str = registry.DEFAULT_METHOD,
+                    maps: bool = True):
     """Everything a single-product command takes (``terrain slope|aspect|...``):
     the DEM, -o, the product's own ``specific`` options, the gradient, input,
     GeoTIFF and run options, and --plot/--dpi when the product has a map."""
     return _compose(dem_argument(), output_option(), *specific,
-                    gradient_options(method_default=method_default), input_options,
-                    geotiff_options, *((plot_option, dpi_option) if maps else ()), run_options,
-                    verbosity_options)
+                    gradient_options(method_default=method_default), read_options,
+                    write_options, *((plot_option, dpi_option) if maps else ()),
+                    run_options_typed, verbosity_options)
 
 
 # --- slope analysis (classify, stats, report) ----------------------------------------

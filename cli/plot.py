@@ -1,10 +1,15 @@
-"""terrain plot DEM -o OUT.png  (or a slope / aspect / hillshade GeoTIFF written by terrain)"""
+"""``terrain plot DEM -o MAP.png``: owns the map command, for a DEM or a product GeoTIFF
+written by terrain (then drawn as it is)."""
 
 from __future__ import annotations
 
 import click
 
+from terrain import registry
+
 from . import options as o
+
+MAPPED = tuple(p for p in o.PLOT_PRODUCTS if p in registry.PRODUCTS)
 
 
 @click.command("plot", short_help="Map of slope, aspect, hillshade or elevation (PNG/PDF/SVG).")
@@ -12,16 +17,15 @@ from . import options as o
 @o.output_option(map_file=True)
 @click.option("--product", type=click.Choice(o.PLOT_PRODUCTS), default=None,
               help="What to map.  [default: slope; for a terrain product GeoTIFF, its product]")
-@o.units_option
-@o.flat_value_option
-@o.hillshade_options
-@o.gradient_options(method_default=None, method_note="[default: central; horn for hillshade]")
+@o.product_parameter_options(*MAPPED)
+@o.gradient_options(method_default=None,
+                    method_note="[default: the product's own: central; horn for hillshade]")
 @o.input_options
 @o.overwrite_option
 @o.dpi_option
 @o.verbosity_options
-def command(dem, output, product, units, flat_value, azimuth, altitude, multidirectional,
-            method, edge_order, z_factor, geometry, band, src_crs, overwrite, dpi):
+def command(dem, output, product, method, edge_order, z_factor, geometry, band, src_crs,
+            overwrite, dpi, **settings):
     """Draw a map of DEM with matplotlib.
 
     Slope (in --units) with a sequential colormap over a hillshade, aspect with
@@ -49,22 +53,19 @@ def command(dem, output, product, units, flat_value, azimuth, altitude, multidir
                               overwrite=overwrite, method=method,
                               max_pixels=min(2048, picture_pixels(dpi)))
         else:
-            product = product or "slope"
+            product = product or registry.DEFAULT_MAP
             if method is None:
-                from terrain.engine import HILLSHADE_METHOD
-
-                method = HILLSHADE_METHOD if product == "hillshade" else "central"
+                method = registry.PRODUCTS[product].default_method if product in MAPPED \
+                    else registry.DEFAULT_METHOD
             opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor,
-                                 units=units, flat_value=flat_value, azimuth=azimuth,
-                                 altitude=altitude, multidirectional=multidirectional,
-                                 geometry=geometry)
+                                 geometry=geometry, **settings)
             plot_dem(dem, output, product=product, opts=opts, band=band, src_crs=src_crs,
                      dpi=dpi, overwrite=overwrite)
     status(f"wrote {output}")
 
 
 def _terrain_product(path) -> str | None:
-    """'slope', 'aspect' or 'hillshade' for a one-band product GeoTIFF terrain wrote, else None."""
+    """The product of a one-band product GeoTIFF terrain wrote (one with a map), else None."""
     import rasterio
     from rasterio.errors import RasterioError
 
@@ -75,4 +76,4 @@ def _terrain_product(path) -> str | None:
             kind = ds.descriptions[0]
     except (RasterioError, OSError):
         return None  # not readable: plot_dem says why, in the usual words
-    return kind if kind in ("slope", "aspect", "hillshade") else None
+    return kind if kind in MAPPED else None

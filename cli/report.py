@@ -1,4 +1,4 @@
-"""terrain report DEM -o REPORT.html [--zones FILE] [--scheme NAME | --breaks ...]"""
+"""``terrain report DEM -o REPORT.html``: owns the command writing the HTML slope report."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def command(dem, output, zones, zone_field, scheme, breaks, break_units, method,
     needs (CRS, ground pixel size, method, units, z factor, nodata share, version).
     No network: it opens from a USB stick.
     """
-    from .common import build_options, state, status
+    from . import state
+    from .common import build_options, status
     from terrain.report import make_report
 
     resolve(scheme, breaks, break_units)
@@ -31,5 +32,5 @@ def command(dem, output, zones, zone_field, scheme, breaks, break_units, method,
     make_report(dem, output, zones=zones, zone_field=zone_field, breaks=breaks, scheme=scheme,
                 break_units=break_units, opts=opts, band=band, src_crs=src_crs,
                 overwrite=overwrite, tile_size=tile_size, threads=threads,
-                stop_event=state().get("stop_event"))
+                stop_event=state.get().stop_event)
     status(f"wrote {output}")

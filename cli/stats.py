@@ -1,4 +1,5 @@
-"""terrain stats DEM [--zones FILE [--zone-field NAME]] [--scheme|--breaks] -o TABLE.csv|TABLE.json"""
+"""``terrain stats DEM -o TABLE.csv``: owns the slope statistics command (whole DEM or per
+zone, area-weighted)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def command(dem, output, zones, zone_field, slope_units, scheme, breaks, break_u
     each class's hectares and share of the valid area. One streamed pass in bounded
     memory.
     """
-    from .common import build_options, state, status
+    from . import state
+    from .common import build_options, status
     from terrain.writer import check_target
     from terrain.zonal import slope_stats, write_table
 
@@ -37,6 +39,6 @@ def command(dem, output, zones, zone_field, slope_units, scheme, breaks, break_u
     df = slope_stats(dem, zones=zones, zone_field=zone_field, breaks=breaks, scheme=scheme,
                      units=slope_units, break_units=break_units, opts=opts, band=band,
                      src_crs=src_crs, tile_size=tile_size, threads=threads,
-                     stop_event=state().get("stop_event"))
+                     stop_event=state.get().stop_event)
     write_table(df, output, overwrite=overwrite, dem=dem)
     status(f"wrote {output} ({len(df)} zone{'s' if len(df) != 1 else ''})")

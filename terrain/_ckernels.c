@@ -379,7 +379,7 @@ KERNELS(double, d)
 GROUND(float, f)
 GROUND(double, d)
 
-/* ---- Python bindings: C-contiguous buffers checked by terrain/kernels.py ---- */
+/* ---- Python bindings: C-contiguous buffers; sizes and types checked here too ---- */
 
 typedef struct { Py_buffer b; int ok; } Buf;
 
@@ -398,13 +398,16 @@ static void release(Buf *bufs, int n)
 
 static char kind(Buf *buf) { return buf->b.format ? buf->b.format[0] : 'B'; }
 
-static PyObject *py_gradient(PyObject *self, PyObject *args)
+/* The gradient stencils, one named entry point each (no method codes cross from Python). */
+enum stencil { CENTRAL, HORN, ZEVENBERGEN_THORNE };
+
+static PyObject *gradient_entry(PyObject *args, enum stencil stencil)
 {
     PyObject *o[6];
-    int method, eo;
+    int eo;
     Py_ssize_t nz, mz, h;
     double zf;
-    if (!PyArg_ParseTuple(args, "iOnnOOOnidOO", &method, &o[0], &nz, &mz, &o[1], &o[2], &o[3],
+    if (!PyArg_ParseTuple(args, "OnnOOOnidOO", &o[0], &nz, &mz, &o[1], &o[2], &o[3],
                           &h, &eo, &zf, &o[4], &o[5]))
         return NULL;
     Buf b[6] = {{0}};
@@ -412,21 +415,34 @@ static PyObject *py_gradient(PyObject *self, PyObject *args)
              && get(o[3], &b[3], 0) && get(o[4], &b[4], 1) && get(o[5], &b[5], 1);
     if (!ok) { release(b, 6); return NULL; }
     char t = kind(&b[0]);
+    Py_ssize_t isz = t == 'f' ? 4 : 8, d = (Py_ssize_t)sizeof(double);
+    /* Sizes checked here, not only by the caller: a wrong one would read out of bounds. */
+    int sizes = (t == 'f' || t == 'd') && h >= 0 && nz > 2 * h && mz > 2 * h
+                && (eo == 1 || eo == 2)
+                && b[0].b.len == nz * mz * isz && kind(&b[4]) == t && kind(&b[5]) == t
+                && b[4].b.len == (nz - 2 * h) * (mz - 2 * h) * isz && b[5].b.len == b[4].b.len
+                && b[1].b.len == mz * d && b[2].b.len == nz * d && b[3].b.len == nz * d
+                && kind(&b[1]) == 'd' && kind(&b[2]) == 'd' && kind(&b[3]) == 'd';
+    if (!sizes) {
+        release(b, 6);
+        PyErr_SetString(PyExc_ValueError, "gradient: arrays of inconsistent sizes or types");
+        return NULL;
+    }
     int rc = 0;
     Py_BEGIN_ALLOW_THREADS
     const double *xp = b[1].b.buf, *xs = b[2].b.buf, *yp = b[3].b.buf;
     if (t == 'f') {
-        if (method == 1)
+        if (stencil == HORN)
             rc = horn_f(b[0].b.buf, nz, mz, xp, xs, yp, h, eo, zf, b[4].b.buf, b[5].b.buf);
         else
             rc = three_point_f(b[0].b.buf, nz, mz, xp, xs, yp, h, eo, zf, b[4].b.buf,
-                               b[5].b.buf, method == 2);
+                               b[5].b.buf, stencil == ZEVENBERGEN_THORNE);
     } else {
-        if (method == 1)
+        if (stencil == HORN)
             rc = horn_d(b[0].b.buf, nz, mz, xp, xs, yp, h, eo, zf, b[4].b.buf, b[5].b.buf);
         else
             rc = three_point_d(b[0].b.buf, nz, mz, xp, xs, yp, h, eo, zf, b[4].b.buf,
-                               b[5].b.buf, method == 2);
+                               b[5].b.buf, stencil == ZEVENBERGEN_THORNE);
     }
     Py_END_ALLOW_THREADS
     release(b, 6);
@@ -434,34 +450,61 @@ static PyObject *py_gradient(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *py_product(PyObject *self, PyObject *args)
+static PyObject *py_central(PyObject *self, PyObject *args) { return gradient_entry(args, CENTRAL); }
+static PyObject *py_horn(PyObject *self, PyObject *args) { return gradient_entry(args, HORN); }
+static PyObject *py_zevenbergen_thorne(PyObject *self, PyObject *args)
+{
+    return gradient_entry(args, ZEVENBERGEN_THORNE);
+}
+
+/* The per-cell products of the gradient, one named entry point each. */
+enum product { SLOPE, ASPECT, HILLSHADE };
+
+static PyObject *product_entry(PyObject *args, enum product product)
 {
     PyObject *o[3];
-    int product, units, multi;
-    double flat, az, alt;
-    if (!PyArg_ParseTuple(args, "iOOidddiO", &product, &o[0], &o[1], &units, &flat, &az, &alt,
-                          &multi, &o[2]))
+    int units = 0, multi = 0;
+    double flat = 0.0, az = 0.0, alt = 0.0;
+    int parsed = product == SLOPE ? PyArg_ParseTuple(args, "OOiO", &o[0], &o[1], &units, &o[2])
+               : product == ASPECT ? PyArg_ParseTuple(args, "OOdO", &o[0], &o[1], &flat, &o[2])
+               : PyArg_ParseTuple(args, "OOddiO", &o[0], &o[1], &az, &alt, &multi, &o[2]);
+    if (!parsed)
         return NULL;
     Buf b[3] = {{0}};
     if (!(get(o[0], &b[0], 0) && get(o[1], &b[1], 0) && get(o[2], &b[2], 1))) {
         release(b, 3);
         return NULL;
     }
-    Py_ssize_t n = b[0].b.len / b[0].b.itemsize;
     char t = kind(&b[0]);
+    int sizes = (t == 'f' || t == 'd') && kind(&b[1]) == t && kind(&b[2]) == t
+                && b[1].b.len == b[0].b.len && b[2].b.len == b[0].b.len
+                && units >= 0 && units <= 3;
+    if (!sizes) {
+        release(b, 3);
+        PyErr_SetString(PyExc_ValueError, "product: arrays of inconsistent sizes or types");
+        return NULL;
+    }
+    Py_ssize_t n = b[0].b.len / b[0].b.itemsize;
     Py_BEGIN_ALLOW_THREADS
     if (t == 'f') {
-        if (product == 0) slope_f(b[0].b.buf, b[1].b.buf, n, units, b[2].b.buf);
-        else if (product == 1) aspect_f(b[0].b.buf, b[1].b.buf, n, flat, b[2].b.buf);
+        if (product == SLOPE) slope_f(b[0].b.buf, b[1].b.buf, n, units, b[2].b.buf);
+        else if (product == ASPECT) aspect_f(b[0].b.buf, b[1].b.buf, n, flat, b[2].b.buf);
         else hillshade_f(b[0].b.buf, b[1].b.buf, n, az, alt, multi, b[2].b.buf);
     } else {
-        if (product == 0) slope_d(b[0].b.buf, b[1].b.buf, n, units, b[2].b.buf);
-        else if (product == 1) aspect_d(b[0].b.buf, b[1].b.buf, n, flat, b[2].b.buf);
+        if (product == SLOPE) slope_d(b[0].b.buf, b[1].b.buf, n, units, b[2].b.buf);
+        else if (product == ASPECT) aspect_d(b[0].b.buf, b[1].b.buf, n, flat, b[2].b.buf);
         else hillshade_d(b[0].b.buf, b[1].b.buf, n, az, alt, multi, b[2].b.buf);
     }
     Py_END_ALLOW_THREADS
     release(b, 3);
     Py_RETURN_NONE;
+}
+
+static PyObject *py_slope(PyObject *self, PyObject *args) { return product_entry(args, SLOPE); }
+static PyObject *py_aspect(PyObject *self, PyObject *args) { return product_entry(args, ASPECT); }
+static PyObject *py_hillshade(PyObject *self, PyObject *args)
+{
+    return product_entry(args, HILLSHADE);
 }
 
 static PyObject *py_ground(PyObject *self, PyObject *args)
@@ -515,10 +558,17 @@ static PyObject *py_ground(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"ground", py_ground, METH_VARARGS,
      "ground(px, py, rows, cols, lattice, nr, nc, rk, rf, ck, cf, ox, oy)"},
-    {"gradient", py_gradient, METH_VARARGS,
-     "gradient(method, z, rows, cols, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy)"},
-    {"product", py_product, METH_VARARGS,
-     "product(kind, dzdx, dzdy, units, flat_value, azimuth, altitude, multidirectional, out)"},
+    {"central", py_central, METH_VARARGS,
+     "central(z, rows, cols, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy)"},
+    {"horn", py_horn, METH_VARARGS,
+     "horn(z, rows, cols, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy)"},
+    {"zevenbergen_thorne", py_zevenbergen_thorne, METH_VARARGS,
+     "zevenbergen_thorne(z, rows, cols, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, "
+     "dzdy)"},
+    {"slope", py_slope, METH_VARARGS, "slope(dzdx, dzdy, units, out)"},
+    {"aspect", py_aspect, METH_VARARGS, "aspect(dzdx, dzdy, flat_value, out)"},
+    {"hillshade", py_hillshade, METH_VARARGS,
+     "hillshade(dzdx, dzdy, azimuth, altitude, multidirectional, out)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ckernels",

@@ -12,8 +12,8 @@ import numpy as np
 import xarray as xr
 
 from .dem import _is_dask, _spatial_dims, elevation_of, z_factor_of
-from .engine import (HILLSHADE_METHOD, Z_FACTOR_EXPLICIT, Options, product_description,
-                     product_units, products_from_gradient, run_in_memory)
+from . import registry, runners
+from .engine import Z_FACTOR_EXPLICIT, Options, products_from_gradient
 from .errors import TerrainError
 from .spacing import grid_from_coords
 
@@ -48,13 +48,9 @@ def compute(dem, products, *, spacing=None, **options):
     if opts.z_factor_explicit:
         z_source = Z_FACTOR_EXPLICIT
     opts = opts.with_z_factor(z_factor)
-    if _is_dask(data):
-        from .dask_runner import run_dask
-
-        results = run_dask(data, grid, opts, products)
-    else:
-        label = dem.attrs.get("source", "the DEM") if isinstance(dem, xr.DataArray) else "the array"
-        results = run_in_memory(data, grid, opts, products, name=label)
+    label = dem.attrs.get("source", "the DEM") if isinstance(dem, xr.DataArray) else "the array"
+    results = runners.pick(runners.ARRAY_RUNNERS, data).run(data, grid, opts, products,
+                                                             name=label)
     if template is None:
         return results
     out = {name: _wrap(arr, template, name, opts) for name, arr in results.items()}
@@ -72,7 +68,8 @@ def _from_gradient(ds: xr.Dataset, opts: Options, products):
     dzdx, dzdy = ds["dzdx"], ds["dzdy"]
     # The geometry the gradient was computed in (a Dataset from gradient() says).
     geometry = ds.attrs.get("geometry", dzdx.attrs.get("geometry", opts.geometry))
-    rotation = _map_rotation(dzdx, geometry) if "hillshade" in products else None
+    map_axes = any(registry.product(n).map_axes for n in products)
+    rotation = _map_rotation(dzdx, geometry) if map_axes else None
     if _is_dask(dzdx.data):
         from .dask_runner import run_dask_gradient
 
@@ -104,8 +101,8 @@ def _wrap(arr, template: xr.DataArray, name: str, opts: Options, method=None,
           geometry=None) -> xr.DataArray:
     out = xr.DataArray(arr, dims=template.dims, coords=template.coords, name=name)
     out.attrs = {
-        "units": product_units(name, opts),
-        "long_name": product_description(name, opts),
+        "units": registry.PRODUCTS[name].units(opts),
+        "long_name": registry.PRODUCTS[name].description(opts),
         "method": method or opts.method,
         "geometry": geometry or opts.geometry,
     }
@@ -203,7 +200,8 @@ def aspect(dem, *, method: str = "central", edge_order: int = 1, z_factor: float
 
 
 def hillshade(dem, *, azimuth: float = 315.0, altitude: float = 45.0,
-              method: str = HILLSHADE_METHOD, multidirectional: bool = False,
+              method: str = registry.PRODUCTS["hillshade"].default_method,
+              multidirectional: bool = False,
               edge_order: int = 1, z_factor: float | None = None, geometry: str = "geodesic",
               spacing=None):
     """gdaldem's hillshade (1..255, NaN where no data) on the true ground spacing.

@@ -38,7 +38,9 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from .engine import DEFAULT_TILE_SIZE
 from .errors import TerrainError
+from .registry import GRADIENT_BANDS, SLOPE, SLOPE_UNITS
 
 INF = math.inf
 
@@ -185,9 +187,9 @@ def _tan_of(slope_or_dem):
         raise TerrainError("classify() takes a DataArray: a DEM (terrain.open_dem) or a slope "
                            "with its units attribute (terrain.slope)")
     units = slope_or_dem.attrs.get("units")
-    if slope_or_dem.name == "slope" or (units in ("degrees", "percent", "radians", "ratio")
-                                        and slope_or_dem.name != "elevation"):
-        if units not in ("degrees", "percent", "radians", "ratio"):
+    if slope_or_dem.name == SLOPE or (units in SLOPE_UNITS
+                                      and slope_or_dem.name != "elevation"):
+        if units not in SLOPE_UNITS:
             raise TerrainError("the slope DataArray has no units attribute (degrees, percent, "
                                "radians or ratio); set slope.attrs['units']")
         v = np.asarray(slope_or_dem.values, np.float64)
@@ -197,8 +199,9 @@ def _tan_of(slope_or_dem):
     from .api import gradient
 
     g = gradient(slope_or_dem)
-    return np.hypot(np.asarray(g["dzdx"].values, np.float64),
-                    np.asarray(g["dzdy"].values, np.float64)), g["dzdx"]
+    dzdx, dzdy = GRADIENT_BANDS
+    return np.hypot(np.asarray(g[dzdx].values, np.float64),
+                    np.asarray(g[dzdy].values, np.float64)), g[dzdx]
 
 
 def classify(slope_or_dem, breaks=None, scheme=None, units="degrees"):
@@ -230,7 +233,7 @@ def classify(slope_or_dem, breaks=None, scheme=None, units="degrees"):
 
 # --- streaming ------------------------------------------------------------------------------
 
-def stream_tan_slope(info, opts, on_window, *, tile_size=1024, threads=None, stop_event=None):
+def stream_tan_slope(info, opts, on_window, *, tile_size=DEFAULT_TILE_SIZE, threads=None, stop_event=None):
     """Stream the DEM ``info`` window by window on a thread pool, calling
     ``on_window(row0, row1, col0, col1, tan_slope)`` (float64, NaN = nodata) from the
     worker threads. Bounded memory: a few windows per thread."""
@@ -245,11 +248,12 @@ def stream_tan_slope(info, opts, on_window, *, tile_size=1024, threads=None, sto
     stop_event = stop_event or threading.Event()
 
     def emit(row0, row1, col0, col1, res):
-        t = np.hypot(res["dzdx"].astype(np.float64), res["dzdy"].astype(np.float64))
+        dzdx, dzdy = GRADIENT_BANDS
+        t = np.hypot(res[dzdx].astype(np.float64), res[dzdy].astype(np.float64))
         on_window(row0, row1, col0, col1, t)
 
     with rasterio.Env(**GDAL_ENV), GdalErrors():
-        _run_threads(info, grid, [(opts, ("dzdx", "dzdy"))], tile_size,
+        _run_threads(info, grid, [(opts, GRADIENT_BANDS)], tile_size,
                      threads or default_threads(), emit, stop_event)
     if stop_event.is_set():
         from .errors import Interrupted
@@ -276,7 +280,7 @@ def _pam_xml(classes: Classes) -> str:
 
 
 def classify_file(src, output, *, breaks=None, scheme=None, units="degrees", opts=None, band=1,
-                  src_crs=None, creation_options=None, overwrite=False, tile_size=1024,
+                  src_crs=None, creation_options=None, overwrite=False, tile_size=DEFAULT_TILE_SIZE,
                   threads=None, plot=None, dpi=150, stop_event=None) -> dict:
     """Stream the DEM ``src`` into a class GeoTIFF ``output`` (one pass, bounded memory).
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import registry
 from .engine import Options, compute_block, file_elevation, output_dtype, products_from_gradient
 
 
@@ -45,9 +46,9 @@ def run_dask(z, grid, opts: Options, products):
 
 
 def _split(stacked, names):
-    """``{name: lazy 2-D array}`` from a stacked result (hillshade stored as float32)."""
-    return {n: stacked[k] if n != "hillshade" else stacked[k].astype(np.float32)
-            for k, n in enumerate(names)}
+    """``{name: lazy 2-D array}`` from a stacked result (byte products as float32)."""
+    return {n: stacked[k] if registry.PRODUCTS[n].storage != "byte"
+            else stacked[k].astype(np.float32) for k, n in enumerate(names)}
 
 
 def run_dask_gradient(dzdx, dzdy, opts: Options, products, *, rotation=None):

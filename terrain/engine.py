@@ -1,4 +1,4 @@
-"""The gradient engine: options, blocks with a halo, and the in-memory runner.
+"""The gradient engine: compute and run options, one padded block to products, the in-memory runner.
 
 :func:`compute_block` is the single place where a padded block becomes
 products; the in-memory runner here, the dask runner (:mod:`terrain.dask_runner`)
@@ -16,22 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernels
+from . import registry
 from .errors import TerrainError
-from .spacing import check_geometry
-
-METHODS = {
-    "central": kernels.central,
-    "horn": kernels.horn,
-    "zevenbergen-thorne": kernels.zevenbergen_thorne,
-}
-PRODUCTS = ("dzdx", "dzdy", "slope", "aspect", "hillshade")
+from .spacing import check_geometry, to_ground
 
 @dataclass(frozen=True)
 class Options:
     """What to compute and how; validated on construction."""
 
-    method: str = "central"
+    method: str = registry.DEFAULT_METHOD
     edge_order: int = 1
     z_factor: float | None = None  # None: from the file (its vertical unit), else 1.0
     units: str = "degrees"
@@ -42,16 +35,13 @@ class Options:
     geometry: str = "geodesic"
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise TerrainError(
-                f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"
-            )
+        registry.method(self.method)
         if self.edge_order not in (1, 2):
             raise TerrainError(f"edge_order must be 1 or 2, got {self.edge_order!r}")
-        if self.units not in kernels.SLOPE_UNITS:
+        if self.units not in registry.SLOPE_UNITS:
             raise TerrainError(
                 f"unknown slope units {self.units!r}; choose one of "
-                f"{', '.join(kernels.SLOPE_UNITS)}"
+                f"{', '.join(registry.SLOPE_UNITS)}"
             )
         if self.z_factor is not None and not (math.isfinite(self.z_factor)
                                               and self.z_factor != 0):
@@ -73,8 +63,29 @@ class Options:
 
     @property
     def halo(self) -> int:
-        # A one-sided second-order difference reaches two cells away.
-        return self.edge_order
+        """Cells every block is read with around it: the method's reach or the edge order."""
+        return registry.METHODS[self.method].halo(self.edge_order)
+
+
+# Pixels per side of the windows the file runners process at once (memory, not results).
+DEFAULT_TILE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a file is processed: worker threads (None: all cores), window size in
+    pixels, and a dask.distributed scheduler's address (None: threads here)."""
+
+    threads: int | None = None
+    tile_size: int = DEFAULT_TILE_SIZE
+    scheduler: str | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.tile_size, int) and self.tile_size >= 1):
+            raise TerrainError(
+                f"tile size must be a positive number of pixels, got {self.tile_size}")
+        if self.threads is not None and not (isinstance(self.threads, int) and self.threads >= 1):
+            raise TerrainError(f"threads must be a positive number, got {self.threads}")
 
 
 # Finite elevations this large are a fill value nobody declared (float32's lowest,
@@ -159,6 +170,40 @@ def output_dtype(z_dtype) -> np.dtype:
     return np.dtype(np.float64) if np.dtype(z_dtype) == np.float64 else np.dtype(np.float32)
 
 
+@dataclass
+class Surface:
+    """What the products of one block are computed from (see :mod:`terrain.registry`).
+
+    ``dzdx`` / ``dzdy``: the true ground gradient (metres per metre); ``r``, ``t``,
+    ``s``: second derivatives when a product needs them; ``zpad``: the padded
+    elevations (``halo`` cells around); ``rotation``: the window of a ground map,
+    when the CRS's axes are not east / north.
+    """
+
+    dzdx: np.ndarray | None = None
+    dzdy: np.ndarray | None = None
+    r: np.ndarray | None = None
+    t: np.ndarray | None = None
+    s: np.ndarray | None = None
+    zpad: np.ndarray | None = None
+    halo: int = 0
+    z_factor: float = 1.0
+    rotation: tuple | None = None
+
+    def map_gradient(self):
+        """The gradient in the map's axes (hillshade's light is relative to the map's up)."""
+        if self.rotation is None:
+            return self.dzdx, self.dzdy
+        px, py = np.empty_like(self.dzdx), np.empty_like(self.dzdy)
+        to_ground(self.dzdx, self.dzdy, self.rotation, "rotation", px, py)
+        return px, py
+
+
+def _storage_dtype(name: str, dtype) -> np.dtype:
+    # Byte products are float32 in memory (NaN = no data) until written.
+    return np.dtype(np.float32) if registry.PRODUCTS[name].storage == "byte" else np.dtype(dtype)
+
+
 def compute_block(zpad, grid, window, opts: Options, products, out_dtype=None, *,
                   name: str = "the DEM"):
     """Products of one padded block.
@@ -168,25 +213,40 @@ def compute_block(zpad, grid, window, opts: Options, products, out_dtype=None, *
     cells on every side (NaN beyond the raster). Where the grid has a ground map
     (projected CRS, geodesic geometry) the stencil's CRS-metre derivatives are
     carried onto true east / north. Returns ``{name: array}`` for the unpadded
-    block, in ``out_dtype`` (hillshade in float32).
+    block, in ``out_dtype`` (byte products in float32).
     """
+    decls = [registry.product(n) for n in products]
+    needs = {d.needs for d in decls}
     h = opts.halo
-    xpos, xscale, ypos = grid.window(*window, h)
+    method = registry.METHODS[opts.method]
     ground = grid.ground_window(*window)
     shape = (zpad.shape[0] - 2 * h, zpad.shape[1] - 2 * h)
     dtype = out_dtype or output_dtype(zpad.dtype)
-    dzdx = np.empty(shape, dtype)
-    dzdy = np.empty(shape, dtype)
     z_factor = 1.0 if opts.z_factor is None else float(opts.z_factor)  # None: metres
-    METHODS[opts.method](zpad, xpos, xscale, ypos, h, opts.edge_order, z_factor, dzdx, dzdy)
-    if ground is not None:
-        # CRS-metre derivatives -> true east / north on the ellipsoid (in place).
-        to_ground(dzdx, dzdy, ground, "ground", dzdx, dzdy)
-    out = products_from_gradient(dzdx, dzdy, opts, products, rotation=ground)
-    if dtype == np.float32:
+    surface = Surface(zpad=zpad, halo=h, z_factor=z_factor, rotation=ground)
+    if needs & {"first", "second"}:
+        xpos, xscale, ypos = grid.window(*window, h)
+        surface.dzdx, surface.dzdy = np.empty(shape, dtype), np.empty(shape, dtype)
+        method.gradient(zpad, xpos, xscale, ypos, h, opts.edge_order, z_factor,
+                        surface.dzdx, surface.dzdy)
+        if ground is not None:
+            # CRS-metre derivatives -> true east / north on the ellipsoid (in place).
+            to_ground(surface.dzdx, surface.dzdy, ground, "ground", surface.dzdx, surface.dzdy)
+    if "second" in needs:
+        if method.second is None:
+            raise TerrainError(
+                f"method {opts.method!r} has no second derivatives; choose one of "
+                + ", ".join(m.name for m in registry.METHODS.values() if m.second))
+        surface.r, surface.t, surface.s = (np.empty(shape, dtype) for _ in range(3))
+        method.second(zpad, xpos, xscale, ypos, h, z_factor, surface.r, surface.t, surface.s)
+        if ground is not None:
+            _second_to_ground(surface, ground)
+    out = {d.name: d.compute(surface, opts, _storage_dtype(d.name, dtype)) for d in decls}
+    if dtype == np.float32 and surface.dzdx is not None:
         # Finite elevations cannot give an infinite gradient in float64, but can
         # overflow float32 (a -3.4e38 fill value nobody declared as nodata).
-        checked = [dzdx, dzdy] + [out[n] for n in ("slope",) if n in out and opts.units in ("percent", "ratio")]
+        checked = [surface.dzdx, surface.dzdy] + [
+            out[d.name] for d in decls if d.float32_limit is not None and d.float32_limit(opts)]
         if any(np.isinf(a).any() for a in checked):
             raise TerrainError(
                 f"{name}: gradient beyond float32's range (about 3.4e38): the DEM probably holds an "
@@ -196,53 +256,34 @@ def compute_block(zpad, grid, window, opts: Options, products, out_dtype=None, *
     return out
 
 
-def to_ground(px, py, ground, which: str, ox, oy) -> None:
-    """``(ox, oy) = M (px, py)`` per cell with a ground map's ``which`` matrices
-    (``"ground"`` or ``"rotation"``); ``ground`` is ``(GroundMap, window)`` from
-    :meth:`terrain.spacing.Grid.ground_window`. The outputs may be the inputs."""
-    gmap, window = ground
-    (whole, coarse), *refined = gmap.pieces(which, *window)
-    # Refined blocks read the untouched input before the coarse pass overwrites it.
-    finer = []
-    for sl, piece in refined:
-        fx, fy = np.empty(px[sl].shape, ox.dtype), np.empty(py[sl].shape, oy.dtype)
-        kernels.ground(px[sl], py[sl], *piece, fx, fy)
-        finer.append((sl, fx, fy))
-    kernels.ground(px, py, *coarse, ox, oy)
-    for sl, fx, fy in finer:
-        ox[sl], oy[sl] = fx, fy
+def _second_to_ground(surface: Surface, ground) -> None:
+    """Second derivatives in CRS metres -> true east / north: H = M H M^T per cell.
+
+    The map's own curvature adds a term of order gradient / earth radius (1e-7 m^-1
+    at most on real slopes), left out.
+    """
+    r, t, s = surface.r, surface.t, surface.s
+    a11, a21, a12, a22 = (np.empty_like(r) for _ in range(4))
+    to_ground(r, s, ground, "ground", a11, a21)  # M times H's first column
+    to_ground(s, t, ground, "ground", a12, a22)  # and its second
+    to_ground(a11, a12, ground, "ground", r, s)  # (M A^T)^T: r = g11, s = g21
+    to_ground(a21, a22, ground, "ground", a11, t)  # g12 (= s, unused), t = g22
 
 
 def products_from_gradient(dzdx, dzdy, opts: Options, products, *, rotation=None):
-    """Slope, aspect and hillshade from a gradient block (dzdx / dzdy passed through).
+    """Products of a gradient block that need nothing else (dzdx / dzdy passed through).
 
     ``rotation``, a window of a ground map (see :func:`compute_block`), turns the
     ground gradient into the map's axes for hillshade, whose light is relative to
     the map's up.
     """
-    out = {}
-    for name in products:
-        if name == "dzdx":
-            out[name] = dzdx
-        elif name == "dzdy":
-            out[name] = dzdy
-        elif name == "slope":
-            out[name] = np.empty(dzdx.shape, dzdx.dtype)
-            kernels.slope(dzdx, dzdy, kernels.SLOPE_UNITS[opts.units], out[name])
-        elif name == "aspect":
-            out[name] = np.empty(dzdx.shape, dzdx.dtype)
-            kernels.aspect(dzdx, dzdy, float(opts.flat_value), out[name])
-        elif name == "hillshade":
-            out[name] = np.empty(dzdx.shape, np.float32)
-            px, py = dzdx, dzdy
-            if rotation is not None:
-                px, py = np.empty_like(dzdx), np.empty_like(dzdy)
-                to_ground(dzdx, dzdy, rotation, "rotation", px, py)
-            kernels.hillshade(px, py, float(opts.azimuth), float(opts.altitude),
-                              bool(opts.multidirectional), out[name])
-        else:
-            raise TerrainError(f"unknown product {name!r}; choose from {', '.join(PRODUCTS)}")
-    return out
+    decls = [registry.product(n) for n in products]
+    for d in decls:
+        if d.needs != "first":
+            raise TerrainError(f"{d.name} needs the elevations, not only a gradient; "
+                               "compute it from the DEM")
+    surface = Surface(dzdx=dzdx, dzdy=dzdy, rotation=rotation)
+    return {d.name: d.compute(surface, opts, _storage_dtype(d.name, dzdx.dtype)) for d in decls}
 
 
 def halo_bounds(shape, row0: int, row1: int, col0: int, col1: int, halo: int):
@@ -286,10 +327,8 @@ def run_in_memory(z, grid, opts: Options, products, *, tile: int = 512, threads:
                   name: str = "the DEM"):
     """Products of a whole in-memory elevation array, tile by tile on a thread pool."""
     out_dtype = output_dtype(z.dtype)
-    out = {
-        product: np.empty(z.shape, np.float32 if product == "hillshade" else out_dtype)
-        for product in products
-    }
+    out = {product: np.empty(z.shape, _storage_dtype(product, out_dtype))
+           for product in products}
     h = opts.halo
 
     def work(win):
@@ -308,33 +347,3 @@ def run_in_memory(z, grid, opts: Options, products, *, tile: int = 512, threads:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(work, wins))
     return out
-
-
-def product_units(name: str, opts: Options) -> str:
-    """Units recorded with a product (DataArray attrs, GeoTIFF band units)."""
-    if name in ("dzdx", "dzdy"):
-        return "metres per metre"
-    if name == "slope":
-        return opts.units
-    if name == "aspect":
-        return "degrees"
-    return "brightness 1-255"
-
-
-def product_description(name: str, opts: Options) -> str:
-    """A one-line description of a product, for attrs and file metadata."""
-    return {
-        "dzdx": "elevation derivative towards east",
-        "dzdy": "elevation derivative towards north",
-        "slope": f"slope in {opts.units}",
-        "aspect": "downslope azimuth, clockwise from north; "
-                  f"{opts.flat_value:g} where flat",
-        "hillshade": f"hillshade, azimuth {opts.azimuth:g}, altitude {opts.altitude:g}"
-                     + (", multidirectional" if opts.multidirectional else ""),
-    }[name]
-
-
-# The one default gradient method of hillshades (issue 9 row 9): `terrain hillshade`,
-# the hillshade GeoTIFF of `terrain analyze`, `terrain plot --product hillshade`,
-# terrain.hillshade() and the grey backdrop of every map use it unless a method is given.
-HILLSHADE_METHOD = "horn"

@@ -22,9 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _ckernels
+from .registry import SLOPE_UNITS as _UNIT_NAMES
 
-SLOPE_UNITS = {"degrees": 0, "percent": 1, "radians": 2, "ratio": 3}
-_METHOD_CODES = {"central": 0, "horn": 1, "zevenbergen-thorne": 2}
+# The C kernels' codes of the slope units (their order in the registry).
+SLOPE_UNITS = {name: code for code, name in enumerate(_UNIT_NAMES)}
 
 
 def _storage(a) -> np.ndarray:
@@ -44,7 +45,7 @@ def _run_into(outs, dtype, fill):
             o[...] = t
 
 
-def _gradient(method, z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy):
+def _gradient(entry, z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy):
     z = _storage(z)
     rows, cols = z.shape
     if dzdx.shape != (rows - 2 * halo, cols - 2 * halo) or dzdy.shape != dzdx.shape:
@@ -52,9 +53,8 @@ def _gradient(method, z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, d
     vec = [np.ascontiguousarray(v, dtype=np.float64) for v in (xpos, xscale, ypos)]
     if vec[0].size != cols or vec[1].size != rows or vec[2].size != rows:
         raise ValueError("spacing vectors must match the padded block")
-    _run_into((dzdx, dzdy), z.dtype, lambda ox, oy: _ckernels.gradient(
-        _METHOD_CODES[method], z, rows, cols, *vec, int(halo), int(edge_order),
-        float(z_factor), ox, oy))
+    _run_into((dzdx, dzdy), z.dtype, lambda ox, oy: entry(
+        z, rows, cols, *vec, int(halo), int(edge_order), float(z_factor), ox, oy))
 
 
 def central(z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy):
@@ -62,7 +62,7 @@ def central(z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy):
 
     Non-uniform spacing uses numpy.gradient's non-uniform formulas.
     """
-    _gradient("central", z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy)
+    _gradient(_ckernels.central, z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy)
 
 
 def horn(z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy):
@@ -73,12 +73,12 @@ def horn(z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy):
     ((c + 2f + i) - (a + 2d + g)) / (8 dx). A row (column) whose difference cannot
     be formed drops out and the weights are renormalised.
     """
-    _gradient("horn", z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy)
+    _gradient(_ckernels.horn, z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy)
 
 
 def zevenbergen_thorne(z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy):
     """dzdx = (f - d) / (2 dx), dzdy = (b - h) / (2 dy); one-sided where a neighbour is missing."""
-    _gradient("zevenbergen-thorne", z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy)
+    _gradient(_ckernels.zevenbergen_thorne, z, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, dzdy)
 
 
 def ground(px, py, lattice, rk, rf, ck, cf, ox, oy):
@@ -99,25 +99,22 @@ def ground(px, py, lattice, rk, rf, ck, cf, ox, oy):
         gx, gy))
 
 
-def _product(code, dzdx, dzdy, out, units=0, flat_value=-1.0, azimuth=0.0,
-             altitude=0.0, multidirectional=False):
+def _product(entry, dzdx, dzdy, out, *settings):
     p = _storage(dzdx)
     q = np.ascontiguousarray(dzdy, dtype=p.dtype)
     if p.shape != q.shape or out.shape != p.shape:
         raise ValueError("dzdx, dzdy and out must have the same shape")
-    _run_into((out,), p.dtype, lambda o: _ckernels.product(
-        code, p, q, int(units), float(flat_value), float(azimuth), float(altitude),
-        int(bool(multidirectional)), o))
+    _run_into((out,), p.dtype, lambda o: entry(p, q, *settings, o))
 
 
 def slope(dzdx, dzdy, units, out):
     """Slope from the gradient; units: 0 degrees, 1 percent, 2 radians, 3 ratio (tan)."""
-    _product(0, dzdx, dzdy, out, units=units)
+    _product(_ckernels.slope, dzdx, dzdy, out, int(units))
 
 
 def aspect(dzdx, dzdy, flat_value, out):
     """Compass azimuth of the downslope direction, [0, 360); flat_value where flat, NaN stays."""
-    _product(1, dzdx, dzdy, out, flat_value=flat_value)
+    _product(_ckernels.aspect, dzdx, dzdy, out, float(flat_value))
     if out.dtype != np.asarray(dzdx).dtype:
         # Computed in the gradient's type: rounding into ``out`` may give 360 itself.
         flat = (np.asarray(dzdx) == 0) & (np.asarray(dzdy) == 0)
@@ -132,5 +129,5 @@ def hillshade(dzdx, dzdy, azimuth, altitude, multidirectional, out):
     Multidirectional: gdaldem's four lights (225, 270, 315, 360 degrees, 127 each,
     clipped at 0), weighted by the gradient's direction.
     """
-    _product(2, dzdx, dzdy, out, azimuth=azimuth, altitude=altitude,
-             multidirectional=multidirectional)
+    _product(_ckernels.hillshade, dzdx, dzdy, out, float(azimuth), float(altitude),
+             int(bool(multidirectional)))

@@ -23,32 +23,25 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import InputError, OutputError, TerrainError
+from .registry import BACKDROP, DEFAULT_MAP, PRODUCTS as _DECLARED
 
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
-PRODUCTS = ("slope", "aspect", "hillshade", "elevation")
-FILE_PRODUCTS = ("slope", "aspect", "hillshade")
+# Products with a map (a style in the registry), and the DEM itself.
+FILE_PRODUCTS = tuple(name for name, p in _DECLARED.items() if p.style is not None)
+ELEVATION = "elevation"
+PRODUCTS = FILE_PRODUCTS + (ELEVATION,)
 
 FIG_WIDTH = 8.0  # inches: 1200 px at the default 150 dpi
 MIN_SHORT_PX = 48  # a map's short side is never drawn thinner (stretched, with a warning)
-SLOPE_CMAP = "magma_r"
-ASPECT_CMAP = "twilight"
 FLAT_COLOUR = "#bdbdbd"
 NODATA_HATCH_COLOUR = "#b0b0b0"
-SHADE_ALPHA = {"slope": 0.65, "elevation": 0.6, "aspect": 0.8}
-
-_SLOPE_LABELS = {
-    "degrees": "Slope (degrees)",
-    "percent": "Slope (%)",
-    "radians": "Slope (radians)",
-    "ratio": "Slope (rise / run, m/m)",
-}
+ELEVATION_SHADE_ALPHA = 0.6
 _LINEAR_UNITS = {
     "metre": "m", "meter": "m", "m": "m", "kilometre": "km", "kilometer": "km",
     "foot": "ft", "ft": "ft", "us survey foot": "US survey ft", "us-ft": "US survey ft",
@@ -81,7 +74,7 @@ class MapData:
 # --------------------------------------------------------------------------- public API
 
 
-def plot_dem(src, out_png, *, product: str = "slope", opts=None, band: int = 1, src_crs=None,
+def plot_dem(src, out_png, *, product: str = DEFAULT_MAP, opts=None, band: int = 1, src_crs=None,
              dpi: int = 150, overwrite: bool = False, max_pixels: int = 2048) -> str:
     """Draw a map of a DEM's slope, aspect, hillshade or elevation.
 
@@ -91,7 +84,9 @@ def plot_dem(src, out_png, *, product: str = "slope", opts=None, band: int = 1, 
         The DEM (any raster :func:`terrain.open_dem` reads).
     out_png : str or os.PathLike
         Map to write: ``.png``, ``.pdf`` or ``.svg``. Missing folders are created.
-    product : {"slope", "aspect", "hillshade", "elevation"}
+    product : str
+        A product with a map in :data:`terrain.registry.PRODUCTS` (slope, aspect,
+        hillshade ...) or ``"elevation"``.
     opts : terrain.engine.Options, optional
         Method, units, flat value, light ... (default ``Options()``).
     band, src_crs
@@ -143,7 +138,8 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
         its ``units`` tag; method in the dataset tag ``method``).
     out_png : str or os.PathLike
         Map to write: ``.png``, ``.pdf`` or ``.svg``.
-    product : {"slope", "aspect", "hillshade"}
+    product : str
+        The product the file holds (slope, aspect, hillshade ...).
     dem : str or os.PathLike, optional
         The DEM the product was computed from; gives the grey hillshade backdrop,
         computed on the DEM read at display resolution. Without it, no backdrop.
@@ -195,23 +191,20 @@ def display_grid(info, products, *, max_pixels: int = 2048):
     A :class:`terrain.stream.DisplayGrid` for ``process_file(display=...)``: the
     products at display resolution (block averages; nearest for aspect) and the
     full-resolution hillshade averaged, the maps' grey backdrop. Compute that
-    hillshade with :func:`backdrop_options` (``product_opts={"hillshade": ...}``).
+    hillshade with :func:`backdrop_options` (``product_opts={BACKDROP: ...}``).
     """
     from .stream import DisplayGrid
 
     for product in products:
         _check_product(product, FILE_PRODUCTS)
     _check_max_pixels(max_pixels)
-    how = {p: "nearest" if p == "aspect" else "average" for p in products}
-    how["hillshade"] = "average"
+    how = {p: _DECLARED[p].resampling for p in (*products, BACKDROP)}
     return DisplayGrid(info.shape, _display_shape(info.shape, max_pixels), how)
 
 
 def backdrop_options(opts):
     """The grey backdrop's options: the map's light and the one hillshade method."""
-    from .engine import HILLSHADE_METHOD
-
-    return dataclasses.replace(opts, method=HILLSHADE_METHOD)
+    return dataclasses.replace(opts, method=_DECLARED[BACKDROP].default_method)
 
 
 def render_display(out_png, product, display, info, opts, *, source, method=None,
@@ -226,13 +219,12 @@ def render_display(out_png, product, display, info, opts, *, source, method=None
     _check_product(product, FILE_PRODUCTS)
     values = _north_up(display.result(product), info.transform)
     shade = None
-    if product != "hillshade":
-        shade = _north_up(display.result("hillshade"), info.transform)
+    if product != BACKDROP:
+        shade = _north_up(display.result(BACKDROP), info.transform)
     geographic, axis_unit = _crs_kind(info.crs)
     return render(out_png, product, values, extent=_extent(info.transform, info.shape),
                   geographic=geographic, units=_units(product, opts, info),
-                  title=_title(product, source, method or opts.method,
-                               opts if product == "hillshade" else None),
+                  title=_title(product, source, method or opts.method, opts),
                   shade=shade, flat_value=float(opts.flat_value), dpi=dpi,
                   axis_unit=axis_unit, overwrite=overwrite)
 
@@ -250,7 +242,8 @@ def render(out_png, product, values, *, extent, geographic, units, title, shade=
     out_png : str or os.PathLike
         ``.png``, ``.pdf`` or ``.svg``; written through a temporary file in the
         same folder, renamed into place.
-    product : {"slope", "aspect", "hillshade", "elevation"}
+    product : str
+        A product with a map style in the registry, or ``"elevation"``.
     values : 2-D array
         North-up (row 0 north, column 0 west); NaN where there is no data.
     extent : (west, east, south, north)
@@ -298,7 +291,9 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     west, east, south, north = extent
     nodata = ~np.isfinite(values)
     flat = np.zeros(values.shape, bool)
-    if product == "aspect" and np.isfinite(flat_value) and not 0 <= flat_value < 360:
+    style = _DECLARED[product].style if product != ELEVATION else None
+    kind = style.kind if style is not None else ELEVATION
+    if kind == "cyclic" and np.isfinite(flat_value) and not 0 <= flat_value < 360:
         flat = values == flat_value
     shown = np.where(nodata | flat, np.nan, values)
     if shade is not None:
@@ -326,9 +321,11 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
                            edgecolor=NODATA_HATCH_COLOUR, hatch="////", linewidth=0, zorder=0))
     imkw = dict(extent=(west, east, south, north), origin="upper", aspect=aspect,
                 interpolation="antialiased", interpolation_stage="rgba")
-    if shade is not None and product != "hillshade":
+    if shade is not None and product != BACKDROP:
         ax.imshow(np.ma.masked_invalid(shade), cmap="gray", vmin=0, vmax=255, zorder=1, **imkw)
-    alpha = SHADE_ALPHA.get(product, 1.0) if shade is not None else 1.0
+    alpha = 1.0
+    if shade is not None:
+        alpha = style.shade_alpha if style is not None else ELEVATION_SHADE_ALPHA
     handles = []
     finite = shown[np.isfinite(shown)]
     # A wide, short map gets its colorbar underneath, where it has room.
@@ -337,15 +334,25 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
                 orientation="horizontal" if horizontal else "vertical",
                 aspect=30 if horizontal else 20)
 
-    if product == "slope":
+    if kind == "sequential":
         vmax = _nice_max(finite)
-        im = ax.imshow(np.ma.masked_invalid(shown), cmap=SLOPE_CMAP, vmin=0, vmax=vmax,
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap=style.cmap, vmin=0, vmax=vmax,
                        alpha=alpha, zorder=2, **imkw)
         extend = "max" if finite.size and finite.max() > vmax else "neither"
         cb = fig.colorbar(_opaque(im), extend=extend, **cbkw)
-        cb.set_label(_SLOPE_LABELS.get(units, f"Slope ({units})"))
-    elif product == "aspect":
-        im = ax.imshow(np.ma.masked_invalid(shown), cmap=ASPECT_CMAP, vmin=0, vmax=360,
+        cb.set_label(style.label(units))
+    elif kind == "diverging":
+        # Centred on 0; the 2nd-98th percentile of |value| keeps a few spikes from
+        # washing the map out.
+        vmax = float(np.percentile(np.abs(finite), 98)) if finite.size else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap=style.cmap, vmin=-vmax, vmax=vmax,
+                       alpha=alpha, zorder=2, **imkw)
+        extend = "both" if finite.size and np.abs(finite).max() > vmax else "neither"
+        cb = fig.colorbar(_opaque(im), extend=extend, **cbkw)
+        cb.set_label(style.label(units))
+    elif kind == "cyclic":
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap=style.cmap, vmin=0, vmax=360,
                        alpha=alpha, zorder=2, **imkw)
         if flat.any():
             # Flat cells have no direction: a neutral grey, outside the colour wheel.
@@ -355,12 +362,12 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
                                  label="Flat (no downslope direction)"))
         cb = fig.colorbar(_opaque(im), ticks=[0, 90, 180, 270, 360], **cbkw)
         cb.set_ticklabels(["N  0°", "E  90°", "S  180°", "W  270°", "N  360°"])
-        cb.set_label("Aspect: downslope direction (clockwise from north)")
-    elif product == "hillshade":
-        im = ax.imshow(np.ma.masked_invalid(shown), cmap="gray", vmin=0, vmax=255, zorder=2,
+        cb.set_label(style.label(units))
+    elif kind == "grey":
+        im = ax.imshow(np.ma.masked_invalid(shown), cmap=style.cmap, vmin=0, vmax=255, zorder=2,
                        **imkw)
         cb = fig.colorbar(im, ticks=[0, 64, 128, 192, 255], **cbkw)
-        cb.set_label("Hillshade brightness (0 = shadow, 255 = lit)")
+        cb.set_label(style.label(units))
     else:  # elevation
         base = colormaps["terrain"]
         cmap = ListedColormap(base(np.linspace(0.25, 1.0, 256)), name="terrain_land")
@@ -527,16 +534,16 @@ def _dem_map_data(src, info, product, opts, max_pixels, workdir) -> MapData:
         from .dem import open_dem
 
         dem = open_dem(src, band=info.band, src_crs=info.crs)
-        values = dem.values if product == "elevation" else \
+        values = dem.values if product == ELEVATION else \
             compute(dem, (product,), **dataclasses.asdict(opts))[product].values
         shade = None
-        if product != "hillshade":
-            shade = compute(dem, ("hillshade",),
-                            **dataclasses.asdict(backdrop_options(opts)))["hillshade"].values
+        if product != BACKDROP:
+            shade = compute(dem, (BACKDROP,),
+                            **dataclasses.asdict(backdrop_options(opts)))[BACKDROP].values
     else:
         from rasterio.enums import Resampling
 
-        if product == "elevation":
+        if product == ELEVATION:
             values = _read_elevations(src, info, shape)
             shade = _display_hillshade(src, info, shape, opts)
         else:
@@ -545,7 +552,7 @@ def _dem_map_data(src, info, product, opts, max_pixels, workdir) -> MapData:
     shade = None if shade is None else _north_up(np.asarray(shade, np.float64), info.transform)
     return MapData(values=values, shade=shade, extent=extent, geographic=geographic,
                    axis_unit=axis_unit, units=units,
-                   method=None if product == "elevation" else opts.method,
+                   method=None if product == ELEVATION else opts.method,
                    flat_value=float(opts.flat_value), source=src)
 
 
@@ -556,19 +563,19 @@ def _stream_then_read(src, info, product, opts, shape, workdir):
     from rasterio.enums import Resampling
 
     from .stream import DisplayGrid, process_file
+    from .writer import WriteOptions
 
     display = product_opts = None
-    if product != "hillshade":
-        display = DisplayGrid(info.shape, shape, {"hillshade": "average"})
+    if product != BACKDROP:
+        display = DisplayGrid(info.shape, shape, {BACKDROP: _DECLARED[BACKDROP].resampling})
         # Only the backdrop's hillshade takes the one backdrop method.
-        product_opts = {"hillshade": backdrop_options(opts)}
+        product_opts = {BACKDROP: backdrop_options(opts)}
     with tempfile.TemporaryDirectory(prefix=".terrain-plot.", dir=workdir) as tmp:
         path = os.path.join(tmp, f"{product}.tif")
-        process_file(src, {product: path}, opts, band=info.band, src_crs=info.crs,
-                     overwrite=True, display=display, product_opts=product_opts)
-        resampling = Resampling.nearest if product == "aspect" else Resampling.average
-        values = _read_resampled(path, 1, shape, resampling)
-    return values, (None if display is None else display.result("hillshade"))
+        process_file(info, {product: path}, opts, write=WriteOptions(overwrite=True),
+                     display=display, product_opts=product_opts)
+        values = _read_resampled(path, 1, shape, Resampling[_DECLARED[product].resampling])
+    return values, (None if display is None else display.result(BACKDROP))
 
 
 def _product_map_data(path, product, *, dem, band, src_crs, method, max_pixels) -> MapData:
@@ -583,15 +590,16 @@ def _product_map_data(path, product, *, dem, band, src_crs, method, max_pixels) 
         band_tags = ds.tags(1)
         tags = ds.tags()
     units = band_unit or band_tags.get("units", "")
-    if product == "slope" and not units:
-        raise InputError(f"{path}: the slope file records no units (band unit or 'units' tag); "
-                         "it was not written by terrain")
-    units = units or ("degrees" if product == "aspect" else "brightness")
-    flat_value = _flat_value(band_tags.get("description", ""))
+    declared = _DECLARED[product]
+    if not units and any(p.field == "units" for p in declared.parameters):
+        raise InputError(f"{path}: the {product} file records no units (band unit or 'units' "
+                         "tag); it was not written by terrain")
+    # The product's own options as the file records them (dataset tags).
+    flat_value = float(tags.get("flat_value", -1.0))
     shape = _display_shape(info.shape, max_pixels)
-    values = _read_display(path, 1, shape, "nearest" if product == "aspect" else "average")
+    values = _read_display(path, 1, shape, declared.resampling)
     shade = None
-    if dem is not None and product != "hillshade":
+    if dem is not None and product != BACKDROP:
         from .engine import Options
         from .raster import raster_info
 
@@ -640,7 +648,7 @@ def _display_hillshade(path, info, shape, opts):
 
     dem = _display_dem(path, info, shape)
     kw = dataclasses.asdict(backdrop_options(opts))
-    return compute(dem, ("hillshade",), **kw)["hillshade"].values
+    return compute(dem, (BACKDROP,), **kw)[BACKDROP].values
 
 
 def _read_display(path, band, shape, how, threads=None):
@@ -808,12 +816,8 @@ def _crs_kind(crs) -> tuple[bool, str]:
 
 
 def _units(product, opts, info) -> str:
-    if product == "slope":
-        return opts.units
-    if product == "aspect":
-        return "degrees"
-    if product == "hillshade":
-        return "brightness"
+    if product != ELEVATION:
+        return _DECLARED[product].units(opts)
     if opts.z_factor is None:
         # The file's own vertical unit (band unit or compound CRS); metres when it has none.
         return _short_unit(info.vertical_unit or "") or "m"
@@ -837,27 +841,17 @@ def _short_unit(unit: str) -> str:
             "foot": "ft", "feet": "ft"}.get(unit.lower(), unit)
 
 
-_FLAT_RE = re.compile(r"([-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|nan|inf)) where flat", re.IGNORECASE)
-
-
-def _flat_value(description: str) -> float:
-    """The flat value recorded in an aspect band's description ('...; -1 where flat')."""
-    m = _FLAT_RE.search(description or "")
-    return float(m.group(1)) if m else -1.0
-
-
 def _title(product, path, method, opts) -> str:
     name = os.path.basename(os.fspath(path))
     if len(name) > 60:
         name = name[:28] + "…" + name[-28:]
-    head = {"slope": "Slope", "aspect": "Aspect", "hillshade": "Hillshade",
-            "elevation": "Elevation"}[product]
+    style = _DECLARED[product].style if product != ELEVATION else None
+    head = style.title if style is not None else "Elevation"
     details = []
-    if method and product != "elevation":
+    if method and product != ELEVATION:
         details.append(f"{method} method")
-    if product == "hillshade" and opts is not None:
-        light = "multidirectional" if opts.multidirectional else f"azimuth {opts.azimuth:g}°"
-        details.append(f"{light}, altitude {opts.altitude:g}°")
+    if style is not None and style.details is not None and opts is not None:
+        details.append(style.details(opts))
     return f"{head} of {name}" + (f" ({', '.join(details)})" if details else "")
 
 

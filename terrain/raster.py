@@ -12,6 +12,7 @@ import os
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -48,6 +49,15 @@ VERTICAL_UNITS = {
     **dict.fromkeys(("mm", "millimetre", "millimetres", "millimeter", "millimeters"), 0.001),
     **dict.fromkeys(("km", "kilometre", "kilometres", "kilometer", "kilometers"), 1000.0),
 }
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How an input is read: its elevation band (1-based) and the CRS to use when the
+    file has none (or to override it)."""
+
+    band: int = 1
+    src_crs: Any = None
 
 
 @dataclass(frozen=True)

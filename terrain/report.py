@@ -16,7 +16,9 @@ import tempfile
 
 import numpy as np
 
+from .engine import DEFAULT_TILE_SIZE
 from .errors import OutputError
+from .registry import ASPECT, SLOPE
 
 
 def _img(path) -> str:
@@ -90,12 +92,12 @@ img{max-width:100%;height:auto;border:1px solid #ddd}
 
 def make_report(dem, output, *, zones=None, zone_field=None, breaks=None, scheme=None,
                 break_units="degrees", opts=None, band=1, src_crs=None, overwrite=False,
-                tile_size=1024, threads=None, stop_event=None) -> str:
+                tile_size=DEFAULT_TILE_SIZE, threads=None, stop_event=None) -> str:
     """Write the HTML report of the DEM file ``dem`` to ``output``; returns its path."""
     from . import __version__
     from .areas import CellAreas
     from .classify import classify_file, resolve_classes
-    from .engine import Options
+    from .engine import Options, RunOptions
     from .plot import plot_product_file
     from .raster import raster_info
     from .stream import process_file
@@ -115,12 +117,12 @@ def make_report(dem, output, *, zones=None, zone_field=None, breaks=None, scheme
                stop_event=stop_event)
     try:
         slope_tif, aspect_tif = os.path.join(work, "slope.tif"), os.path.join(work, "aspect.tif")
-        res = process_file(dem, {"slope": slope_tif, "aspect": aspect_tif}, opts, band=band,
-                           src_crs=src_crs, tile_size=tile_size, threads=threads,
+        res = process_file(info, {SLOPE: slope_tif, ASPECT: aspect_tif}, opts,
+                           run=RunOptions(threads=threads, tile_size=tile_size),
                            stop_event=stop_event)
         maps = {}
         if res["valid"]:
-            for kind, tif in (("slope", slope_tif), ("aspect", aspect_tif)):
+            for kind, tif in ((SLOPE, slope_tif), (ASPECT, aspect_tif)):
                 png = os.path.join(work, f"{kind}.png")
                 plot_product_file(tif, png, product=kind, dem=dem, band=band, src_crs=src_crs,
                                   dpi=100, method=opts.method)
@@ -172,7 +174,7 @@ def make_report(dem, output, *, zones=None, zone_field=None, breaks=None, scheme
             whole, ["zone", "area_ha", "valid_pct"] + stat_cols,
             ["zone", "area (ha)", "valid %", "mean", "median", "min", "max", "std", "p10", "p90"]))
         parts.append('<div class="maps">')
-        for kind, title in (("slope", "Slope"), ("classes", "Slope classes"), ("aspect", "Aspect")):
+        for kind, title in ((SLOPE, "Slope"), ("classes", "Slope classes"), (ASPECT, "Aspect")):
             if kind in maps:
                 parts.append(f"<div><h2>{title}</h2>{_img(maps[kind])}</div>")
         parts.append(f"<div><h2>Histogram</h2>{_img(hist_png)}</div></div>")

@@ -143,6 +143,25 @@ class Grid:
         return None if self.ground is None else (self.ground, (row0, row1, col0, col1))
 
 
+def to_ground(px, py, ground, which: str, ox, oy) -> None:
+    """``(ox, oy) = M (px, py)`` per cell with a ground map's ``which`` matrices
+    (``"ground"`` or ``"rotation"``); ``ground`` is ``(GroundMap, window)`` from
+    :meth:`terrain.spacing.Grid.ground_window`. The outputs may be the inputs."""
+    from .kernels import ground as _ckernel_ground
+
+    gmap, window = ground
+    (whole, coarse), *refined = gmap.pieces(which, *window)
+    # Refined blocks read the untouched input before the coarse pass overwrites it.
+    finer = []
+    for sl, piece in refined:
+        fx, fy = np.empty(px[sl].shape, ox.dtype), np.empty(py[sl].shape, oy.dtype)
+        _ckernel_ground(px[sl], py[sl], *piece, fx, fy)
+        finer.append((sl, fx, fy))
+    _ckernel_ground(px, py, *coarse, ox, oy)
+    for sl, fx, fy in finer:
+        ox[sl], oy[sl] = fx, fy
+
+
 def _padded(v: np.ndarray, start: int, stop: int, halo: int, *, extrapolate: bool) -> np.ndarray:
     idx = np.arange(start - halo, stop + halo)
     inside = np.clip(idx, 0, v.size - 1)

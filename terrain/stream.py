@@ -19,23 +19,13 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from .engine import (Z_FACTOR_EXPLICIT, Options, compute_block, default_threads, file_elevation,
-                     halo_bounds, output_dtype, pad_block, product_description, product_units,
-                     windows)
+from . import registry, runners
+from .engine import (Z_FACTOR_EXPLICIT, Options, RunOptions, compute_block, file_elevation,
+                     halo_bounds, output_dtype, pad_block, windows)
 from .errors import Interrupted, OutputError, TerrainError
-from .raster import GDAL_ENV, GdalErrors, open_raster, raster_info, read_window
-from .writer import GeoTIFFWriter, check_target
-
-# What each file kind holds: its bands, and its overview resampling for --cog.
-FILE_KINDS = {
-    "slope": (("slope",), "average"),
-    "aspect": (("aspect",), "nearest"),
-    "gradient": (("dzdx", "dzdy"), "average"),
-    "hillshade": (("hillshade",), "average"),
-    "dzdx": (("dzdx",), "average"),
-    "dzdy": (("dzdy",), "average"),
-}
-
+from .raster import (GDAL_ENV, GdalErrors, RasterInfo, ReadOptions, open_raster, raster_info,
+                     read_window)
+from .writer import GeoTIFFWriter, WriteOptions, check_target
 
 class DisplayGrid:
     """Display-resolution rasters of some products, accumulated while the windows stream.
@@ -144,8 +134,9 @@ def _check_kinds(outputs):
     from .writer import check_geotiff_name
 
     for kind in outputs:
-        if kind not in FILE_KINDS:
-            raise TerrainError(f"unknown output {kind!r}; choose from {', '.join(FILE_KINDS)}")
+        if kind not in registry.PRODUCTS:
+            raise TerrainError(
+                f"unknown output {kind!r}; choose from {', '.join(registry.PRODUCTS)}")
     for path in outputs.values():
         check_geotiff_name(path)
 
@@ -160,35 +151,35 @@ def read_padded(ds, info, row0, row1, col0, col1, halo):
     return pad_block(file_elevation(raw, mask, info), row0, row1, col0, col1, halo, info.shape)
 
 
-def process_file(src, outputs: dict, opts: Options | None = None, *, band: int = 1,
-                 src_crs=None, tile_size: int = 1024, threads: int | None = None,
-                 creation_options=None, cog: bool = False, overwrite: bool = False,
-                 progress=None, stop_event: threading.Event | None = None,
-                 scheduler: str | None = None, display: DisplayGrid | None = None,
+def process_file(src, outputs: dict, opts: Options | None = None, *,
+                 read: ReadOptions | None = None, write: WriteOptions | None = None,
+                 run: RunOptions | None = None, progress=None,
+                 stop_event: threading.Event | None = None, display: DisplayGrid | None = None,
                  product_opts: dict | None = None) -> dict:
     """Compute products of the DEM ``src`` straight into GeoTIFF files.
 
     Parameters
     ----------
-    src : str or os.PathLike
-        Elevation raster.
+    src : str, os.PathLike or terrain.raster.RasterInfo
+        Elevation raster, or its description already opened and validated
+        (:func:`terrain.raster.raster_info`; ``read`` is then not used).
     outputs : dict
-        ``{kind: path}`` with kinds ``slope``, ``aspect``, ``gradient`` (two bands,
-        dzdx then dzdy), ``hillshade``, ``dzdx``, ``dzdy``.
+        ``{product: path}``, any product of :data:`terrain.registry.PRODUCTS`
+        (``gradient`` writes two bands, dzdx then dzdy).
     opts : terrain.engine.Options
         Method, edge order, z factor, units and the products' settings.
-    tile_size : int
-        Window edge in pixels (the dask chunk with ``scheduler``); results do not
-        depend on it.
-    threads : int, optional
-        Worker threads (default: all cores).
+    read : terrain.raster.ReadOptions, optional
+        Band and CRS override of ``src``.
+    write : terrain.writer.WriteOptions, optional
+        Creation options, COG, overwrite.
+    run : terrain.engine.RunOptions, optional
+        Threads, window size (the dask chunk with a scheduler: the windows are
+        computed by its workers, which must see ``src`` at the same path, and
+        written here); results do not depend on them.
     progress : callable, optional
         Called with the number of pixels of each finished window.
     stop_event : threading.Event, optional
         Set it (e.g. from a signal handler) to stop: nothing is left behind.
-    scheduler : str, optional
-        Address of a dask.distributed scheduler: the windows are computed by its
-        workers (which must see ``src`` at the same path) and written here.
     display : DisplayGrid, optional
         Accumulates display-resolution rasters of its products (computed even
         when no file holds them) from the same pass, for maps.
@@ -202,13 +193,14 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
         ``{"valid": True if any cell has a value (False: all nodata), "cells": total cells}``.
     """
     opts = opts or Options()
+    read, write, run = read or ReadOptions(), write or WriteOptions(), run or RunOptions()
+    overwrite = write.overwrite
     _check_kinds(outputs)
     if not outputs:
         raise TerrainError("no output asked for")
-    if tile_size < 1:
-        raise TerrainError(f"tile size must be a positive number of pixels, got {tile_size}")
-    src = os.fspath(src)
-    info = raster_info(src, band=band, src_crs=src_crs)
+    info = src if isinstance(src, RasterInfo) else \
+        raster_info(os.fspath(src), band=read.band, src_crs=read.src_crs)
+    src = info.path
     z_source = Z_FACTOR_EXPLICIT if opts.z_factor_explicit else info.z_factor_source
     opts = opts.with_z_factor(info.z_factor)
     product_opts = {n: o.with_z_factor(info.z_factor) for n, o in (product_opts or {}).items()}
@@ -219,7 +211,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
                for kind, path in outputs.items()}
     if len(set(targets.values())) != len(targets):
         raise OutputError("two outputs have the same file name; give each product its own")
-    products = tuple(dict.fromkeys(p for kind in outputs for p in FILE_KINDS[kind][0]))
+    products = tuple(dict.fromkeys(p for kind in outputs for p in registry.PRODUCTS[kind].arrays))
     if display is not None:
         if tuple(display.shape) != tuple(info.shape):
             raise TerrainError(f"{src}: display grid made for {display.shape}, not {info.shape}")
@@ -229,8 +221,6 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
             "z_factor": repr(opts.z_factor), "z_factor_source": z_source,
             "geometry": opts.geometry, "source": os.path.basename(src),
             "software": "terrain"}
-    if "aspect" in products:
-        tags["flat_value"] = repr(float(opts.flat_value))
     stop_event = stop_event or threading.Event()
     writers = []
     write_lock = threading.Lock()
@@ -260,23 +250,18 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
     with rasterio.Env(**GDAL_ENV), GdalErrors() as gdal_errors:
         try:
             for kind, path in targets.items():
-                names, resampling = FILE_KINDS[kind]
+                decl = registry.PRODUCTS[kind]
+                names = decl.arrays
+                bands = [(n, registry.PRODUCTS[n].units(opts), registry.PRODUCTS[n].description(opts))
+                         for n in names]
                 writer = GeoTIFFWriter(
-                    path, info,
-                    [(n, product_units(n, opts), product_description(n, opts)) for n in names],
-                    byte=(kind == "hillshade"), creation_options=creation_options, cog=cog,
-                    resampling=resampling, tags=_file_tags(tags, names, opts, product_opts),
-                    overwrite=overwrite)
+                    path, info, bands, byte=decl.storage == "byte",
+                    creation_options=write.creation_options, cog=write.cog,
+                    resampling=decl.resampling,
+                    tags=_file_tags(tags, names, opts, product_opts), overwrite=overwrite)
                 writers.append((writer, names))
-            if scheduler is None:
-                _run_threads(info, grid, groups, tile_size, threads or default_threads(),
-                             emit, stop_event, gdal_errors)
-            else:
-                from .dask_runner import run_distributed
-
-                for gopts, names in groups:
-                    run_distributed(info, grid, gopts, names, tile_size, scheduler, emit,
-                                    stop_event)
+            runners.pick(runners.FILE_RUNNERS, run).run(info, grid, groups, run, emit,
+                                                        stop_event, gdal_errors)
             if stop_event.is_set():
                 raise Interrupted(f"{src}: interrupted; no output was written")
             # All or nothing: every file is finished before any is renamed into place.
@@ -304,9 +289,16 @@ def process_file(src, outputs: dict, opts: Options | None = None, *, band: int =
 
 
 def _file_tags(tags, names, opts, product_opts) -> dict:
-    """A file's dataset tags: the method is that of its bands' options."""
+    """A file's dataset tags: the method is that of its bands' options, and each of its
+    products' own options (aspect's flat_value, hillshade's light ...) is recorded."""
     own = {(product_opts or {}).get(n, opts).method for n in names}
-    return dict(tags, method=own.pop()) if len(own) == 1 else tags
+    tags = dict(tags, method=own.pop()) if len(own) == 1 else dict(tags)
+    for n in names:
+        band_opts = (product_opts or {}).get(n, opts)
+        for param in registry.PRODUCTS[n].parameters:
+            value = getattr(band_opts, param.field)
+            tags[param.field] = repr(float(value)) if param.type is float else str(value)
+    return tags
 
 
 def _option_groups(opts, products, product_opts) -> list:

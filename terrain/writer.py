@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 import rasterio
@@ -375,6 +376,16 @@ def _space_hint(folder: str) -> str:
     if free < 4 * 2**20:
         return f"the disk is full ({free // 1024} kB left in {folder})"
     return "is the disk full?"
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How outputs are written: GDAL creation options overriding the defaults, Cloud
+    Optimized GeoTIFF with overviews, and whether existing outputs are replaced."""
+
+    creation_options: dict | None = None
+    cog: bool = False
+    overwrite: bool = False
 
 
 class GeoTIFFWriter:

@@ -24,11 +24,12 @@ import threading
 
 import numpy as np
 
+from .engine import DEFAULT_TILE_SIZE
 from .errors import InputError, TerrainError
+from .registry import SLOPE_UNITS
 
 BINS_PER_DEGREE = 100
 NBINS = 90 * BINS_PER_DEGREE
-SLOPE_UNITS = ("degrees", "percent", "radians", "ratio")
 STAT_COLUMNS = ("zone", "cells", "area_ha", "valid_pct", "slope_mean", "slope_median", "slope_min",
                 "slope_max", "slope_std", "slope_p10", "slope_p90")
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb", ".kml", ".gml", ".sqlite",
@@ -233,7 +234,7 @@ class _ZoneRaster:
 # --- the statistics ---------------------------------------------------------------------------
 
 def slope_stats(dem, zones=None, zone_field=None, breaks=None, scheme=None, units="degrees", *,
-                break_units=None, opts=None, band=1, src_crs=None, tile_size=1024, threads=None,
+                break_units=None, opts=None, band=1, src_crs=None, tile_size=DEFAULT_TILE_SIZE, threads=None,
                 stop_event=None, histograms=None):
     """Area-weighted slope statistics and class areas of the DEM file ``dem``, per zone.
 

@@ -11,10 +11,13 @@ import pytest
 import rasterio
 from affine import Affine
 
+from terrain import registry
+
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
 UTM_SAMPLE = SAMPLES / "jacksboro_utm16n.tif"
 WGS84_SAMPLE = SAMPLES / "jacksboro_wgs84.tif"
-METHODS = ("central", "horn", "zevenbergen-thorne")
+# Every declared method: the generic suites (planes, tile sizes, runners, holes, CLI) run each.
+METHODS = tuple(registry.METHODS)
 
 
 def write_tif(path, z, transform=Affine(30.0, 0, 500000.0, 0, -30.0, 4000000.0), crs="EPSG:32616",

@@ -27,8 +27,10 @@ from affine import Affine
 import terrain
 import terrain.stream
 from conftest import METHODS, UTM_SAMPLE, write_tif
-from terrain.engine import Options
+from terrain.engine import Options, RunOptions
 from terrain.stream import process_file
+from terrain.raster import ReadOptions
+from terrain.writer import WriteOptions
 
 TERRAIN = str(Path(sys.executable).with_name("terrain"))
 UTM = Affine(32.0, 0, 731000.0, 0, -16.0, 4069000.0)
@@ -192,7 +194,8 @@ def test_library_refuses(case, tmp_path):
         assert str(named) in str(err.value), str(err.value)
         assert "\n" not in str(err.value)
     with pytest.raises(terrain.TerrainError) as err:
-        process_file(src, {"slope": out}, **kwargs)
+        process_file(src, {"slope": out}, read=ReadOptions(band=kwargs.get("band", 1)),
+                     write=WriteOptions(overwrite=kwargs.get("overwrite", False)))
     assert str(named) in str(err.value), str(err.value)
     assert "\n" not in str(err.value)
     assert snapshot(tmp_path) == before, "the failed call changed or left files"
@@ -218,7 +221,8 @@ def test_no_crs_given_by_src_crs(tmp_path):
     src, out, *_ = _no_crs(tmp_path)
     dem = terrain.open_dem(src, src_crs="EPSG:32616")
     truth = terrain.slope(dem, geometry="planar").values
-    process_file(src, {"slope": out}, Options(geometry="planar"), src_crs="EPSG:32616")
+    process_file(src, {"slope": out}, Options(geometry="planar"),
+                 read=ReadOptions(src_crs="EPSG:32616"))
     res = subprocess.run([TERRAIN, "slope", str(src), "-o", str(tmp_path / "cli.tif"),
                           "--src-crs", "EPSG:32616", "--geometry", "planar"],
                          capture_output=True, text=True, timeout=60)
@@ -311,7 +315,7 @@ def streamed_gradient(src, tmp_path, method, edge_order, *, tile_size, threads):
     out = tmp_path / "g.tif"
     process_file(src, {"gradient": out},
                  Options(method=method, edge_order=edge_order, geometry="planar"),
-                 tile_size=tile_size, threads=threads)
+                 run=RunOptions(tile_size=tile_size, threads=threads))
     with rasterio.open(out) as ds:
         p, q = ds.read(1).astype(np.float64), ds.read(2).astype(np.float64)
     p[p == -9999] = np.nan
@@ -390,7 +394,7 @@ def test_huge_elevations_1e30(method, tmp_path):
     assert np.isfinite(res["hillshade"].values).all()
     out = tmp_path / "s.tif"
     process_file(src, {"gradient": out, "slope": tmp_path / "slope.tif"},
-                 Options(method=method, geometry="planar"), tile_size=3)
+                 Options(method=method, geometry="planar"), run=RunOptions(tile_size=3))
     with rasterio.open(out) as ds:
         assert np.isfinite(ds.read()).all()
 

@@ -140,11 +140,12 @@ def test_help_explains_units_and_conventions(command, phrases):
 
 
 def test_cli_choices_mirror_the_library():
-    from terrain import engine, kernels, plot, spacing
+    from terrain import engine, kernels, plot, registry, spacing
 
-    assert options.METHODS == tuple(engine.METHODS)
+    assert options.METHODS == tuple(registry.METHODS)
     assert options.SLOPE_UNITS == tuple(kernels.SLOPE_UNITS)
     assert options.GEOMETRIES == spacing.GEOMETRIES
+    assert options.DEFAULT_TILE_SIZE == engine.DEFAULT_TILE_SIZE
     assert options.PLOT_PRODUCTS == tuple(plot.PRODUCTS)
     assert options.PLOT_SUFFIXES == tuple(plot.FORMATS)
 

@@ -13,6 +13,7 @@ from affine import Affine
 
 import terrain
 from conftest import METHODS, UTM_SAMPLE
+from terrain.engine import RunOptions
 
 
 TRANSFORMS = {
@@ -134,9 +135,9 @@ def test_distributed_process_file_equals_local(crs, two_worker_cluster, make_tif
     src = rough_file(make_tif, (37, 29), crs)
     outputs = lambda tag: {k: tmp_path / f"{tag}_{k}.tif" for k in ("gradient", "slope", "aspect")}
     opts = Options(method="horn", edge_order=2)
-    process_file(src, outputs("local"), opts, tile_size=1024)
-    process_file(src, outputs("cluster"), opts, tile_size=8,
-                 scheduler=two_worker_cluster.scheduler_address)
+    process_file(src, outputs("local"), opts, run=RunOptions(tile_size=1024))
+    process_file(src, outputs("cluster"), opts,
+                 run=RunOptions(tile_size=8, scheduler=two_worker_cluster.scheduler_address))
     for kind in ("gradient", "slope", "aspect"):
         local = _read_bands(tmp_path / f"local_{kind}.tif")
         assert np.array_equal(local, _read_bands(tmp_path / f"cluster_{kind}.tif")), kind

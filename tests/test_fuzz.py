@@ -40,7 +40,8 @@ MEMORY_LIMIT = 6 * 2**30  # address space of the runner
 RUNNER = r'''
 import json, os, shutil, sys, time, traceback
 import terrain, terrain.stream
-from terrain.engine import Options
+from terrain.engine import Options, RunOptions
+from terrain.writer import WriteOptions
 
 variants, out_dir, progress, report = sys.argv[1:5]
 # "extended" (issue 9): every output kind as COGs, replacing an old output that has a
@@ -66,11 +67,13 @@ for name in sorted(os.listdir(variants)):
                 with open(os.path.join(out, "slope.tif.aux.xml"), "wb") as f:
                     f.write(b"<PAMDataset/>")
                 terrain.stream.process_file(path, {k: os.path.join(out, n) for k, n in NAMES.items()},
-                                            Options(method="horn"), tile_size=16, threads=2,
-                                            cog=True, overwrite=True)
+                                            Options(method="horn"),
+                                            run=RunOptions(tile_size=16, threads=2),
+                                            write=WriteOptions(cog=True, overwrite=True))
             else:
                 terrain.stream.process_file(path, {"slope": os.path.join(out, "slope.tif")},
-                                            Options(method="horn"), tile_size=16, threads=2)
+                                            Options(method="horn"),
+                                            run=RunOptions(tile_size=16, threads=2))
             kind = "ok"
         except terrain.TerrainError as exc:
             kind = "TerrainError"
@@ -386,13 +389,14 @@ def fuzz_results2(corpus2):
 def test_vrt_and_netcdf_bases_are_valid(corpus2, tmp_path):
     import terrain
     import terrain.stream
+    from terrain.writer import WriteOptions
 
     truth = terrain.slope(terrain.open_dem(corpus2[1][0])).values
     assert np.isfinite(truth).sum() > 1000
     for base in corpus2[1]:
         assert np.array_equal(terrain.slope(terrain.open_dem(base)).values, truth, equal_nan=True)
         out = tmp_path / f"{base.suffix[1:]}.tif"
-        terrain.stream.process_file(base, {"slope": out}, cog=True)
+        terrain.stream.process_file(base, {"slope": out}, write=WriteOptions(cog=True))
         with rasterio.open(out) as ds:
             assert ds.driver == "GTiff" and ds.read(1).shape == truth.shape
 

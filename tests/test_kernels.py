@@ -180,3 +180,41 @@ def test_hillshade_analytic(azimuth, altitude):
              + math.sin(zen) * np.sin(slope) * np.cos(math.radians(azimuth) - aspect))
     np.testing.assert_allclose(out, 1.0 + 254.0 * np.maximum(cos_i, 0.0), rtol=1e-12)
     assert np.array_equal(np.isnan(out), np.isnan(p) | np.isnan(q))
+
+
+@pytest.mark.parametrize("entry", ["central", "horn", "zevenbergen_thorne"])
+def test_c_entry_points_check_their_own_sizes(entry):
+    """The C kernels refuse arrays whose sizes disagree with the shape they are told
+    (a wrong size would read or write out of bounds), whatever the Python wrapper checks."""
+    from terrain import _ckernels
+
+    z = np.zeros((6, 7))
+    xpos, xscale, ypos = np.arange(7.0), np.ones(6), np.arange(6.0)
+    good = (np.empty((4, 5)), np.empty((4, 5)))
+    getattr(_ckernels, entry)(z, 6, 7, xpos, xscale, ypos, 1, 1, 1.0, *good)
+    assert np.all(good[0] == 0) and np.all(good[1] == 0)
+    bad_calls = [
+        (z, 7, 7, xpos, xscale, ypos, 1, 1, 1.0, *good),  # rows beyond the buffer
+        (z, 6, 7, xpos[:-1], xscale, ypos, 1, 1, 1.0, *good),  # short xpos
+        (z, 6, 7, xpos, xscale, ypos, 1, 1, 1.0, np.empty((4, 4)), good[1]),  # short output
+        (z, 6, 7, xpos, xscale, ypos, 1, 1, 1.0, np.empty((4, 5), np.float32), good[1]),
+        (z, 6, 7, xpos, xscale, ypos, 4, 1, 1.0, *good),  # halo wider than the block
+    ]
+    for args in bad_calls:
+        with pytest.raises(ValueError, match="inconsistent sizes"):
+            getattr(_ckernels, entry)(*args)
+
+
+@pytest.mark.parametrize("entry,settings", [("slope", (0,)), ("aspect", (-1.0,)),
+                                            ("hillshade", (315.0, 45.0, 0))])
+def test_c_product_entry_points_check_their_own_sizes(entry, settings):
+    from terrain import _ckernels
+
+    p = np.ones(10)
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        getattr(_ckernels, entry)(p, np.ones(9), *settings, np.empty(10))
+    with pytest.raises(ValueError, match="inconsistent sizes"):
+        getattr(_ckernels, entry)(p, p, *settings, np.empty(11))
+    out = np.empty(10)
+    getattr(_ckernels, entry)(p, p, *settings, out)
+    assert np.isfinite(out).all()

@@ -42,7 +42,7 @@ from hypothesis import strategies as st
 
 import terrain
 from conftest import METHODS, write_tif
-from terrain.engine import Options
+from terrain.engine import Options, RunOptions
 from terrain.stream import process_file
 
 FTUS = 1200.0 / 3937.0  # metres per US survey foot (definition)
@@ -310,7 +310,7 @@ def test_tiled_equals_whole(data, g, method, edge_order, threads):
         outputs = {k: os.path.join(tmp, f"{k}.tif")
                    for k in ("slope", "aspect", "gradient", "hillshade")}
         process_file(src, outputs, Options(method=method, edge_order=edge_order),
-                     tile_size=tile, threads=threads)
+                     run=RunOptions(tile_size=tile, threads=threads))
         files = {}
         for kind, path in outputs.items():
             with rasterio.open(path) as ds:

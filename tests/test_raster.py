@@ -22,8 +22,9 @@ import terrain
 import terrain.info
 from cli.main import cli
 from conftest import UTM_SAMPLE, WGS84_SAMPLE, write_tif
-from terrain.raster import parse_crs, raster_info
+from terrain.raster import ReadOptions, parse_crs, raster_info
 from terrain.stream import process_file
+from terrain.engine import RunOptions
 
 
 def test_bad_files_refused(bad_raster):
@@ -91,7 +92,8 @@ def slope_everywhere(path, tmp_path, *, z_factor=None, src_crs=None, cli_args=()
     }
     streamed = tmp_path / f"stream_{len(os.listdir(tmp_path))}.tif"
     opts = terrain.Options(**kw)
-    process_file(path, {"slope": streamed}, opts, src_crs=src_crs, tile_size=7)
+    process_file(path, {"slope": streamed}, opts, read=ReadOptions(src_crs=src_crs),
+                 run=RunOptions(tile_size=7))
     cli_out = tmp_path / f"cli_{len(os.listdir(tmp_path))}.tif"
     args = ["slope", path, "-o", str(cli_out), "--tile-size", "16", *cli_args]
     if src_crs:

@@ -21,6 +21,7 @@ import pytest
 import rasterio
 
 from conftest import write_tif
+from terrain.engine import RunOptions
 
 pytestmark = pytest.mark.slow  # real signals to subprocesses, a second or more each
 
@@ -177,7 +178,7 @@ def test_interrupt_while_queueing_windows_stops_promptly(tmp_path, monkeypatch):
     out = tmp_path / "out"
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        process_file(dem, {"slope": out / "slope.tif"}, tile_size=1, threads=2)
+        process_file(dem, {"slope": out / "slope.tif"}, run=RunOptions(tile_size=1, threads=2))
     elapsed = time.monotonic() - t0
     assert os.listdir(out) == []
     # At most the windows already running on the 2 threads may finish after the interrupt.

@@ -17,8 +17,9 @@ from affine import Affine
 import terrain
 import terrain.stream
 from conftest import METHODS, write_tif
-from terrain.engine import Options
+from terrain.engine import Options, RunOptions
 from terrain.stream import process_file
+from terrain.raster import ReadOptions
 
 TILE_SIZES = (1, 2, 3, 7, 16, 1024)
 # (tile size, threads): every tile size; 1 and 2 threads on the same tile size too.
@@ -133,7 +134,8 @@ def test_tiled_equals_in_memory_every_tile_size(grid, method, edge_order, dems, 
     for tile, threads in RUNS:
         out = tmp_path / f"t{tile}_n{threads}"
         outputs = {k: out / f"{k}.tif" for k in KINDS}
-        res = process_file(dems[grid], outputs, opts, tile_size=tile, threads=threads)
+        res = process_file(dems[grid], outputs, opts,
+                           run=RunOptions(tile_size=tile, threads=threads))
         assert res == {"valid": True, "cells": SHAPE[0] * SHAPE[1]}
         for kind, path in outputs.items():
             data, profile, descriptions = read_file(path)
@@ -152,8 +154,8 @@ def test_tiled_equals_in_memory_every_tile_size(grid, method, edge_order, dems, 
 def test_single_band_gradient_files(tile, method, dems, tmp_path):
     """The dzdx and dzdy file kinds equal the in-memory result too (geographic DEM)."""
     outputs = {k: tmp_path / f"{k}.tif" for k in EXTRA_KINDS}
-    process_file(dems["wgs84"], outputs, Options(method=method, edge_order=2), tile_size=tile,
-                 threads=2)
+    process_file(dems["wgs84"], outputs, Options(method=method, edge_order=2),
+                 run=RunOptions(tile_size=tile, threads=2))
     for kind, path in outputs.items():
         data, _, descriptions = read_file(path)
         assert descriptions == EXTRA_KINDS[kind]
@@ -171,7 +173,7 @@ def test_central_stream_is_numpy_gradient(tile, edge_order, tmp_path):
     out = tmp_path / "g.tif"
     process_file(dem, {"gradient": out},
                  Options(method="central", edge_order=edge_order, geometry="planar"),
-                 tile_size=tile, threads=2)
+                 run=RunOptions(tile_size=tile, threads=2))
     gy, gx = np.gradient(z, dy, dx, edge_order=edge_order)
     with rasterio.open(out) as ds:
         np.testing.assert_allclose(ds.read(1), gx.astype(np.float32), rtol=2e-6, atol=1e-7)
@@ -191,7 +193,8 @@ def test_one_read_pass_for_all_products(tile, threads, dems, tmp_path, monkeypat
 
     monkeypatch.setattr(terrain.stream, "read_padded", counting)
     outputs = {k: tmp_path / f"{k}.tif" for k in ("slope", "aspect", "gradient", "hillshade")}
-    process_file(dems["utm"], outputs, Options(method="horn"), tile_size=tile, threads=threads)
+    process_file(dems["utm"], outputs, Options(method="horn"),
+                 run=RunOptions(tile_size=tile, threads=threads))
     rows, cols = SHAPE
     expected = [(r, min(r + tile, rows), c, min(c + tile, cols))
                 for r in range(0, rows, tile) for c in range(0, cols, tile)]
@@ -201,7 +204,7 @@ def test_one_read_pass_for_all_products(tile, threads, dems, tmp_path, monkeypat
 
 def test_output_georeferencing_is_the_input(dems, tmp_path):
     out = tmp_path / "slope.tif"
-    process_file(dems["wgs84"], {"slope": out}, tile_size=5, threads=2)
+    process_file(dems["wgs84"], {"slope": out}, run=RunOptions(tile_size=5, threads=2))
     with rasterio.open(dems["wgs84"]) as src, rasterio.open(out) as dst:
         assert dst.crs == src.crs
         assert dst.transform == src.transform
@@ -270,7 +273,8 @@ def test_display_from_the_same_pass_is_the_written_product_averaged(tmp_path):
                                                          "hillshade": "average"})
     horn = Options(method="horn")
     process_file(dem, {"slope": tmp_path / "s.tif", "aspect": tmp_path / "a.tif"}, Options(),
-                 tile_size=4, threads=2, display=display, product_opts={"hillshade": horn})
+                 display=display, product_opts={"hillshade": horn},
+                 run=RunOptions(tile_size=4, threads=2))
     # The hillshade was computed for the display (no file holds it), with its own options.
     process_file(dem, {"hillshade": tmp_path / "h.tif"}, horn)
     np.testing.assert_allclose(display.result("slope"),
@@ -287,9 +291,9 @@ def test_display_from_the_same_pass_is_the_written_product_averaged(tmp_path):
 def test_product_opts_give_the_hillshade_its_own_method_from_one_read(tmp_path):
     dem = make_dem(tmp_path / "dem.tif", "wgs84")
     central = Options(method="central", edge_order=2)  # halo 2; Horn's is 1
-    process_file(dem, {"slope": tmp_path / "s.tif", "hillshade": tmp_path / "h.tif"},
-                 central, tile_size=7, threads=2,
-                 product_opts={"hillshade": Options(method="horn")})
+    process_file(dem, {"slope": tmp_path / "s.tif", "hillshade": tmp_path / "h.tif"}, central,
+                 product_opts={"hillshade": Options(method="horn")},
+                 run=RunOptions(tile_size=7, threads=2))
     process_file(dem, {"hillshade": tmp_path / "h_horn.tif"}, Options(method="horn"))
     process_file(dem, {"slope": tmp_path / "s_central.tif"}, central)
     assert_bitwise_equal(read_file(tmp_path / "h.tif")[0], read_file(tmp_path / "h_horn.tif")[0])
@@ -357,7 +361,7 @@ def test_gdal_error_in_one_run_does_not_fail_another(fault, tmp_path):
         def healthy():
             try:
                 terrain.stream.process_file(good, {"slope": tmp_path / f"ok{round_}.tif"},
-                                            tile_size=32, threads=2)
+                                            run=RunOptions(tile_size=32, threads=2))
             except Exception as exc:  # noqa: BLE001 - recorded and asserted below
                 failures.append(f"round {round_}: {exc}")
             finally:
@@ -369,9 +373,12 @@ def test_gdal_error_in_one_run_does_not_fail_another(fault, tmp_path):
                 out = {"slope": tmp_path / f"bad{round_}_{k}.tif"}
                 try:
                     if fault == "bad src_crs":
-                        terrain.stream.process_file(bad, out, src_crs="EPSG:999999", threads=2)
+                        terrain.stream.process_file(bad, out,
+                                                    read=ReadOptions(src_crs="EPSG:999999"),
+                                                    run=RunOptions(threads=2))
                     else:
-                        terrain.stream.process_file(bad, out, tile_size=16, threads=2)
+                        terrain.stream.process_file(bad, out,
+                                                    run=RunOptions(tile_size=16, threads=2))
                 except terrain.TerrainError as exc:
                     errors.append(str(exc))
                 k += 1
@@ -413,6 +420,6 @@ def test_gdal_error_logged_during_a_workers_read_fails_the_run(threads, tmp_path
     monkeypatch.setattr(terrain.stream, "read_window", read_logging_an_error)
     out = tmp_path / "slope.tif"
     with pytest.raises(OutputError, match="injected"):
-        process_file(dem, {"slope": out}, tile_size=16, threads=threads)
+        process_file(dem, {"slope": out}, run=RunOptions(tile_size=16, threads=threads))
     assert len(calls) == 9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif"]

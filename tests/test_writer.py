@@ -25,10 +25,10 @@ import terrain
 import terrain.stream
 import terrain.writer
 from conftest import write_tif
-from terrain.engine import Options
+from terrain.engine import Options, RunOptions
 from terrain.errors import OutputError, TerrainError
 from terrain.stream import process_file
-from terrain.writer import GeoTIFFWriter
+from terrain.writer import GeoTIFFWriter, WriteOptions
 
 TERRAIN = str(Path(sys.executable).with_name("terrain"))
 
@@ -87,21 +87,22 @@ def test_failure_mid_run_leaves_nothing(where, k, threads, exc, dem, tmp_path, m
     out = tmp_path / "out"
     outputs = {"slope": out / "slope.tif", "gradient": out / "gradient.tif"}
     with pytest.raises(type(exc), match="injected"):
-        process_file(dem, outputs, tile_size=8, threads=threads)
+        process_file(dem, outputs, run=RunOptions(tile_size=8, threads=threads))
     assert listing(out) == []
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_failed_run_keeps_existing_output_byte_for_byte(threads, dem, tmp_path, monkeypatch):
     out = tmp_path / "slope.tif"
-    process_file(dem, {"slope": out}, Options(method="horn"), tile_size=16)
+    process_file(dem, {"slope": out}, Options(method="horn"), run=RunOptions(tile_size=16))
     before = sha256(out)
     mtime = out.stat().st_mtime_ns
     monkeypatch.setattr(GeoTIFFWriter, "write",
                         fail_after(3, OutputError("injected write error"))(GeoTIFFWriter.write))
     with pytest.raises(OutputError, match="injected"):
-        process_file(dem, {"slope": out}, Options(method="central"), tile_size=8,
-                     threads=threads, overwrite=True)
+        process_file(dem, {"slope": out}, Options(method="central"),
+                     run=RunOptions(tile_size=8, threads=threads),
+                     write=WriteOptions(overwrite=True))
     assert sha256(out) == before and out.stat().st_mtime_ns == mtime
     assert listing(tmp_path) == ["dem.tif", "slope.tif"]
 
@@ -120,8 +121,8 @@ def test_stop_event_interrupts_and_leaves_nothing(dem, tmp_path):
 
     out = tmp_path / "out"
     with pytest.raises(terrain.errors.Interrupted):
-        process_file(dem, {"slope": out / "s.tif", "aspect": out / "a.tif"}, tile_size=4,
-                     threads=2, progress=progress, stop_event=stop)
+        process_file(dem, {"slope": out / "s.tif", "aspect": out / "a.tif"}, progress=progress,
+                     stop_event=stop, run=RunOptions(tile_size=4, threads=2))
     assert len(seen) >= 3
     assert listing(out) == []
 
@@ -153,7 +154,7 @@ def test_failing_close_of_second_output_leaves_no_output(dem, tmp_path, monkeypa
     out = tmp_path / "out"
     with pytest.raises(OutputError, match="injected"):
         process_file(dem, {"slope": out / "slope.tif", "aspect": out / "aspect.tif"},
-                     tile_size=16, threads=2)
+                     run=RunOptions(tile_size=16, threads=2))
     assert len(commits) == 2
     assert listing(out) == [], "a failed run left a committed output behind"
 
@@ -163,7 +164,7 @@ def test_second_writer_failing_to_open_leaves_nothing(dem, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(OutputError) as err:
         process_file(dem, {"slope": out / "slope.tif", "hillshade": out / "hs.tif"},
-                     creation_options={"PREDICTOR": "3"})
+                     write=WriteOptions(creation_options={"PREDICTOR": "3"}))
     assert "hs.tif" in str(err.value)
     assert listing(out) == []
 
@@ -213,8 +214,9 @@ def big_dem(tmp_path):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_disk_full_library(threads, big_dem, full_disk):
     with pytest.raises(TerrainError) as err:
-        process_file(big_dem, {"slope": full_disk / "slope.tif"}, tile_size=64, threads=threads,
-                     creation_options={"COMPRESS": "NONE"})
+        process_file(big_dem, {"slope": full_disk / "slope.tif"},
+                     run=RunOptions(tile_size=64, threads=threads),
+                     write=WriteOptions(creation_options={"COMPRESS": "NONE"}))
     assert str(full_disk / "slope.tif") in str(err.value)
     assert listing(full_disk) == []
 
@@ -268,7 +270,7 @@ def test_output_equal_to_input_refused(alias, overwrite, dem, tmp_path):
     target = _input_aliases(dem, tmp_path)[alias]
     files = listing(tmp_path)
     with pytest.raises(OutputError, match="input"):
-        process_file(dem, {"slope": target}, overwrite=overwrite)
+        process_file(dem, {"slope": target}, write=WriteOptions(overwrite=overwrite))
     assert sha256(dem) == before
     assert listing(tmp_path) == files
 
@@ -281,7 +283,7 @@ def test_existing_output_refused_without_overwrite(dem, tmp_path):
     assert str(out) in str(err.value)
     assert out.read_bytes() == b"precious"
     assert listing(tmp_path) == ["dem.tif", "slope.tif"]
-    process_file(dem, {"slope": out}, overwrite=True)
+    process_file(dem, {"slope": out}, write=WriteOptions(overwrite=True))
     with rasterio.open(out) as ds:
         assert ds.read(1).shape == (40, 37)
 
@@ -366,7 +368,7 @@ def _gdal(*cmd):
 def _old_output_with_sidecars(dem, out: Path) -> list[Path]:
     """A previous output with statistics (.aux.xml), pyramids (.ovr) and a mask (.msk),
     made by GDAL's own tools, as a user's QGIS session or gdaladdo would leave them."""
-    process_file(dem, {"slope": out}, Options(method="horn"), tile_size=16)
+    process_file(dem, {"slope": out}, Options(method="horn"), run=RunOptions(tile_size=16))
     _gdal("gdalinfo", "-stats", str(out))
     _gdal("gdaladdo", "-ro", str(out), "2", "4")
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK="NO"), rasterio.open(out, "r+") as ds:
@@ -385,7 +387,8 @@ def test_overwrite_removes_the_old_outputs_sidecars(cog, dem, tmp_path):
     out = tmp_path / "slope.tif"
     cars = _old_output_with_sidecars(dem, out)
     other = random_dem(tmp_path / "other.tif", shape=(600, 600), seed=7)
-    process_file(other, {"slope": out}, Options(method="central"), cog=cog, overwrite=True)
+    process_file(other, {"slope": out}, Options(method="central"),
+                 write=WriteOptions(cog=cog, overwrite=True))
     assert [p.name for p in cars if os.path.lexists(p)] == []
     assert not [n for n in listing(tmp_path) if n.startswith(".")], listing(tmp_path)
     with rasterio.open(out) as ds:
@@ -403,7 +406,8 @@ def test_failed_overwrite_keeps_the_old_sidecars(dem, tmp_path, monkeypatch):
     monkeypatch.setattr(GeoTIFFWriter, "write",
                         fail_after(2, OutputError("injected write error"))(GeoTIFFWriter.write))
     with pytest.raises(OutputError, match="injected"):
-        process_file(dem, {"slope": out}, tile_size=8, overwrite=True)
+        process_file(dem, {"slope": out}, run=RunOptions(tile_size=8),
+                     write=WriteOptions(overwrite=True))
     assert {p.name: sha256(p) for p in [out, *cars]} == before
 
 
@@ -432,7 +436,7 @@ def test_only_regular_files_are_replaced(kind, overwrite, dem, tmp_path):
     target = _special(kind, tmp_path)
     mode = os.lstat(target).st_mode
     with pytest.raises(OutputError) as err:
-        process_file(dem, {"slope": target}, overwrite=overwrite)
+        process_file(dem, {"slope": target}, write=WriteOptions(overwrite=overwrite))
     text = str(err.value)
     assert str(target) in text and "\n" not in text
     assert "regular file" in text or "directory" in text, text
@@ -455,7 +459,7 @@ def test_symlink_to_a_regular_file_replaces_the_target(dem, tmp_path):
     with pytest.raises(OutputError, match="already exists"):
         process_file(dem, {"slope": link})
     assert real.read_bytes() == b"old"
-    process_file(dem, {"slope": link}, overwrite=True)
+    process_file(dem, {"slope": link}, write=WriteOptions(overwrite=True))
     assert link.is_symlink() and os.readlink(link) == os.path.relpath(real, tmp_path)
     with rasterio.open(real) as ds:
         assert ds.read(1).shape == (40, 37)
@@ -484,7 +488,7 @@ def test_vrt_source_tile_is_input(overwrite, mosaic, tmp_path):
     before = {p.name: sha256(p) for p in (vrt, t00, t01)}
     files = listing(tmp_path)
     with pytest.raises(OutputError, match="input") as err:
-        process_file(vrt, {"slope": t00}, overwrite=overwrite)
+        process_file(vrt, {"slope": t00}, write=WriteOptions(overwrite=overwrite))
     assert str(t00) in str(err.value)
     assert {p.name: sha256(p) for p in (vrt, t00, t01)} == before
     assert listing(tmp_path) == files
@@ -521,7 +525,7 @@ def test_lossy_codec_on_float32_names_the_cause(codec, dem, tmp_path):
     """Row 5: JPEG / WEBP cannot hold float32: say so, name the output, no disk-full guess."""
     out = tmp_path / "slope.tif"
     with pytest.raises(OutputError) as err:
-        process_file(dem, {"slope": out}, creation_options={"COMPRESS": codec})
+        process_file(dem, {"slope": out}, write=WriteOptions(creation_options={"COMPRESS": codec}))
     text = str(err.value)
     assert str(out) in text and codec in text and "ZSTD" in text and "\n" not in text
     assert "disk" not in text, text
@@ -539,7 +543,7 @@ def test_cog_on_a_nearly_full_disk_library(cog_dem, full_disk):
     """Row 5: --cog on a nearly full disk: an OutputError naming the output and the cause."""
     out = full_disk / "slope.tif"
     with pytest.raises(OutputError) as err:
-        process_file(cog_dem, {"slope": out}, cog=True)
+        process_file(cog_dem, {"slope": out}, write=WriteOptions(cog=True))
     text = str(err.value)
     assert text.startswith(str(out)) and "cogdem" not in text, text
     assert "full" in text and "COG" in text.upper(), text
@@ -569,7 +573,8 @@ def _race(dem, out, overwrite, n=2, seed_shift=0):
     def run(k):
         barrier.wait()
         try:
-            process_file(dem[k], {"slope": out}, tile_size=64, threads=2, overwrite=overwrite)
+            process_file(dem[k], {"slope": out}, run=RunOptions(tile_size=64, threads=2),
+                         write=WriteOptions(overwrite=overwrite))
             results[k] = "ok"
         except TerrainError as exc:
             results[k] = exc
@@ -633,7 +638,7 @@ def test_source_of_a_nested_vrt_is_input(mosaic, tmp_path):
         assert str(t00) not in ds.files  # GDAL lists only the inner VRT
     before = sha256(t01)
     with pytest.raises(OutputError, match="part of the input"):
-        process_file(outer, {"slope": t01}, overwrite=True)
+        process_file(outer, {"slope": t01}, write=WriteOptions(overwrite=True))
     assert sha256(t01) == before
 
 
@@ -641,7 +646,8 @@ def test_gdal_subdataset_name_of_the_input_is_the_input(dem, tmp_path):
     """GTIFF_DIR:1:FILE reads FILE: with --overwrite, FILE is still never an output."""
     before = sha256(dem)
     with pytest.raises(OutputError, match="input") as err:
-        process_file(f"GTIFF_DIR:1:{dem}", {"slope": dem}, Options(), overwrite=True)
+        process_file(f"GTIFF_DIR:1:{dem}", {"slope": dem}, Options(),
+                     write=WriteOptions(overwrite=True))
     assert str(dem) in str(err.value) and "\n" not in str(err.value)
     assert sha256(dem) == before
     assert listing(tmp_path) == ["dem.tif"]
