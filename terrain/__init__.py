@@ -22,6 +22,7 @@ _LAZY = {
     "slope": "terrain.api",
     "aspect": "terrain.api",
     "hillshade": "terrain.api",
+    "curvature": "terrain.api",
     "compute": "terrain.api",
     "Options": "terrain.engine",
     "classify": "terrain.classify",

@@ -33,9 +33,13 @@ class Options:
     altitude: float = 45.0
     multidirectional: bool = False
     geometry: str = "geodesic"
+    kind: str = "mean"  # curvature's kind
 
     def __post_init__(self):
         registry.method(self.method)
+        if self.kind not in registry.CURVATURE_KINDS:
+            raise TerrainError(f"unknown curvature kind {self.kind!r}; choose one of "
+                               f"{', '.join(registry.CURVATURE_KINDS)}")
         if self.edge_order not in (1, 2):
             raise TerrainError(f"edge_order must be 1 or 2, got {self.edge_order!r}")
         if self.units not in registry.SLOPE_UNITS:
