@@ -34,7 +34,7 @@ import math
 import numpy as np
 
 from terrain import kernels, lsq
-from terrain.curvature import curvature_from_derivatives
+from terrain.curvatures import curvature_from_derivatives
 from terrain.spacing import grid_from_spacing
 
 GRADIENT_METHODS = ("central", "horn", "zevenbergen-thorne", "evans", "florinsky")

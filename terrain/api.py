@@ -222,7 +222,7 @@ def curvature(dem, *, kind: str = "mean",
 
     ``kind``: ``"profile"``, ``"tangential"``, ``"plan"``, ``"mean"`` (default),
     ``"gaussian"``, ``"minimal"`` or ``"maximal"`` (formulas in
-    :func:`terrain.curvature.curvature_from_derivatives`); ``method``: a method with
+    :func:`terrain.curvatures.curvature_from_derivatives`); ``method``: a method with
     second derivatives (``"florinsky"``, ``"evans"``, ``"zevenbergen-thorne"``).
 
     Examples

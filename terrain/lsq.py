@@ -59,10 +59,15 @@ FITS = {
 # t = d2z/dy2, s = d2z/dxdy (x east, y north before any ground map).
 OUTPUTS = ("p", "q", "r", "t", "s")
 _GEOMETRY_BITS = 32
-# A term is determined when the valid cells leave it at least this fraction of its
-# norm beyond the other terms: a rank test with a margin, so that a 3 x 2 edge window
-# whose rows differ in scale by 1e-4 (lat/lon) is not taken as fixing a quadratic.
-_RANK_TOLERANCE = 1e-2
+# A fit is determined when the smallest singular value of its (scaled) design matrix
+# is at least this fraction of the largest: windows that fix the polynomial give
+# 0.02 or more (5x5 cubic: 0.07, with random holes >= 0.02), undetermined ones
+# 1e-16 (a 3 x 2 edge window of a lat/lon grid, whose rows differ in scale, too).
+# Singular values do not depend on the terms' order: a rotated raster makes the
+# same choice (the fit, not a rotated one).
+_RANK_TOLERANCE = 1e-3
+# Below this a Gram-Schmidt column is taken as zero (numerical safety only).
+_GS_TOLERANCE = 1e-12
 _CACHE_LIMIT = 50_000  # weight sets (up to 1 kB each) kept; then cleared
 _cache: dict = {}
 _cache_lock = threading.Lock()
@@ -219,7 +224,7 @@ def _pinv_rows(A: np.ndarray):
                 R[:, it, jt] += rij
                 v = v - rij[:, None] * Q[:, :, it]
         rjj = np.sqrt(_dot(v, v))
-        good = (norm0 > 0) & (rjj > _RANK_TOLERANCE * norm0)
+        good = (norm0 > 0) & (rjj > _GS_TOLERANCE * norm0)
         ok &= good
         R[:, jt, jt] = np.where(good, rjj, 1.0)
         Q[:, :, jt] = np.where(good[:, None], v / R[:, jt, jt][:, None], 0.0)
@@ -253,6 +258,8 @@ def _weights(method: str, rowgeo: np.ndarray, colgeo: np.ndarray, valid: np.ndar
         A = np.stack([u[idx] ** a * v[idx] ** b for a, b in level], axis=2)
         A *= valid[idx][:, :, None]
         X, ok = _pinv_rows(A)
+        sv = np.linalg.svd(A, compute_uv=False)
+        ok &= sv[:, -1] > _RANK_TOLERANCE * sv[:, 0]
         X *= valid[idx][:, None, :]  # exact zeros for the missing cells
         hxi, hyi = hx[idx], hy[idx]
         w = out[idx]
@@ -265,6 +272,21 @@ def _weights(method: str, rowgeo: np.ndarray, colgeo: np.ndarray, valid: np.ndar
         w[~ok] = np.nan
         out[idx] = w
         todo[idx[ok]] = False
+    if todo.any():
+        # No plane: the valid cells lie on a line. If it is the centre's row (column),
+        # dz/dx (dz/dy) from a line fit along it, as a difference method would.
+        n = 2 * k + 1
+        idx = np.nonzero(todo)[0]
+        on_row = (np.arange(ncells) // n) == k
+        on_col = (np.arange(ncells) % n) == k
+        for o, along, coord, h in ((0, on_row, u, hx), (1, on_col, v, hy)):
+            vl = valid[idx] & along
+            A = np.stack([np.ones((len(idx), ncells)), coord[idx]], axis=2) * vl[:, :, None]
+            X, ok = _pinv_rows(A)
+            ok &= vl.sum(axis=1) >= 2
+            line = X[:, 1] * vl / h[idx]
+            line[~ok] = np.nan
+            out[idx, o] = line
     return out
 
 

@@ -206,7 +206,7 @@ def _hillshade(surface, opts, dtype):
 def _curvature(surface, opts, dtype):
     import numpy as np
 
-    from .curvature import curvature_from_derivatives
+    from .curvatures import curvature_from_derivatives
 
     out = np.empty(surface.dzdx.shape, dtype)
     curvature_from_derivatives(opts.kind, surface.dzdx, surface.dzdy, surface.r, surface.t,
@@ -214,7 +214,7 @@ def _curvature(surface, opts, dtype):
     return out
 
 
-# terrain.curvature.KINDS, spelled here too so that the CLI needs no numpy.
+# terrain.curvatures.KINDS, spelled here too so that the CLI needs no numpy.
 CURVATURE_KINDS = ("profile", "tangential", "plan", "mean", "gaussian", "minimal", "maximal")
 
 _SLOPE_LABELS = {"degrees": "Slope (degrees)", "percent": "Slope (%)",

@@ -347,3 +347,55 @@ def test_symmetric_form_equals_the_general_loop(method, monkeypatch):
         ok = ~np.isnan(slow[name])
         np.testing.assert_allclose(fast[name][ok], slow[name][ok], rtol=1e-11,
                                    atol=1e-12 * np.abs(slow[name][ok]).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("method", list(GRADIENT))
+@pytest.mark.parametrize("case", ["int16 -32768", "int32 -9999"])
+def test_integer_nodata_plane_in_memory_and_streamed(case, method, tmp_path):
+    """test_bad_input's integer-nodata plane for the fits (there bit for bit for the
+    difference stencils): nodata never enters as an elevation, in memory and streamed in
+    4-pixel tiles; every valid cell with a neighbour along each axis is exact (to 1e-12),
+    every other value too, holes stay NaN; the two runners agree bit for bit."""
+    import terrain
+    from conftest import write_tif
+    from test_bad_input import (INTEGER_CASES, P_TRUE, Q_TRUE, UTM, neighbours_both_axes,
+                                plane, streamed_gradient)
+
+    dtype, nodata, z0 = INTEGER_CASES[case]
+    z = plane((10, 12), z0=z0, dtype=dtype)
+    holes = np.zeros(z.shape, bool)
+    holes[[0, 4, 4, 5, 9, 2], [5, 0, 1, 8, 11, 10]] = True
+    holes[6:8, 3:5] = True
+    z[holes] = nodata
+    src = write_tif(tmp_path / "dem.tif", z, transform=UTM, nodata=nodata)
+    g = terrain.gradient(terrain.open_dem(src), method=method, geometry="planar")
+    p, q = g["dzdx"].values.astype(np.float64), g["dzdy"].values.astype(np.float64)
+    sp, sq = streamed_gradient(src, tmp_path, method, 1, tile_size=4, threads=1)
+    must = neighbours_both_axes(~holes)
+    for v, s_, truth in ((p, sp, P_TRUE), (q, sq, Q_TRUE)):
+        assert np.isnan(v[holes]).all()
+        np.testing.assert_allclose(v[must], truth, rtol=1e-12)
+        ok = ~np.isnan(v)
+        np.testing.assert_allclose(v[ok], truth, rtol=1e-12)
+        # The GeoTIFF holds float32 (int32 DEMs are computed in float64 in memory).
+        np.testing.assert_array_equal(s_, v.astype(np.float32).astype(np.float64))
+
+
+@pytest.mark.parametrize("method", list(GRADIENT))
+def test_line_of_cells_gives_the_derivative_along_it(method):
+    """Where the valid cells lie on the centre's row (column) only, no plane is fixed: dz/dx
+    (dz/dy) still comes from a line fit along it, the other stays NaN (the difference
+    methods' rule: NaN only where no difference along that axis exists)."""
+    grid, X, Y = metre_grid(9, 9)
+    z = 40.0 + 0.3 * X - 0.1 * Y
+    z[:4, :] = np.nan
+    z[5:, :] = np.nan          # one valid row
+    got = run(method, z, grid)
+    np.testing.assert_allclose(got["p"][4], 0.3, rtol=1e-12)
+    assert np.isnan(got["q"][4]).all()
+    z = 40.0 + 0.3 * X - 0.1 * Y
+    z[:, :4] = np.nan
+    z[:, 5:] = np.nan          # one valid column
+    got = run(method, z, grid)
+    np.testing.assert_allclose(got["q"][:, 4], -0.1, rtol=1e-12)
+    assert np.isnan(got["p"][:, 4]).all()

@@ -1,12 +1,14 @@
-"""Curvatures (terrain/curvature.py) against closed forms: a dome and a saddle."""
+"""Curvatures (terrain/curvatures.py) against closed forms: a dome and a saddle."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from terrain import lsq
-from terrain.curvature import KINDS, curvature_from_derivatives
+from terrain.curvatures import KINDS, curvature_from_derivatives
 from terrain.spacing import grid_from_coords
 
 R = 3000.0
@@ -139,3 +141,50 @@ def test_every_kind_keeps_nan_and_dtype():
         assert np.isnan(out[7]) and np.isfinite(np.delete(out, 7)).all()
         ref = curv(kind, *d)
         np.testing.assert_allclose(out, ref.astype(np.float32), rtol=1e-6)
+
+
+def test_curvature_product_through_the_engine_and_cli(tmp_path):
+    """terrain.curvature and `terrain curvature` on a dome GeoTIFF (UTM, ground geometry):
+    1/R inside, the same numbers for any tile size, the file's unit and description."""
+    import subprocess
+    import sys
+
+    import rasterio
+    from affine import Affine
+
+    import terrain
+    from conftest import write_tif
+    from terrain import registry
+    from terrain.engine import Options, run_in_memory
+    from terrain.spacing import grid_from_transform
+
+    x = np.arange(-15, 16) * 30.0
+    X, Y = np.meshgrid(x, -x)
+    z, _ = sphere(X, Y)
+    transform = Affine(30.0, 0, 500000.0, 0, -30.0, 4000000.0)
+    src = write_tif(tmp_path / "dome.tif", z.astype(np.float64), transform=transform)
+    h = terrain.curvature(terrain.open_dem(src), kind="mean").values
+    np.testing.assert_allclose(h[2:-2, 2:-2], 1 / R, rtol=2e-3)
+    grid = grid_from_transform(transform, z.shape, "EPSG:32616")
+    for method in ("florinsky", "evans", "zevenbergen-thorne"):
+        opts = Options(method=method, kind="gaussian")
+        whole = run_in_memory(z, grid, opts, ("curvature",), tile=512)["curvature"]
+        tiled = run_in_memory(z, grid, opts, ("curvature",), tile=5, threads=2)["curvature"]
+        np.testing.assert_array_equal(tiled, whole)
+        np.testing.assert_allclose(whole[2:-2, 2:-2], 1 / R ** 2, rtol=5e-3)
+    assert registry.CURVATURE_KINDS == KINDS
+    out = tmp_path / "plan.tif"
+    terrain_exe = str(Path(sys.executable).with_name("terrain"))
+    res = subprocess.run([terrain_exe, "curvature", src, "-o", str(out), "--kind", "profile",
+                          "--method", "evans"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    with rasterio.open(out) as ds:
+        prof = ds.read(1, masked=True)
+        assert ds.units[0] == "1/m" and ds.descriptions[0] == "curvature"
+    off = (np.hypot(X, Y) > 0)[2:-2, 2:-2]   # the summit is flat: profile 0 there
+    np.testing.assert_allclose(prof[2:-2, 2:-2][off], 1 / R, rtol=5e-3)
+    assert prof[15, 15] == 0.0
+    res = subprocess.run([terrain_exe, "curvature", src, "-o", str(tmp_path / "h.tif"),
+                          "--method", "horn"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "no second derivatives" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "h.tif").exists()

@@ -1,5 +1,8 @@
 """Curvatures of the land surface from its first and second derivatives.
 
+``terrain.curvature()`` is the API function; this module is plural so that the
+package attribute keeps that name.
+
 Inputs are p = dz/dE, q = dz/dN, r = d2z/dE2, t = d2z/dN2, s = d2z/dEdN in true
 east / north metres (see :mod:`terrain.lsq`); results are in 1/m, positive where
 the surface bulges up (hilltops, ridges, convex slopes), negative in hollows.
