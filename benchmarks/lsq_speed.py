@@ -7,16 +7,12 @@ The DEM is bench.py's 8192 x 8192 float32 GeoTIFF (make it with
 
 1. whole processes (wall and CPU, median of --repeat after one warm-up, the cases
    alternating round by round): ``gdaldem slope DEM out.tif`` (Horn, its defaults),
-   and terrain's streaming runner (``terrain.stream.process_file``, all cores)
-   writing the slope GeoTIFF with florinsky, evans and horn, with terrain's default
-   geometry and creation options and with ``geometry="planar"``, COMPRESS=NONE;
+   and ``terrain slope DEM -o out.tif --method M`` (all cores) with florinsky,
+   evans and horn, with terrain's defaults and with ``--geometry planar --co
+   COMPRESS=NONE``;
 2. the kernels alone on the whole array in memory, one thread, one call
    (florinsky, evans and terrain.kernels.horn), and the time to build the weights
    (first call, empty cache).
-
-Until the method registry lands, the runners only know the methods of
-``terrain.engine.METHODS``; this script adds evans / florinsky to that dict in its
-own process and asks for ``edge_order=2`` so that the runners' halo is 2.
 """
 
 from __future__ import annotations
@@ -36,18 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DEM = ROOT / "benchmarks" / "data" / "dem_8192.tif"
 
-TERRAIN = """
-import sys
-from terrain import engine, lsq
-engine.METHODS.setdefault("evans", lsq.evans)
-engine.METHODS.setdefault("florinsky", lsq.florinsky)
-from terrain.engine import Options
-from terrain.stream import process_file
-src, dst, method, fast = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
-opts = Options(method=method, edge_order=2, geometry="planar" if fast else "geodesic")
-process_file(src, {"slope": dst}, opts, overwrite=True,
-             creation_options={"COMPRESS": "NONE"} if fast else None)
-"""
+TERRAIN = str(Path(sys.executable).with_name("terrain"))
 
 
 def wall(cmd):
@@ -68,7 +53,9 @@ def processes(dem: str, repeat: int):
         for method in ("florinsky", "evans", "horn"):
             label = f"terrain {method} slope" + (" (planar, uncompressed)" if fast == "1"
                                                   else " (defaults)")
-            cases[label] = [sys.executable, "-c", TERRAIN, dem, f"{tmp}/t.tif", method, fast]
+            cases[label] = [TERRAIN, "slope", dem, "-o", f"{tmp}/t.tif", "--overwrite",
+                            "--method", method] + (["--geometry", "planar", "--co",
+                                                    "COMPRESS=NONE"] if fast == "1" else [])
     times = {k: [] for k in cases}
     try:
         for cmd in cases.values():
