@@ -30,7 +30,9 @@ so results are identical bit for bit for any block size or runner.
 Fallback where the window has missing cells (NaN: nodata, beyond the raster):
 the same polynomial is fitted to the valid cells when they determine it, else a
 quadratic, else a plane (exact planes at edges and next to holes, as the other
-methods), else NaN. Second derivatives need at least a quadratic: where only a
+methods), else (valid cells on the centre's row or column only) a line fit along
+it for that axis's derivative, else NaN. A fit counts as determined when its
+scaled design matrix's singular values are within 1e-3 of each other in ratio. Second derivatives need at least a quadratic: where only a
 plane is determined they are NaN (a plane would claim zero curvature without
 measuring any). A NaN centre stays NaN.
 """
