@@ -20,5 +20,12 @@ setup(
             extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno",
                                 "-fno-trapping-math", "-std=c99"],
         ),
+        Extension(
+            "terrain._clsq",
+            ["terrain/_clsq.c"],
+            # The least-squares stencils (terrain/lsq.py): the same flags, same reasons.
+            extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno",
+                                "-fno-trapping-math", "-std=c99"],
+        ),
     ]
 )

@@ -25,6 +25,7 @@ _LAZY = {
     "tri": "terrain.api",
     "tpi": "terrain.api",
     "roughness": "terrain.api",
+    "curvature": "terrain.api",
     "compute": "terrain.api",
     "Options": "terrain.engine",
     "classify": "terrain.classify",

@@ -215,6 +215,29 @@ def hillshade(dem, *, azimuth: float = 315.0, altitude: float = 45.0,
                 geometry=geometry)
 
 
+def curvature(dem, *, kind: str = "mean",
+              method: str = registry.PRODUCTS["curvature"].default_method,
+              z_factor: float | None = None, geometry: str = "geodesic", spacing=None):
+    """Curvature of the surface in 1/m (gaussian: 1/m^2), positive where it bulges up.
+
+    ``kind``: ``"profile"``, ``"tangential"``, ``"plan"``, ``"mean"`` (default),
+    ``"gaussian"``, ``"minimal"`` or ``"maximal"`` (formulas in
+    :func:`terrain.curvatures.curvature_from_derivatives`); ``method``: a method with
+    second derivatives (``"florinsky"``, ``"evans"``, ``"zevenbergen-thorne"``).
+
+    Examples
+    --------
+    >>> import numpy as np, terrain
+    >>> x = np.arange(-5, 6) * 30.0                    # a dome of radius 3 km
+    >>> dome = np.sqrt(3000.0**2 - x[None, :]**2 - x[:, None]**2)
+    >>> h = terrain.curvature(dome, spacing=(30.0, 30.0))   # mean curvature, 1/m
+    >>> round(1 / float(h[5, 5]), -1)                    # the radius, to the fit's 1e-4
+    3000.0
+    """
+    return _one(dem, "curvature", spacing, kind=kind, method=method, z_factor=z_factor,
+                geometry=geometry)
+
+
 def _one(dem, name, spacing, **options):
     return compute(dem, (name,), spacing=spacing, **options)[name]
 

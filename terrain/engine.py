@@ -34,9 +34,13 @@ class Options:
     multidirectional: bool = False
     geometry: str = "geodesic"
     tri_algorithm: str = "riley"
+    kind: str = "mean"  # curvature's kind
 
     def __post_init__(self):
         registry.method(self.method)
+        if self.kind not in registry.CURVATURE_KINDS:
+            raise TerrainError(f"unknown curvature kind {self.kind!r}; choose one of "
+                               f"{', '.join(registry.CURVATURE_KINDS)}")
         if self.edge_order not in (1, 2):
             raise TerrainError(f"edge_order must be 1 or 2, got {self.edge_order!r}")
         if self.units not in registry.SLOPE_UNITS:
@@ -244,7 +248,9 @@ def compute_block(zpad, grid, window, opts: Options, products, out_dtype=None, *
         surface.r, surface.t, surface.s = (np.empty(shape, dtype) for _ in range(3))
         method.second(zpad, xpos, xscale, ypos, h, z_factor, surface.r, surface.t, surface.s)
         if ground is not None:
-            _second_to_ground(surface, ground)
+            from .lsq import second_to_ground
+
+            second_to_ground(surface.r, surface.t, surface.s, ground)
     out = {d.name: d.compute(surface, opts, _storage_dtype(d.name, dtype)) for d in decls}
     if dtype == np.float32 and surface.dzdx is not None:
         # Finite elevations cannot give an infinite gradient in float64, but can
@@ -258,20 +264,6 @@ def compute_block(zpad, grid, window, opts: Options, products, out_dtype=None, *
                 "or pass float64 elevations"
             )
     return out
-
-
-def _second_to_ground(surface: Surface, ground) -> None:
-    """Second derivatives in CRS metres -> true east / north: H = M H M^T per cell.
-
-    The map's own curvature adds a term of order gradient / earth radius (1e-7 m^-1
-    at most on real slopes), left out.
-    """
-    r, t, s = surface.r, surface.t, surface.s
-    a11, a21, a12, a22 = (np.empty_like(r) for _ in range(4))
-    to_ground(r, s, ground, "ground", a11, a21)  # M times H's first column
-    to_ground(s, t, ground, "ground", a12, a22)  # and its second
-    to_ground(a11, a12, ground, "ground", r, s)  # (M A^T)^T: r = g11, s = g21
-    to_ground(a21, a22, ground, "ground", a11, t)  # g12 (= s, unused), t = g22
 
 
 def products_from_gradient(dzdx, dzdy, opts: Options, products, *, rotation=None):

@@ -138,12 +138,36 @@ def _kernel(name):
     return call
 
 
+def _lsq(name):
+    def call(*args):
+        from . import lsq
+
+        return getattr(lsq, name)(*args)
+
+    call.__name__ = name
+    return call
+
+
+def _lsq_second(method_name):
+    def call(*args):
+        from . import lsq
+
+        return lsq.second_derivatives(method_name, *args)
+
+    call.__name__ = f"second_derivatives_{method_name}"
+    return call
+
+
 METHODS = {m.name: m for m in (
     Method("central", "numpy.gradient's: second-order central inside, one-sided at edges",
            _kernel("central")),
     Method("horn", "Horn's 3x3 (gdaldem's and ArcGIS's)", _kernel("horn")),
     Method("zevenbergen-thorne", "Zevenbergen-Thorne's 3x3 (the four edge neighbours)",
-           _kernel("zevenbergen_thorne")),
+           _kernel("zevenbergen_thorne"), second=_lsq_second("zevenbergen-thorne")),
+    Method("evans", "Evans-Young's 3x3 quadratic least squares (robust to noise)",
+           _lsq("evans"), reach=1, second=_lsq_second("evans")),
+    Method("florinsky", "Florinsky's 5x5 cubic least squares (the most accurate on smooth "
+           "relief)", _lsq("florinsky"), reach=2, second=_lsq_second("florinsky")),
 )}
 DEFAULT_METHOD = "central"
 
@@ -209,6 +233,21 @@ _NEIGHBOURHOOD_EDGES = """Equal to gdaldem's on the interior; at the raster edge
     linearly through the centre from its opposite (exact on a plane), and a pair
     missing both cells drops out (see terrain.neighbourhood). Nodata cells stay
     nodata (-9999). Metres: elevations times the z factor."""
+
+
+def _curvature(surface, opts, dtype):
+    import numpy as np
+
+    from .curvatures import curvature_from_derivatives
+
+    out = np.empty(surface.dzdx.shape, dtype)
+    curvature_from_derivatives(opts.kind, surface.dzdx, surface.dzdy, surface.r, surface.t,
+                               surface.s, out)
+    return out
+
+
+# terrain.curvatures.KINDS, spelled here too so that the CLI needs no numpy.
+CURVATURE_KINDS = ("profile", "tangential", "plan", "mean", "gaussian", "minimal", "maximal")
 
 _SLOPE_LABELS = {"degrees": "Slope (degrees)", "percent": "Slope (%)",
                  "radians": "Slope (radians)", "ratio": "Slope (rise / run, m/m)"}
@@ -343,6 +382,27 @@ PRODUCTS = {p.name: p for p in (
         compute=_neighbourhood("roughness"), needs="elevation",
         style=MapStyle("sequential", "cividis", "Roughness",
                        lambda units: f"Roughness ({units})", shade_alpha=0.7)),
+    Product(
+        "curvature", "Curvature GeoTIFF (1/m, positive where the surface bulges up).",
+        """Curvature of DEM into a float32 GeoTIFF, in 1/m.
+
+    Positive where the surface bulges up (hilltops, ridges, convex slopes),
+    negative in hollows and valleys. --kind: profile (along the slope line),
+    tangential (normal curvature along the contour), plan (of the contour line),
+    mean (default), gaussian (1/m^2), minimal, maximal. Profile, tangential and
+    plan are 0 on flat cells. From the second derivatives of a local fit
+    (--method florinsky by default; evans, zevenbergen-thorne), on the true ground.
+    """,
+        units=lambda opts: "1/m^2" if opts.kind == "gaussian" else "1/m",
+        description=lambda opts: f"{opts.kind} curvature, positive where the surface bulges up",
+        compute=_curvature, needs="second",
+        style=MapStyle("diverging", "RdBu_r", "Curvature",
+                       lambda units: f"Curvature ({units}; > 0 convex, < 0 concave)",
+                       shade_alpha=0.75, details=lambda opts: f"{opts.kind}"),
+        parameters=(Parameter(
+            "kind", "mean", "Which curvature: profile, tangential, plan, mean, gaussian, "
+            "minimal or maximal.", choices=CURVATURE_KINDS, type=str),),
+        default_method="florinsky"),
 )}
 
 # The grey relief under every map, and the products computed itself (not bands).

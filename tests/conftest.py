@@ -18,6 +18,12 @@ UTM_SAMPLE = SAMPLES / "jacksboro_utm16n.tif"
 WGS84_SAMPLE = SAMPLES / "jacksboro_wgs84.tif"
 # Every declared method: the generic suites (planes, tile sizes, runners, holes, CLI) run each.
 METHODS = tuple(registry.METHODS)
+# The least-squares fits (terrain/lsq.py): exact on planes to round-off, not bit for bit,
+# and a plane through valid cells off the centre's row / column gives both derivatives.
+LSQ_METHODS = ("evans", "florinsky")
+# The difference stencils: a plane's integer differences give the exact slope, and dz/dx
+# (dz/dy) exists exactly where the cell's row (column) has a difference.
+DIFFERENCE_METHODS = tuple(m for m in METHODS if m not in LSQ_METHODS)
 
 
 def write_tif(path, z, transform=Affine(30.0, 0, 500000.0, 0, -30.0, 4000000.0), crs="EPSG:32616",

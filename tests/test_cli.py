@@ -330,7 +330,7 @@ def test_every_command_leaves_the_input_untouched(tmp_path):
     ["slope", "{dem}", "-o", "{out}", "--threads", "0"],
     ["hillshade", "{dem}", "-o", "{out}", "--altitude", "91"],
     ["plot", "{dem}", "-o", "{dir}/map.jpg"],
-    ["plot", "{dem}", "-o", "{dir}/map.png", "--product", "curvature"],
+    ["plot", "{dem}", "-o", "{dir}/map.png", "--product", "sobel-magnitude"],  # no such product
     ["analyze", "-d", "{dir}/out"],                          # no DEM
     ["analyze", "{dem}", "{dem}", "-d", "{dir}/out"],         # same stem twice
     ["frobnicate"],

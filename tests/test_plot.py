@@ -136,7 +136,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
 def test_bad_product_and_bad_input(tmp_path):
     with pytest.raises(TerrainError, match="unknown map product"):
-        plot.plot_dem(WGS84, tmp_path / "m.png", product="curvature")
+        plot.plot_dem(WGS84, tmp_path / "m.png", product="sobel-magnitude")  # no such product
     with pytest.raises(TerrainError, match="no such file"):
         plot.plot_dem(tmp_path / "missing.tif", tmp_path / "out" / "m.png")
     assert not (tmp_path / "out").exists()
