@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -399,3 +401,29 @@ def test_line_of_cells_gives_the_derivative_along_it(method):
     got = run(method, z, grid)
     np.testing.assert_allclose(got["q"][:, 4], -0.1, rtol=1e-12)
     assert np.isnan(got["p"][:, 4]).all()
+
+
+def test_florinsky_planar_equals_xdem_on_the_utm_sample():
+    """xDEM 0.2.3's default slope and aspect (Florinsky's 5x5 fit, planar) on an interior
+    64 x 64 crop of the UTM sample, stored once by benchmarks/make_xdem_reference.py (xDEM
+    is not installed here): ours with geometry="planar" agree to 1e-4 degrees."""
+    import json
+
+    import terrain
+    from conftest import UTM_SAMPLE
+
+    ref = np.load(Path(__file__).parent / "data" / "xdem_florinsky_utm16n.npz")
+    meta = json.loads(str(ref["metadata"]))
+    assert meta["source_shape"] == [1088, 1033] and meta["crs"] == "EPSG:32616"
+    r0, c0 = int(ref["row0"]), int(ref["col0"])
+    rows, cols = ref["slope"].shape
+    crop = (slice(r0, r0 + rows), slice(c0, c0 + cols))
+    dem = terrain.open_dem(UTM_SAMPLE)
+    assert np.array_equal(dem.values[r0 - 2:r0 + rows + 2, c0 - 2:c0 + cols + 2],
+                          ref["elevation"]), "the reference was made from another sample"
+    slope = terrain.slope(dem, method="florinsky", geometry="planar").values[crop]
+    aspect = terrain.aspect(dem, method="florinsky", geometry="planar").values[crop]
+    assert np.isfinite(ref["slope"]).all() and np.isfinite(slope).all()
+    assert np.abs(slope.astype(np.float64) - ref["slope"]).max() < 1e-4
+    d = np.abs(aspect.astype(np.float64) - ref["aspect"]) % 360.0
+    assert np.minimum(d, 360.0 - d).max() < 1e-4
