@@ -77,11 +77,12 @@ LIBRARY_SCRIPT = """
 import sys
 from terrain.engine import Options
 from terrain.stream import process_file
+from terrain.writer import WriteOptions
 src, out = sys.argv[1:3]
 kinds = ('slope', 'aspect', 'gradient', 'hillshade')
 process_file(src, {k: f'{out}/lib_{k}.tif' for k in kinds},
              Options(method='horn', geometry='planar'),
-             creation_options={'COMPRESS': 'NONE'}, overwrite=True)
+             write=WriteOptions(creation_options={'COMPRESS': 'NONE'}, overwrite=True))
 """
 
 

@@ -45,10 +45,12 @@ TILE = 512
 def products(dem: str, workdir: str) -> dict:
     """{name: array (bands, rows, cols) as terrain writes it} of one DEM."""
     from terrain.stream import process_file
+    from terrain.writer import WriteOptions
 
     kinds = ("slope", "aspect", "gradient", "hillshade")
     paths = {k: os.path.join(workdir, f"p_{k}.tif") for k in kinds}
-    process_file(dem, paths, creation_options={"COMPRESS": "NONE"}, overwrite=True)
+    process_file(dem, paths, write=WriteOptions(creation_options={"COMPRESS": "NONE"},
+                                                overwrite=True))
     out = {}
     for k, p in paths.items():
         with rasterio.open(p) as ds:
