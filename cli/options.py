@@ -244,7 +244,7 @@ def _parse_co(ctx, param, value):
 co_option = click.option(
     "--co", "creation_options", metavar="NAME=VALUE", multiple=True, callback=_parse_co,
     help="GDAL GeoTIFF creation option, repeatable; overrides the defaults "
-         "(TILED=YES, 512x512 blocks, COMPRESS=ZSTD, PREDICTOR=3, BIGTIFF=IF_SAFER), "
+         "(TILED=YES, 512x512 blocks, COMPRESS=ZSTD, PREDICTOR=2, BIGTIFF=IF_SAFER), "
          "e.g. --co COMPRESS=DEFLATE.")
 cog_option = click.option(
     "--cog", is_flag=True,

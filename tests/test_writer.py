@@ -723,7 +723,8 @@ def _process(src, outputs, opts=None, *, tile_size=None, threads=None, creation_
 
 def _gdal_path_options(byte=False) -> dict:
     """The default creation options, given explicitly: GDAL writes the file itself."""
-    return dict(terrain.writer.DEFAULT_CREATION_OPTIONS, PREDICTOR="2" if byte else "3")
+    return dict(terrain.writer.DEFAULT_CREATION_OPTIONS,
+                PREDICTOR=terrain.writer.BYTE_PREDICTOR if byte else terrain.writer.FLOAT_PREDICTOR)
 
 
 def _gdalinfo(path) -> dict:
