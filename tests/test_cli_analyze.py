@@ -476,7 +476,7 @@ def sample_tiles(tmp_path):
     return paths, {k: whole / f"jacksboro_utm16n_{k}.tif" for k in KINDS}
 
 
-@pytest.mark.parametrize("jobs", ["1", "3"])
+@pytest.mark.parametrize("jobs", ["1", pytest.param("3", marks=pytest.mark.slow)])
 def test_analyze_tiles_equal_the_whole_raster(sample_tiles, tmp_path, jobs):
     paths, whole = sample_tiles
     out = tmp_path / "out"

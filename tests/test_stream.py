@@ -16,7 +16,7 @@ from affine import Affine
 
 import terrain
 import terrain.stream
-from conftest import METHODS, write_tif
+from conftest import DIFFERENCE_METHODS, METHODS, write_tif
 from terrain.engine import Options, RunOptions
 from terrain.stream import process_file
 from terrain.raster import ReadOptions
@@ -121,7 +121,11 @@ def test_dem_has_nodata_on_every_seam():
         assert touching, tile
 
 
-CASES = [(g, m, e) for g in ("utm", "wgs84") for m in METHODS for e in (1, 2)] + [
+# The least-squares fits (evans, florinsky) barely use the edge order: the quick run keeps
+# them on the UTM sample with edge order 1, the full run everywhere.
+CASES = [(g, m, e) if m in DIFFERENCE_METHODS or (g, e) == ("utm", 1)
+         else pytest.param(g, m, e, marks=pytest.mark.slow)
+         for g in ("utm", "wgs84") for m in METHODS for e in (1, 2)] + [
     ("utm-south-up", "central", 1), ("utm-south-up", "horn", 2)]
 
 

@@ -116,9 +116,20 @@ def assert_tiles_equal_whole(paths, whole, outputs_of=tile_outputs):
 # --------------------------------------------------------------------------- bit for bit
 
 
-@pytest.mark.parametrize("method, edge_order", METHOD_OPTS)
-@pytest.mark.parametrize("n, overlap", [(2, 0), (2, 1), (3, 0), (3, 1)])
-@pytest.mark.parametrize("sample", [WGS84_SAMPLE, UTM_SAMPLE], ids=["wgs84", "utm"])
+def _tile_cases():
+    """Every sample, split, overlap and method; the quick run (-m "not slow") keeps the
+    3 x 3 split with overlap on the UTM sample for every method, and one lat/lon split."""
+    for name, sample in (("wgs84", WGS84_SAMPLE), ("utm", UTM_SAMPLE)):
+        for n, overlap in ((2, 0), (2, 1), (3, 0), (3, 1)):
+            for method, edge_order in METHOD_OPTS:
+                quick = (name == "utm" and (n, overlap) == (3, 1)) or \
+                    (name == "wgs84" and (n, overlap) == (2, 0) and method == "central")
+                yield pytest.param(sample, n, overlap, method, edge_order,
+                                   id=f"{name}-{n}-{overlap}-{method}-{edge_order}",
+                                   marks=() if quick else pytest.mark.slow)
+
+
+@pytest.mark.parametrize("sample, n, overlap, method, edge_order", _tile_cases())
 def test_each_tile_equals_the_whole_raster(tmp_path, sample, n, overlap, method, edge_order):
     paths = split(sample, tmp_path / "tiles", n, overlap)
     opts = Options(method=method, edge_order=edge_order)

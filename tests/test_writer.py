@@ -789,7 +789,8 @@ def dem_1100(tmp_path):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("threads,tile_size", [(1, 512), (2, 300), (2, 1024)])
+@pytest.mark.parametrize("threads,tile_size", [
+    pytest.param(1, 512, marks=pytest.mark.slow), (2, 300), pytest.param(2, 1024, marks=pytest.mark.slow)])
 def test_default_geotiffs_equal_gdals_own(dtype, threads, tile_size, dem_1100, tmp_path):
     """slope, aspect, two-band gradient (float32) and hillshade (bytes), each with its
     default predictor, from the default path equal, cell for cell and tag for tag, the files
