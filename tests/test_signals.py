@@ -30,7 +30,11 @@ SHAPE = (6000, 6000)
 STOP_WITHIN = 3.0  # seconds between the signal and the process's exit (normally < 1 s)
 # GDAL's slow default ZSTD level (the default is level 1 since issue 11): keeps every
 # run several seconds long, so that the signal arrives mid-run.
+# Expensive encoding keeps every run going for seconds after its temporary file appears;
+# a float-only run (slope) also takes the floating-point predictor (the default, 2, encodes
+# fast enough for a slope run to finish before the signal; Byte files refuse 3).
 SLOW = ["--co", "ZSTD_LEVEL=9"]
+SLOW_FLOAT = SLOW + ["--co", "PREDICTOR=3"]
 
 
 def sha256(path) -> str:
@@ -110,7 +114,7 @@ def test_slope_interrupted(case, big_dem, tmp_path):
     mode, signals, delay = CASES[case]
     dem, digest = big_dem
     out_dir = tmp_path / "out"
-    cmd = [TERRAIN, "slope", dem, "-o", str(out_dir / "slope.tif"), *MODES[mode], *SLOW]
+    cmd = [TERRAIN, "slope", dem, "-o", str(out_dir / "slope.tif"), *MODES[mode], *SLOW_FLOAT]
     code, err, elapsed = run_and_interrupt(cmd, out_dir, signals, delay)
     lines = err.strip().splitlines()
     print(f"stopped {elapsed:.2f} s after the signal")

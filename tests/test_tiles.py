@@ -129,7 +129,7 @@ def _tile_cases():
                                    marks=() if quick else pytest.mark.slow)
 
 
-@pytest.mark.parametrize("sample, n, overlap, method, edge_order", _tile_cases())
+@pytest.mark.parametrize("sample, n, overlap, method, edge_order", list(_tile_cases()))
 def test_each_tile_equals_the_whole_raster(tmp_path, sample, n, overlap, method, edge_order):
     paths = split(sample, tmp_path / "tiles", n, overlap)
     opts = Options(method=method, edge_order=edge_order)
