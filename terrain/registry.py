@@ -405,9 +405,8 @@ PRODUCTS = {p.name: p for p in (
         default_method="florinsky"),
 )}
 
-# The grey relief under every map, and the products computed itself (not bands).
+# The grey relief under every map.
 BACKDROP = "hillshade"
-COMPUTED = tuple(name for name, p in PRODUCTS.items() if p.compute is not None)
 # The files `terrain analyze` writes by default, and what maps and the slope
 # analyses (classify, stats, report) are made of.
 ANALYZE_FILES = ("slope", "aspect", "gradient", "hillshade")
@@ -438,14 +437,5 @@ def method(name: str) -> Method:
             from None
 
 
-def parameters() -> dict:
-    """Every product's own options, by Options field (a field shared by products once)."""
-    out = {}
-    for p in PRODUCTS.values():
-        for param in p.parameters:
-            out.setdefault(param.field, param)
-    return out
-
-
 __all__ = ["Method", "Product", "Parameter", "MapStyle", "METHODS", "PRODUCTS", "product",
-           "method", "parameters"]
+           "method"]
