@@ -7,6 +7,7 @@ setup(
         Extension(
             "terrain._ckernels",
             ["terrain/_ckernels.c"],
+            depends=["terrain/_cbuffers.h"],
             # No fast-math and no FMA contraction: results must not depend on
             # vectorisation, i.e. on the block size. errno / trapping semantics
             # are dropped so that sqrt and the selects vectorise.
@@ -17,12 +18,14 @@ setup(
         Extension(
             "terrain._cneighbour",
             ["terrain/_cneighbour.c"],
+            depends=["terrain/_cbuffers.h"],
             extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno",
                                 "-fno-trapping-math", "-std=c99"],
         ),
         Extension(
             "terrain._clsq",
             ["terrain/_clsq.c"],
+            depends=["terrain/_cbuffers.h"],
             # The least-squares stencils (terrain/lsq.py): the same flags, same reasons.
             extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno",
                                 "-fno-trapping-math", "-std=c99"],

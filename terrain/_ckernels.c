@@ -9,6 +9,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_cbuffers.h"
 #include <math.h>
 #include <stdlib.h>
 
@@ -381,22 +382,6 @@ GROUND(double, d)
 
 /* ---- Python bindings: C-contiguous buffers; sizes and types checked here too ---- */
 
-typedef struct { Py_buffer b; int ok; } Buf;
-
-static int get(PyObject *obj, Buf *buf, int writable)
-{
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    buf->ok = PyObject_GetBuffer(obj, &buf->b, flags) == 0;
-    return buf->ok;
-}
-
-static void release(Buf *bufs, int n)
-{
-    for (int k = 0; k < n; k++)
-        if (bufs[k].ok) PyBuffer_Release(&bufs[k].b);
-}
-
-static char kind(Buf *buf) { return buf->b.format ? buf->b.format[0] : 'B'; }
 
 /* The gradient stencils, one named entry point each (no method codes cross from Python). */
 enum stencil { CENTRAL, HORN, ZEVENBERGEN_THORNE };
@@ -411,20 +396,20 @@ static PyObject *gradient_entry(PyObject *args, enum stencil stencil)
                           &h, &eo, &zf, &o[4], &o[5]))
         return NULL;
     Buf b[6] = {{0}};
-    int ok = get(o[0], &b[0], 0) && get(o[1], &b[1], 0) && get(o[2], &b[2], 0)
-             && get(o[3], &b[3], 0) && get(o[4], &b[4], 1) && get(o[5], &b[5], 1);
-    if (!ok) { release(b, 6); return NULL; }
-    char t = kind(&b[0]);
+    int ok = buf_get(o[0], &b[0], 0) && buf_get(o[1], &b[1], 0) && buf_get(o[2], &b[2], 0)
+             && buf_get(o[3], &b[3], 0) && buf_get(o[4], &b[4], 1) && buf_get(o[5], &b[5], 1);
+    if (!ok) { buf_release(b, 6); return NULL; }
+    char t = buf_kind(&b[0]);
     Py_ssize_t isz = t == 'f' ? 4 : 8, d = (Py_ssize_t)sizeof(double);
     /* Sizes checked here, not only by the caller: a wrong one would read out of bounds. */
     int sizes = (t == 'f' || t == 'd') && h >= 0 && nz > 2 * h && mz > 2 * h
                 && (eo == 1 || eo == 2)
-                && b[0].b.len == nz * mz * isz && kind(&b[4]) == t && kind(&b[5]) == t
+                && b[0].b.len == nz * mz * isz && buf_kind(&b[4]) == t && buf_kind(&b[5]) == t
                 && b[4].b.len == (nz - 2 * h) * (mz - 2 * h) * isz && b[5].b.len == b[4].b.len
                 && b[1].b.len == mz * d && b[2].b.len == nz * d && b[3].b.len == nz * d
-                && kind(&b[1]) == 'd' && kind(&b[2]) == 'd' && kind(&b[3]) == 'd';
+                && buf_kind(&b[1]) == 'd' && buf_kind(&b[2]) == 'd' && buf_kind(&b[3]) == 'd';
     if (!sizes) {
-        release(b, 6);
+        buf_release(b, 6);
         PyErr_SetString(PyExc_ValueError, "gradient: arrays of inconsistent sizes or types");
         return NULL;
     }
@@ -445,7 +430,7 @@ static PyObject *gradient_entry(PyObject *args, enum stencil stencil)
                                b[5].b.buf, stencil == ZEVENBERGEN_THORNE);
     }
     Py_END_ALLOW_THREADS
-    release(b, 6);
+    buf_release(b, 6);
     if (rc) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
@@ -471,16 +456,16 @@ static PyObject *product_entry(PyObject *args, enum product product)
     if (!parsed)
         return NULL;
     Buf b[3] = {{0}};
-    if (!(get(o[0], &b[0], 0) && get(o[1], &b[1], 0) && get(o[2], &b[2], 1))) {
-        release(b, 3);
+    if (!(buf_get(o[0], &b[0], 0) && buf_get(o[1], &b[1], 0) && buf_get(o[2], &b[2], 1))) {
+        buf_release(b, 3);
         return NULL;
     }
-    char t = kind(&b[0]);
-    int sizes = (t == 'f' || t == 'd') && kind(&b[1]) == t && kind(&b[2]) == t
+    char t = buf_kind(&b[0]);
+    int sizes = (t == 'f' || t == 'd') && buf_kind(&b[1]) == t && buf_kind(&b[2]) == t
                 && b[1].b.len == b[0].b.len && b[2].b.len == b[0].b.len
                 && units >= 0 && units <= 3;
     if (!sizes) {
-        release(b, 3);
+        buf_release(b, 3);
         PyErr_SetString(PyExc_ValueError, "product: arrays of inconsistent sizes or types");
         return NULL;
     }
@@ -496,7 +481,7 @@ static PyObject *product_entry(PyObject *args, enum product product)
         else hillshade_d(b[0].b.buf, b[1].b.buf, n, az, alt, multi, b[2].b.buf);
     }
     Py_END_ALLOW_THREADS
-    release(b, 3);
+    buf_release(b, 3);
     Py_RETURN_NONE;
 }
 
@@ -515,17 +500,17 @@ static PyObject *py_ground(PyObject *self, PyObject *args)
                           &o[3], &o[4], &o[5], &o[6], &o[7], &o[8]))
         return NULL;
     Buf b[9] = {{0}};
-    int ok = get(o[0], &b[0], 0) && get(o[1], &b[1], 0) && get(o[2], &b[2], 0)
-             && get(o[3], &b[3], 0) && get(o[4], &b[4], 0) && get(o[5], &b[5], 0)
-             && get(o[6], &b[6], 0) && get(o[7], &b[7], 1) && get(o[8], &b[8], 1);
-    if (!ok) { release(b, 9); return NULL; }
+    int ok = buf_get(o[0], &b[0], 0) && buf_get(o[1], &b[1], 0) && buf_get(o[2], &b[2], 0)
+             && buf_get(o[3], &b[3], 0) && buf_get(o[4], &b[4], 0) && buf_get(o[5], &b[5], 0)
+             && buf_get(o[6], &b[6], 0) && buf_get(o[7], &b[7], 1) && buf_get(o[8], &b[8], 1);
+    if (!ok) { buf_release(b, 9); return NULL; }
     Py_ssize_t n = rows * cols;
-    char t = kind(&b[0]);
+    char t = buf_kind(&b[0]);
     Py_ssize_t isz = t == 'f' ? 4 : 8;
     /* Sizes checked here, not only by the caller: a wrong one would read out of bounds. */
     int sizes = b[0].b.len == n * isz && b[1].b.len == n * isz && b[7].b.len == n * isz
-                && b[8].b.len == n * isz && kind(&b[1]) == t && kind(&b[7]) == t
-                && kind(&b[8]) == t && (t == 'f' || t == 'd')
+                && b[8].b.len == n * isz && buf_kind(&b[1]) == t && buf_kind(&b[7]) == t
+                && buf_kind(&b[8]) == t && (t == 'f' || t == 'd')
                 && b[2].b.len == (Py_ssize_t)sizeof(double) * 4 * nr * nc && nr >= 2 && nc >= 2
                 && b[3].b.len == (Py_ssize_t)sizeof(Py_ssize_t) * rows
                 && b[4].b.len == (Py_ssize_t)sizeof(double) * rows
@@ -537,7 +522,7 @@ static PyObject *py_ground(PyObject *self, PyObject *args)
         for (Py_ssize_t c = 0; c < cols && sizes; c++) sizes = ck[c] >= 0 && ck[c] <= nc - 2;
     }
     if (!sizes) {
-        release(b, 9);
+        buf_release(b, 9);
         PyErr_SetString(PyExc_ValueError, "ground: arrays of inconsistent sizes or types");
         return NULL;
     }
@@ -550,7 +535,7 @@ static PyObject *py_ground(PyObject *self, PyObject *args)
         rc = ground_d(b[0].b.buf, b[1].b.buf, rows, cols, b[2].b.buf, nc, b[3].b.buf,
                       b[4].b.buf, b[5].b.buf, b[6].b.buf, b[7].b.buf, b[8].b.buf);
     Py_END_ALLOW_THREADS
-    release(b, 9);
+    buf_release(b, 9);
     if (rc) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }

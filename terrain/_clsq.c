@@ -12,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_cbuffers.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,22 +244,6 @@ HOT static Py_ssize_t apply_##S(const T *z, Py_ssize_t nz, Py_ssize_t mz, Py_ssi
 APPLY(float, f)
 APPLY(double, d)
 
-typedef struct { Py_buffer b; int ok; } Buf;
-
-static int get(PyObject *obj, Buf *buf, int writable)
-{
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    buf->ok = PyObject_GetBuffer(obj, &buf->b, flags) == 0;
-    return buf->ok;
-}
-
-static void release(Buf *bufs, int n)
-{
-    for (int k = 0; k < n; k++)
-        if (bufs[k].ok) PyBuffer_Release(&bufs[k].b);
-}
-
-static char kind(Buf *buf) { return buf->b.format ? buf->b.format[0] : 'B'; }
 
 /* apply(z, nz, mz, halo, reach, W, nsets, nouts, rowset, colset, ncolsets, sym, zf, outs)
  * -> number of cells left NaN for the fallback. */
@@ -277,24 +262,24 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
     }
     Buf b[5 + MAX_OUTS] = {{0}};
     int nb = 5 + (int)nouts;
-    int ok = get(oz, &b[0], 0) && get(ow, &b[1], 0) && get(ors, &b[2], 0) && get(ocs, &b[3], 0)
-             && get(osym, &b[4 + nouts], 0);
+    int ok = buf_get(oz, &b[0], 0) && buf_get(ow, &b[1], 0) && buf_get(ors, &b[2], 0) && buf_get(ocs, &b[3], 0)
+             && buf_get(osym, &b[4 + nouts], 0);
     for (Py_ssize_t o = 0; o < nouts && ok; o++)
-        ok = get(PyTuple_GET_ITEM(oouts, o), &b[4 + o], 1);
-    if (!ok) { release(b, nb); return NULL; }
-    char t = kind(&b[0]);
+        ok = buf_get(PyTuple_GET_ITEM(oouts, o), &b[4 + o], 1);
+    if (!ok) { buf_release(b, nb); return NULL; }
+    char t = buf_kind(&b[0]);
     Py_ssize_t isz = t == 'f' ? 4 : 8;
     Py_ssize_t rows = nz - 2 * h, cols = mz - 2 * h, n = 2 * k + 1, ncells = n * n;
     /* Sizes checked here: a wrong one would read or write out of bounds. */
     int sizes = (t == 'f' || t == 'd') && rows >= 0 && cols >= 0 && k >= 0 && h >= k
                 && ncolsets >= 1 && nsets >= 1 && nsets % ncolsets == 0
-                && b[0].b.len == nz * mz * isz && kind(&b[1]) == 'd'
+                && b[0].b.len == nz * mz * isz && buf_kind(&b[1]) == 'd'
                 && b[1].b.len == (Py_ssize_t)sizeof(double) * nsets * nouts * ncells
                 && b[2].b.len == (Py_ssize_t)sizeof(Py_ssize_t) * rows
                 && b[3].b.len == (Py_ssize_t)sizeof(Py_ssize_t) * cols
                 && b[4 + nouts].b.len == nsets && b[4 + nouts].b.itemsize == 1;
     for (Py_ssize_t o = 0; o < nouts && sizes; o++)
-        sizes = kind(&b[4 + o]) == t && b[4 + o].b.len == rows * cols * isz;
+        sizes = buf_kind(&b[4 + o]) == t && b[4 + o].b.len == rows * cols * isz;
     if (sizes) {
         const Py_ssize_t *rs = b[2].b.buf, *cs = b[3].b.buf;
         for (Py_ssize_t r = 0; r < rows && sizes; r++)
@@ -302,12 +287,12 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
         for (Py_ssize_t c = 0; c < cols && sizes; c++) sizes = cs[c] >= 0 && cs[c] < ncolsets;
     }
     if (!sizes) {
-        release(b, nb);
+        buf_release(b, nb);
         PyErr_SetString(PyExc_ValueError, "apply: arrays of inconsistent sizes or types");
         return NULL;
     }
     double *work = malloc(sizeof(double) * ((nouts + 2) * (cols > 0 ? cols : 1)));
-    if (!work) { release(b, nb); return PyErr_NoMemory(); }
+    if (!work) { buf_release(b, nb); return PyErr_NoMemory(); }
     void *outs[MAX_OUTS];
     for (Py_ssize_t o = 0; o < nouts; o++) outs[o] = b[4 + o].b.buf;
     Py_ssize_t c1 = cols > 0 ? cols : 1, nfb;
@@ -322,7 +307,7 @@ static PyObject *py_apply(PyObject *self, PyObject *args)
                       work + (nouts + 1) * c1);
     Py_END_ALLOW_THREADS
     free(work);
-    release(b, nb);
+    buf_release(b, nb);
     return PyLong_FromSsize_t(nfb);
 }
 

@@ -16,6 +16,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "_cbuffers.h"
 #include <math.h>
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
@@ -154,16 +155,6 @@ static inline double rough8(const double *d)
 NEIGHBOUR(float, f)
 NEIGHBOUR(double, d)
 
-typedef struct { Py_buffer b; int ok; } Buf;
-
-static int get(PyObject *obj, Buf *buf, int writable)
-{
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    buf->ok = PyObject_GetBuffer(obj, &buf->b, flags) == 0;
-    return buf->ok;
-}
-
-static char kind_of(Buf *buf) { return buf->b.format ? buf->b.format[0] : 'B'; }
 
 static PyObject *py_neighbour(PyObject *self, PyObject *args)
 {
@@ -174,15 +165,15 @@ static PyObject *py_neighbour(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "iOnnndO", &kind, &oz, &rows, &cols, &h, &zf, &oo))
         return NULL;
     Buf b[2] = {{0}};
-    if (!(get(oz, &b[0], 0) && get(oo, &b[1], 1))) {
+    if (!(buf_get(oz, &b[0], 0) && buf_get(oo, &b[1], 1))) {
         if (b[0].ok) PyBuffer_Release(&b[0].b);
         if (b[1].ok) PyBuffer_Release(&b[1].b);
         return NULL;
     }
-    char t = kind_of(&b[0]);
+    char t = buf_kind(&b[0]);
     Py_ssize_t isz = t == 'f' ? 4 : 8;
     /* Sizes checked here, not only by the caller: a wrong one would read out of bounds. */
-    int ok = (t == 'f' || t == 'd') && kind_of(&b[1]) == t && kind >= 0 && kind <= 3 && h >= 1
+    int ok = (t == 'f' || t == 'd') && buf_kind(&b[1]) == t && kind >= 0 && kind <= 3 && h >= 1
              && rows > 2 * h && cols > 2 * h && b[0].b.len == rows * cols * isz
              && b[1].b.len == (rows - 2 * h) * (cols - 2 * h) * isz;
     if (!ok) {

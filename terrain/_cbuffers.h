@@ -1,0 +1,27 @@
+/* The Python-buffer helpers every compiled module of terrain shares: C-contiguous
+ * buffers (with their format, writable when asked), released together, and their
+ * element kind ('f' float32, 'd' float64 ...). */
+#ifndef TERRAIN_CBUFFERS_H
+#define TERRAIN_CBUFFERS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+typedef struct { Py_buffer b; int ok; } Buf;
+
+static int buf_get(PyObject *obj, Buf *buf, int writable)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    buf->ok = PyObject_GetBuffer(obj, &buf->b, flags) == 0;
+    return buf->ok;
+}
+
+static void buf_release(Buf *bufs, int n)
+{
+    for (int k = 0; k < n; k++)
+        if (bufs[k].ok) PyBuffer_Release(&bufs[k].b);
+}
+
+static char buf_kind(Buf *buf) { return buf->b.format ? buf->b.format[0] : 'B'; }
+
+#endif
