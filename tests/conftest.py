@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,6 +25,31 @@ LSQ_METHODS = ("evans", "florinsky")
 # The difference stencils: a plane's integer differences give the exact slope, and dz/dx
 # (dz/dy) exists exactly where the cell's row (column) has a difference.
 DIFFERENCE_METHODS = tuple(m for m in METHODS if m not in LSQ_METHODS)
+
+
+def invoke(*args):
+    """Run the ``terrain`` CLI in-process on ``args`` (anything str() takes); the click Result."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def crashed(result) -> bool:
+    """Whether an exception escaped an ``invoke`` (in a shell, the user would see a traceback)."""
+    return result.exception is not None and not isinstance(result.exception, SystemExit)
+
+
+def sha256(path) -> str | None:
+    """The SHA-256 of a file's bytes, read in chunks; None when there is no such file."""
+    if not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_tif(path, z, transform=Affine(30.0, 0, 500000.0, 0, -30.0, 4000000.0), crs="EPSG:32616",

@@ -12,7 +12,6 @@ fractions, so that every valid gradient is exactly the plane's.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from affine import Affine
 
 import terrain
 import terrain.stream
-from conftest import DIFFERENCE_METHODS, METHODS, UTM_SAMPLE, write_tif
+from conftest import DIFFERENCE_METHODS, METHODS, UTM_SAMPLE, crashed, invoke, sha256, write_tif
 from terrain.engine import Options, RunOptions
 from terrain.stream import process_file
 from terrain.raster import ReadOptions
@@ -34,11 +33,6 @@ from terrain.writer import WriteOptions
 
 TERRAIN = str(Path(sys.executable).with_name("terrain"))
 UTM = Affine(32.0, 0, 731000.0, 0, -16.0, 4069000.0)
-
-
-def sha256(path) -> str | None:
-    p = Path(path)
-    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
 
 
 def good_dem(path, shape=(8, 9), **kwargs):
@@ -205,11 +199,10 @@ def test_library_refuses(case, tmp_path):
 def test_cli_refuses(case, tmp_path):
     src, out, _, args, named = ALL_CASES[case](tmp_path)
     before = snapshot(tmp_path)
-    res = subprocess.run([TERRAIN, "slope", str(src), "-o", str(out), *args],
-                         capture_output=True, text=True, timeout=60)
+    res = invoke("slope", src, "-o", out, *args)
     lines = res.stderr.strip().splitlines()
-    assert res.returncode == 1, (res.returncode, res.stderr)
-    assert "Traceback" not in res.stderr
+    assert res.exit_code == 1, (res.exit_code, res.stderr)
+    assert not crashed(res) and "Traceback" not in res.stderr
     assert 1 <= len(lines) <= 2, res.stderr
     assert lines[-1].startswith("terrain: error:") and str(named) in lines[-1], res.stderr
     assert "unexpected" not in res.stderr, res.stderr
@@ -464,10 +457,8 @@ def test_undeclared_float_max_fill_is_one_clear_error_for_every_product(product,
                 terrain.compute(dem, (lib_product,), **opts)[lib_product].values
         messages.append(str(err.value))
     assert not (tmp_path / "lib.tif").exists()
-    res = subprocess.run([TERRAIN, product, src, "-o", str(tmp_path / "cli.tif"),
-                          *(["--units", units] if units else [])],
-                         capture_output=True, text=True, timeout=60)
-    assert res.returncode == 1 and "Traceback" not in res.stderr
+    res = invoke(product, src, "-o", tmp_path / "cli.tif", *(["--units", units] if units else []))
+    assert res.exit_code == 1 and not crashed(res) and "Traceback" not in res.stderr
     assert not (tmp_path / "cli.tif").exists()
     messages.append(res.stderr.strip().removeprefix("terrain: error: "))
     assert len(set(messages)) == 1, messages
@@ -485,5 +476,5 @@ def test_undeclared_float_max_fill_is_one_clear_error_for_every_product(product,
     # `terrain info` describes such a file, with a note saying what to do.
     with rasterio.open(src, "r+") as ds:
         ds.nodata = None
-    info = subprocess.run([TERRAIN, "info", src], capture_output=True, text=True, timeout=60)
-    assert info.returncode == 0 and "undeclared nodata fill" in info.stdout
+    info = invoke("info", src)
+    assert info.exit_code == 0 and "undeclared nodata fill" in info.stdout

@@ -7,7 +7,6 @@ the file, no traceback, no output and no temporary file, and leave the input int
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -20,24 +19,14 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from click.testing import CliRunner
 
 from cli import options
-from cli.main import cli
-from conftest import UTM_SAMPLE, WGS84_SAMPLE, write_tif
+from conftest import UTM_SAMPLE, WGS84_SAMPLE, invoke, sha256, write_tif
 
 TERRAIN = Path(sys.executable).with_name("terrain")
 HEAVY = ("xarray", "rioxarray", "matplotlib", "dask", "numba")
 COMMANDS = ("info", "slope", "aspect", "gradient", "hillshade", "plot", "analyze")
 FILE_COMMANDS = ("slope", "aspect", "gradient", "hillshade")
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def plane_dem(path, shape=(12, 14), dtype="float32", **kwargs):

@@ -11,17 +11,11 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from click.testing import CliRunner
 
-from cli.main import cli
-from conftest import WGS84_SAMPLE, write_tif
+from conftest import WGS84_SAMPLE, invoke, write_tif
 
 KINDS = ("slope", "aspect", "gradient", "hillshade")
 FAST = ("--dpi", "40")  # small maps where their size is not what is tested
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def png_size(path) -> tuple[int, int]:

@@ -15,9 +15,8 @@ import pyproj
 import pytest
 import rasterio
 from affine import Affine
-from click.testing import CliRunner
 
-from cli.main import cli
+import conftest
 from conftest import METHODS, UTM_SAMPLE, WGS84_SAMPLE, write_tif
 
 FTUS = 1200.0 / 3937.0  # metres per US survey foot (definition)
@@ -32,7 +31,7 @@ def invoke(*args):
     """
     if set(map(str, args[:2])) & {"slope", "aspect", "gradient", "hillshade", "analyze"}:
         args = (*args, "--geometry", "planar")
-    result = CliRunner().invoke(cli, [str(a) for a in args])
+    result = conftest.invoke(*args)
     assert result.exit_code == 0, result.output
     return result
 

@@ -10,18 +10,12 @@ import pyproj
 import pytest
 import rasterio
 from affine import Affine
-from click.testing import CliRunner
 
 import terrain.info
-from cli.main import cli
-from conftest import UTM_SAMPLE, WGS84_SAMPLE, write_tif
+from conftest import UTM_SAMPLE, WGS84_SAMPLE, invoke, write_tif
 from terrain.info import dem_info
 
 FTUS = 1200.0 / 3937.0  # metres per US survey foot (definition)
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def fields(text) -> dict:

@@ -11,6 +11,7 @@ import rasterio
 from terrain import neighbourhood
 from terrain.neighbourhood import on_array
 
+import conftest
 from conftest import UTM_SAMPLE, WGS84_SAMPLE
 
 EPS32 = 2.0 ** -23
@@ -313,11 +314,7 @@ PRODUCT_CASES = [("tri", ("--tri-algorithm", "riley"), "riley", "TRI", ("-alg", 
 
 
 def invoke(*args):
-    from click.testing import CliRunner
-
-    from cli.main import cli
-
-    result = CliRunner().invoke(cli, [str(a) for a in args])
+    result = conftest.invoke(*args)
     assert result.exit_code == 0, result.output
     return result
 
@@ -380,9 +377,11 @@ def test_z_factor_from_the_band_unit(make_tif):
 
 def test_analyze_writes_the_indices(tmp_path):
     invoke("analyze", UTM_SAMPLE, "-d", tmp_path, "--products", "tri,tpi,roughness",
-           "--tri-algorithm", "wilson")
+           "--tri-algorithm", "wilson", "--dpi", "40")
     z, _ = read_nan(UTM_SAMPLE)
     for name in ("tri", "tpi", "roughness"):
+        # analyze draws a map of each (small ones: their size is not what is tested here)
+        assert (tmp_path / f"{UTM_SAMPLE.stem}_{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with rasterio.open(tmp_path / f"{UTM_SAMPLE.stem}_{name}.tif") as ds:
             got = ds.read(1, masked=True).filled(np.nan)
         np.testing.assert_array_equal(got, compute(z.astype(np.float32), name, "wilson"))

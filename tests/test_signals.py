@@ -8,7 +8,6 @@ and leave no output, no temporary file, and the input unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import write_tif
+from conftest import sha256, write_tif
 from terrain.engine import RunOptions
 
 pytestmark = pytest.mark.slow  # real signals to subprocesses, a second or more each
@@ -35,14 +34,6 @@ STOP_WITHIN = 3.0  # seconds between the signal and the process's exit (normally
 # fast enough for a slope run to finish before the signal; Byte files refuse 3).
 SLOW = ["--co", "ZSTD_LEVEL=9"]
 SLOW_FLOAT = SLOW + ["--co", "PREDICTOR=3"]
-
-
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")

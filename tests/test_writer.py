@@ -9,7 +9,6 @@ overwrite) must be unchanged byte for byte.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -24,17 +23,13 @@ import rasterio
 import terrain
 import terrain.stream
 import terrain.writer
-from conftest import write_tif
+from conftest import sha256, write_tif
 from terrain.engine import Options, RunOptions
 from terrain.errors import OutputError, TerrainError
 from terrain.stream import process_file
 from terrain.writer import GeoTIFFWriter, WriteOptions
 
 TERRAIN = str(Path(sys.executable).with_name("terrain"))
-
-
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def listing(folder) -> list[str]:
