@@ -54,8 +54,9 @@ def resolve(scheme, breaks, break_units):
 @o.output_option()
 @class_options
 @o.analysis_options(o.co_option, o.plot_option, o.dpi_option)
+@o.collected("write", ("overwrite", "creation_options"), "terrain.writer:WriteOptions")
 def command(dem, output, scheme, breaks, break_units, method, edge_order, z_factor, geometry,
-            band, src_crs, overwrite, creation_options, plot, dpi, threads, tile_size):
+            read, write, plot, dpi, run):
     """Slope classes of DEM into a uint8 GeoTIFF: codes 1..K, 0 = nodata.
 
     The breaks are in the scheme's own unit (percent or degrees) whatever unit the
@@ -71,9 +72,7 @@ def command(dem, output, scheme, breaks, break_units, method, edge_order, z_fact
     resolve(scheme, breaks, break_units)  # usage errors (exit 2) before any work
     opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor, geometry=geometry)
     result = classify_file(dem, output, breaks=breaks, scheme=scheme, units=break_units,
-                           opts=opts, band=band, src_crs=src_crs,
-                           creation_options=creation_options, overwrite=overwrite,
-                           tile_size=tile_size, threads=threads, plot=plot, dpi=dpi,
+                           opts=opts, read=read, write=write, run=run, plot=plot, dpi=dpi,
                            stop_event=state.get().stop_event)
     status(f"wrote {output}")
     if result["valid_m2"] == 0:

@@ -31,7 +31,7 @@ MAP_SUFFIXES = PLOT_SUFFIXES + (".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 DEFAULT_TILE_SIZE = 1024
 
 
-def _collected(name: str, fields: tuple, factory: str):
+def collected(name: str, fields: tuple, factory: str):
     """A decorator handing the options ``fields`` to the command as one typed object
     ``name`` (``factory``: "module:Class", imported when the command runs)."""
 
@@ -279,11 +279,11 @@ run_options = _compose(threads_option, tile_size_option, scheduler_option)
 
 # The same options handed to the command as typed objects (terrain.raster.ReadOptions,
 # terrain.writer.WriteOptions, terrain.engine.RunOptions) for the streaming commands.
-read_options = _compose(_collected("read", ("band", "src_crs"), "terrain.raster:ReadOptions"),
+read_options = _compose(collected("read", ("band", "src_crs"), "terrain.raster:ReadOptions"),
                         input_options)
-write_options = _compose(_collected("write", ("overwrite", "creation_options", "cog"),
+write_options = _compose(collected("write", ("overwrite", "creation_options", "cog"),
                                     "terrain.writer:WriteOptions"), geotiff_options)
-run_options_typed = _compose(_collected("run", ("threads", "tile_size", "scheduler"),
+run_options_typed = _compose(collected("run", ("threads", "tile_size", "scheduler"),
                                         "terrain.engine:RunOptions"), run_options)
 
 
@@ -340,8 +340,10 @@ zone_options = _compose(zones_option, zone_field_option)
 
 def analysis_options(*middle):
     """The gradient, input and overwrite options of the analysis commands, ``middle``
-    (their own), then threads, tile size and verbosity."""
-    return _compose(gradient_options(), input_options, overwrite_option, *middle,
+    (their own), then threads, tile size and verbosity; the command gets ``read``
+    (ReadOptions) and ``run`` (RunOptions)."""
+    return _compose(gradient_options(), read_options, overwrite_option, *middle,
+                    collected("run", ("threads", "tile_size"), "terrain.engine:RunOptions"),
                     threads_option, tile_size_option, verbosity_options)
 
 

@@ -17,7 +17,7 @@ from .classify import class_options, resolve
 @class_options
 @o.analysis_options()
 def command(dem, output, zones, zone_field, scheme, breaks, break_units, method, edge_order,
-            z_factor, geometry, band, src_crs, overwrite, threads, tile_size):
+            z_factor, geometry, read, overwrite, run):
     """One self-contained HTML report of DEM's slope: slope, class and aspect maps, an
     area-weighted histogram, class areas, per-zone tables and the facts a reviewer
     needs (CRS, ground pixel size, method, units, z factor, nodata share, version).
@@ -30,7 +30,6 @@ def command(dem, output, zones, zone_field, scheme, breaks, break_units, method,
     resolve(scheme, breaks, break_units)
     opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor, geometry=geometry)
     make_report(dem, output, zones=zones, zone_field=zone_field, breaks=breaks, scheme=scheme,
-                break_units=break_units, opts=opts, band=band, src_crs=src_crs,
-                overwrite=overwrite, tile_size=tile_size, threads=threads,
+                break_units=break_units, opts=opts, read=read, run=run, overwrite=overwrite,
                 stop_event=state.get().stop_event)
     status(f"wrote {output}")

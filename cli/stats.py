@@ -20,7 +20,7 @@ from .classify import class_options, resolve
 @class_options
 @o.analysis_options()
 def command(dem, output, zones, zone_field, slope_units, scheme, breaks, break_units, method,
-            edge_order, z_factor, geometry, band, src_crs, overwrite, threads, tile_size):
+            edge_order, z_factor, geometry, read, overwrite, run):
     """Area-weighted slope statistics of DEM, whole or per zone, into a CSV or JSON table.
 
     One row per zone: cells, area_ha (true ground area), valid_pct, slope mean,
@@ -37,8 +37,7 @@ def command(dem, output, zones, zone_field, slope_units, scheme, breaks, break_u
     opts = build_options(method=method, edge_order=edge_order, z_factor=z_factor, geometry=geometry)
     check_target(output, inputs=[dem] + ([zones] if zones else []), overwrite=overwrite)
     df = slope_stats(dem, zones=zones, zone_field=zone_field, breaks=breaks, scheme=scheme,
-                     units=slope_units, break_units=break_units, opts=opts, band=band,
-                     src_crs=src_crs, tile_size=tile_size, threads=threads,
+                     units=slope_units, break_units=break_units, opts=opts, read=read, run=run,
                      stop_event=state.get().stop_event)
     write_table(df, output, overwrite=overwrite, dem=dem)
     status(f"wrote {output} ({len(df)} zone{'s' if len(df) != 1 else ''})")

@@ -38,7 +38,6 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from .engine import DEFAULT_TILE_SIZE
 from .errors import TerrainError
 from .registry import GRADIENT_BANDS, SLOPE, SLOPE_UNITS
 
@@ -233,16 +232,17 @@ def classify(slope_or_dem, breaks=None, scheme=None, units="degrees"):
 
 # --- streaming ------------------------------------------------------------------------------
 
-def stream_tan_slope(info, opts, on_window, *, tile_size=DEFAULT_TILE_SIZE, threads=None, stop_event=None):
+def stream_tan_slope(info, opts, on_window, *, run=None, stop_event=None):
     """Stream the DEM ``info`` window by window on a thread pool, calling
     ``on_window(row0, row1, col0, col1, tan_slope)`` (float64, NaN = nodata) from the
     worker threads. Bounded memory: a few windows per thread."""
-    from .engine import default_threads
+    from .engine import RunOptions, default_threads
     from .raster import GDAL_ENV, GdalErrors
     from .stream import _run_threads
 
     import rasterio
 
+    run = run or RunOptions()
     opts = opts.with_z_factor(info.z_factor)
     grid = info.grid(opts.geometry)
     stop_event = stop_event or threading.Event()
@@ -253,8 +253,8 @@ def stream_tan_slope(info, opts, on_window, *, tile_size=DEFAULT_TILE_SIZE, thre
         on_window(row0, row1, col0, col1, t)
 
     with rasterio.Env(**GDAL_ENV), GdalErrors():
-        _run_threads(info, grid, [(opts, GRADIENT_BANDS)], tile_size,
-                     threads or default_threads(), emit, stop_event)
+        _run_threads(info, grid, [(opts, GRADIENT_BANDS)], run.tile_size,
+                     run.threads or default_threads(), emit, stop_event)
     if stop_event.is_set():
         from .errors import Interrupted
 
@@ -279,11 +279,14 @@ def _pam_xml(classes: Classes) -> str:
             rows + "    </GDALRasterAttributeTable>\n  </PAMRasterBand>\n</PAMDataset>\n")
 
 
-def classify_file(src, output, *, breaks=None, scheme=None, units="degrees", opts=None, band=1,
-                  src_crs=None, creation_options=None, overwrite=False, tile_size=DEFAULT_TILE_SIZE,
-                  threads=None, plot=None, dpi=150, stop_event=None) -> dict:
+def classify_file(src, output, *, breaks=None, scheme=None, units="degrees", opts=None,
+                  read=None, write=None, run=None, plot=None, dpi=150, stop_event=None) -> dict:
     """Stream the DEM ``src`` into a class GeoTIFF ``output`` (one pass, bounded memory).
 
+    ``src`` is a path or a :class:`terrain.raster.RasterInfo` already opened;
+    ``read``/``write``/``run`` are :class:`~terrain.raster.ReadOptions`,
+    :class:`~terrain.writer.WriteOptions` (creation options, overwrite) and
+    :class:`~terrain.engine.RunOptions`, as for :func:`terrain.stream.process_file`.
     Returns ``{"classes": Classes, "area_m2": [per class], "valid_m2", "total_m2",
     "areas": method}``; with ``plot`` also draws the class map there.
     """
@@ -291,13 +294,14 @@ def classify_file(src, output, *, breaks=None, scheme=None, units="degrees", opt
 
     from .areas import CellAreas
     from .engine import Options
-    from .raster import raster_info
-    from .writer import GeoTIFFWriter, check_target
+    from .raster import described
+    from .writer import GeoTIFFWriter, WriteOptions, check_target
 
-    opts = opts or Options()
+    opts, write = opts or Options(), write or WriteOptions()
+    overwrite = write.overwrite
     classes = resolve_classes(breaks, scheme, units)
-    src = os.fspath(src)
-    info = raster_info(src, band=band, src_crs=src_crs)
+    info = described(src, read)
+    src = info.path
     target = check_target(output, inputs=[src], overwrite=overwrite)
     if plot is not None:
         check_target(plot, inputs=[src], overwrite=overwrite)
@@ -313,8 +317,8 @@ def classify_file(src, output, *, breaks=None, scheme=None, units="degrees", opt
             "geometry": opts.geometry, "source": os.path.basename(src), "software": "terrain"}
     writer = GeoTIFFWriter(target, info, [("slope_class", "class code",
                                            f"slope class ({classes.name}, {classes.units})")],
-                           byte=True, creation_options=creation_options, tags=tags,
-                           overwrite=overwrite)
+                           byte=True, creation_options=write.creation_options, cog=write.cog,
+                           resampling="nearest", tags=tags, overwrite=overwrite)
     try:
         cmap = {0: (0, 0, 0, 0)}
         cmap.update({c.code: (*rgb, 255) for c, rgb in zip(classes.classes, classes.colours())})
@@ -328,8 +332,7 @@ def classify_file(src, output, *, breaks=None, scheme=None, units="degrees", opt
                 sums[:] += part
                 writer.write(1, codes, Window(col0, row0, col1 - col0, row1 - row0))
 
-        stream_tan_slope(info, opts, on_window, tile_size=tile_size, threads=threads,
-                         stop_event=stop_event)
+        stream_tan_slope(info, opts, on_window, run=run, stop_event=stop_event)
         writer.finish()
         # Category names and the attribute table, which rasterio cannot write, in the
         # GDAL .aux.xml published with the file.

@@ -399,6 +399,15 @@ def read_window(ds, info: RasterInfo, window=None):
                          f"({first_line(exc)}); the file may be truncated or corrupt") from None
 
 
+def described(src, read: ReadOptions | None = None) -> RasterInfo:
+    """``src`` validated and described once: a :class:`RasterInfo` passes through (the
+    caller opened it already); a path is opened with ``read``'s band and CRS."""
+    if isinstance(src, RasterInfo):
+        return src
+    read = read or ReadOptions()
+    return raster_info(src, band=read.band, src_crs=read.src_crs)
+
+
 def raster_info(path, *, band: int = 1, src_crs=None) -> RasterInfo:
     """Open ``path`` just long enough to validate and describe it."""
     path = os.fspath(path)

@@ -16,7 +16,6 @@ import tempfile
 
 import numpy as np
 
-from .engine import DEFAULT_TILE_SIZE
 from .errors import OutputError
 from .registry import ASPECT, SLOPE
 
@@ -91,54 +90,58 @@ img{max-width:100%;height:auto;border:1px solid #ddd}
 
 
 def make_report(dem, output, *, zones=None, zone_field=None, breaks=None, scheme=None,
-                break_units="degrees", opts=None, band=1, src_crs=None, overwrite=False,
-                tile_size=DEFAULT_TILE_SIZE, threads=None, stop_event=None) -> str:
-    """Write the HTML report of the DEM file ``dem`` to ``output``; returns its path."""
+                break_units="degrees", opts=None, read=None, run=None, overwrite=False,
+                stop_event=None) -> str:
+    """Write the HTML report of the DEM file ``dem`` to ``output``; returns its path.
+
+    ``dem`` is a path or a :class:`terrain.raster.RasterInfo` already opened; it is
+    validated once and passed down opened. ``read`` (band, CRS) and ``run`` (threads,
+    window size) are :class:`terrain.raster.ReadOptions` and
+    :class:`terrain.engine.RunOptions`.
+    """
     from . import __version__
     from .areas import CellAreas
     from .classify import classify_file, resolve_classes
     from .engine import Options, RunOptions
     from .plot import plot_product_file
-    from .raster import raster_info
+    from .raster import ReadOptions, described
     from .stream import process_file
     from .writer import atomic_file, check_target
     from .zonal import slope_stats
 
-    opts = opts or Options()
-    dem = os.fspath(dem)
+    opts, read, run = opts or Options(), read or ReadOptions(), run or RunOptions()
     if os.path.splitext(os.fspath(output))[1].lower() not in (".html", ".htm"):
         raise OutputError(f"{output}: the report is an HTML file; name it .html")
+    info = described(dem, read)
+    dem = info.path
     target = check_target(output, inputs=[dem], overwrite=overwrite)
     classes = resolve_classes(breaks, scheme, break_units)
-    info = raster_info(dem, band=band, src_crs=src_crs)
     grid = info.grid(opts.geometry)
     work = tempfile.mkdtemp(prefix="terrain-report-")
-    run = dict(band=band, src_crs=src_crs, tile_size=tile_size, threads=threads,
-               stop_event=stop_event)
+    passes = dict(opts=opts, run=run, stop_event=stop_event)
     try:
         slope_tif, aspect_tif = os.path.join(work, "slope.tif"), os.path.join(work, "aspect.tif")
-        res = process_file(info, {SLOPE: slope_tif, ASPECT: aspect_tif}, opts,
-                           run=RunOptions(threads=threads, tile_size=tile_size),
+        res = process_file(info, {SLOPE: slope_tif, ASPECT: aspect_tif}, opts, run=run,
                            stop_event=stop_event)
         maps = {}
         if res["valid"]:
             for kind, tif in ((SLOPE, slope_tif), (ASPECT, aspect_tif)):
                 png = os.path.join(work, f"{kind}.png")
-                plot_product_file(tif, png, product=kind, dem=dem, band=band, src_crs=src_crs,
-                                  dpi=100, method=opts.method)
+                plot_product_file(tif, png, product=kind, dem=dem, band=info.band,
+                                  src_crs=read.src_crs, dpi=100, method=opts.method)
                 maps[kind] = png
         class_tif, class_png = os.path.join(work, "classes.tif"), os.path.join(work, "classes.png")
-        classify_file(dem, class_tif, breaks=breaks,
-                      scheme=scheme, units=break_units, opts=opts, plot=class_png, dpi=100, **run)
+        classify_file(info, class_tif, breaks=breaks, scheme=scheme, units=break_units,
+                      plot=class_png, dpi=100, **passes)
         if os.path.exists(class_png):
             maps["classes"] = class_png
         hists = {}
-        whole = slope_stats(dem, breaks=breaks, scheme=scheme, break_units=break_units,
-                            opts=opts, histograms=hists, **run)
+        whole = slope_stats(info, breaks=breaks, scheme=scheme, break_units=break_units,
+                            histograms=hists, **passes)
         per_zone = None
         if zones is not None:
-            per_zone = slope_stats(dem, zones=zones, zone_field=zone_field, breaks=breaks,
-                                   scheme=scheme, break_units=break_units, opts=opts, **run)
+            per_zone = slope_stats(info, zones=zones, zone_field=zone_field, breaks=breaks,
+                                   scheme=scheme, break_units=break_units, **passes)
         hist_png = os.path.join(work, "hist.png")
         _histogram_png(hists["all"], hist_png, "degrees")
         row = whole.iloc[0]

@@ -24,7 +24,6 @@ import threading
 
 import numpy as np
 
-from .engine import DEFAULT_TILE_SIZE
 from .errors import InputError, TerrainError
 from .registry import SLOPE_UNITS
 
@@ -234,13 +233,12 @@ class _ZoneRaster:
 # --- the statistics ---------------------------------------------------------------------------
 
 def slope_stats(dem, zones=None, zone_field=None, breaks=None, scheme=None, units="degrees", *,
-                break_units=None, opts=None, band=1, src_crs=None, tile_size=DEFAULT_TILE_SIZE, threads=None,
-                stop_event=None, histograms=None):
+                break_units=None, opts=None, read=None, run=None, stop_event=None, histograms=None):
     """Area-weighted slope statistics and class areas of the DEM file ``dem``, per zone.
 
     Parameters
     ----------
-    dem : path of the DEM.
+    dem : path of the DEM, or its :class:`terrain.raster.RasterInfo` already opened.
     zones : path of polygons (any OGR vector file) or of a zone raster on the DEM's
         grid; None: one zone ``all``.
     zone_field : the polygons' field naming the zones (default: feature number).
@@ -249,6 +247,8 @@ def slope_stats(dem, zones=None, zone_field=None, breaks=None, scheme=None, unit
     units : slope units of the statistics (degrees, percent, radians, ratio).
     break_units : unit of ``breaks`` (degrees or percent; default ``units`` when it is
         one of them, else degrees).
+    opts, read, run : terrain.engine.Options, terrain.raster.ReadOptions, terrain.engine.RunOptions
+        Method and geometry; band and CRS of ``dem``; threads and window size.
     histograms : dict, optional
         Filled with ``{zone: area-weighted histogram}``: m^2 of valid ground per
         0.01-degree bin of slope (9000 bins from 0 to 90 degrees).
@@ -266,7 +266,7 @@ def slope_stats(dem, zones=None, zone_field=None, breaks=None, scheme=None, unit
     from .areas import CellAreas
     from .classify import resolve_classes, stream_tan_slope
     from .engine import Options
-    from .raster import raster_info
+    from .raster import described
 
     if units not in SLOPE_UNITS:
         raise TerrainError(f"slope units must be one of {', '.join(SLOPE_UNITS)}, got {units!r}")
@@ -275,8 +275,8 @@ def slope_stats(dem, zones=None, zone_field=None, breaks=None, scheme=None, unit
     classes = resolve_classes(breaks, scheme, break_units)
     k = len(classes)
     opts = opts or Options()
-    dem = os.fspath(dem)
-    info = raster_info(dem, band=band, src_crs=src_crs)
+    info = described(dem, read)
+    dem = info.path
     grid = info.grid(opts.geometry)
     areas = CellAreas.from_info(info, opts.geometry, grid=grid)
     lock = threading.Lock()
@@ -291,7 +291,6 @@ def slope_stats(dem, zones=None, zone_field=None, breaks=None, scheme=None, unit
         zone_raster = _ZoneRaster(os.fspath(zones), info)
         labels = []
     acc = {}
-    zone_index = {}
     t = info.transform
 
     def window_arrays(tan):
@@ -353,8 +352,7 @@ def slope_stats(dem, zones=None, zone_field=None, breaks=None, scheme=None, unit
                 acc[key].add(part)
 
     try:
-        stream_tan_slope(info, opts, on_window, tile_size=tile_size, threads=threads,
-                         stop_event=stop_event)
+        stream_tan_slope(info, opts, on_window, run=run, stop_event=stop_event)
     finally:
         if zone_raster is not None:
             zone_raster.close()

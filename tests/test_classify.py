@@ -15,8 +15,9 @@ from rasterio.transform import from_origin
 
 from cli.main import cli
 from terrain import TerrainError
-from terrain.engine import Options
+from terrain.engine import Options, RunOptions
 from terrain.classify import SCHEMES, classify, classify_file, resolve_classes
+from terrain.writer import WriteOptions
 
 PX = 10.0
 
@@ -100,7 +101,7 @@ def test_classify_file_matches_numpy_and_gdal_reads_it(tmp_path):
     dem = _plane_dem(tmp_path / "dem.tif")
     out = tmp_path / "classes.tif"
     res = classify_file(dem, out, scheme="planning",
-                        opts=Options(geometry="planar"), tile_size=16)
+                        opts=Options(geometry="planar"), run=RunOptions(tile_size=16))
     with rasterio.open(out) as ds:
         codes = ds.read(1)
         assert ds.dtypes[0] == "uint8" and ds.nodata == 0
@@ -120,7 +121,7 @@ def test_classify_file_matches_numpy_and_gdal_reads_it(tmp_path):
     # same codes whatever the window size
     out2 = tmp_path / "classes2.tif"
     classify_file(dem, out2, scheme="planning",
-                  opts=Options(geometry="planar"), tile_size=1024)
+                  opts=Options(geometry="planar"), run=RunOptions(tile_size=1024))
     with rasterio.open(out2) as ds:
         assert np.array_equal(ds.read(1), codes)
     # GDAL reads back the colour table, category names and attribute table
@@ -183,9 +184,39 @@ def test_overwrite_publishes_the_new_categories_with_the_file(tmp_path):
     classify_file(dem, out, scheme="planning", opts=Options(geometry="planar"))
     with pytest.raises(TerrainError, match="already exists"):
         classify_file(dem, out, scheme="fao", opts=Options(geometry="planar"))
-    classify_file(dem, out, scheme="fao", opts=Options(geometry="planar"), overwrite=True)
+    classify_file(dem, out, scheme="fao", opts=Options(geometry="planar"),
+                  write=WriteOptions(overwrite=True))
     info = json.loads(subprocess.run(["gdalinfo", "-json", str(out)], capture_output=True,
                                      text=True, check=True).stdout)
     labels = resolve_classes(None, "fao", "degrees").labels()
     assert info["bands"][0]["categories"] == ["nodata", *labels]
     assert sorted(os.listdir(tmp_path)) == ["classes.tif", "classes.tif.aux.xml", "dem.tif"]
+
+
+def test_classify_file_and_stats_take_an_opened_dem_and_typed_options(tmp_path, monkeypatch):
+    """A DEM described once (RasterInfo) is passed down, not opened again; write=WriteOptions
+    (cog=True) gives a cloud-optimized class file with the same codes (nearest overviews)."""
+    import terrain.raster
+    from terrain.raster import ReadOptions, raster_info
+    from terrain.zonal import slope_stats
+
+    dem = _plane_dem(tmp_path / "dem.tif")
+    opts = Options(geometry="planar")
+    by_path = classify_file(dem, tmp_path / "a.tif", scheme="planning", opts=opts,
+                            read=ReadOptions(band=1), run=RunOptions(tile_size=16, threads=2))
+    stats_by_path = slope_stats(dem, opts=opts)
+    info = raster_info(dem)
+
+    def no_reopen(*args, **kwargs):
+        raise AssertionError(f"the DEM was opened again: {args}")
+
+    monkeypatch.setattr(terrain.raster, "raster_info", no_reopen)
+    by_info = classify_file(info, tmp_path / "b.tif", scheme="planning", opts=opts,
+                            write=WriteOptions(cog=True))
+    stats_by_info = slope_stats(info, opts=opts)
+    assert by_info["area_m2"] == by_path["area_m2"]
+    assert stats_by_info.equals(stats_by_path)
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1))
+        assert b.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert a.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG"

@@ -915,9 +915,10 @@ def test_class_map_with_colour_table_equals_gdals(dem_1100, tmp_path):
     from terrain.classify import classify_file
 
     src = write_tif(tmp_path / "dem.tif", dem_1100.astype(np.float32), nodata=-9999.0)
-    classify_file(src, tmp_path / "d.tif", breaks=[0, 1, 2, 4], tile_size=300)
-    classify_file(src, tmp_path / "g.tif", breaks=[0, 1, 2, 4], tile_size=300,
-                  creation_options=dict(terrain.writer.DEFAULT_CREATION_OPTIONS))
+    run = RunOptions(tile_size=300)
+    classify_file(src, tmp_path / "d.tif", breaks=[0, 1, 2, 4], run=run)
+    classify_file(src, tmp_path / "g.tif", breaks=[0, 1, 2, 4], run=run,
+                  write=WriteOptions(creation_options=dict(terrain.writer.DEFAULT_CREATION_OPTIONS)))
     data = _same_file_content(tmp_path / "d.tif", tmp_path / "g.tif", tmp_path)
     assert set(np.unique(data)) >= {1, 2, 3, 4}
     with rasterio.open(tmp_path / "d.tif") as a, rasterio.open(tmp_path / "g.tif") as b:

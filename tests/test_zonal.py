@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from rasterio.transform import from_origin
 
 from cli.main import cli
-from terrain.engine import Options
+from terrain.engine import Options, RunOptions
 from terrain.zonal import slope_stats
 
 PX = 10.0
@@ -102,7 +102,8 @@ def test_two_planes_exact_class_areas(tmp_path):
     dem = _dem(tmp_path / "dem.tif")
     zones = _zones_file(tmp_path / "zones.gpkg")
     df = slope_stats(dem, zones=zones, zone_field="name", scheme="planning",
-                     opts=Options(geometry="planar"), tile_size=32).set_index("zone")
+                     opts=Options(geometry="planar"),
+                     run=RunOptions(tile_size=32)).set_index("zone")
     deg = [math.degrees(math.atan(t)) for t in TANS]
     for name, poly in POLYS.items():
         area, hole, west, seam, east = _truth(poly)
@@ -201,7 +202,8 @@ def test_zone_raster_matches_numpy(tmp_path):
     assert CliRunner().invoke(cli, ["slope", src, "-o", str(slope), "--geometry", "planar"]).exit_code == 0
     with rasterio.open(slope) as ds:
         s = ds.read(1, masked=True).astype(np.float64).filled(np.nan)
-    df = slope_stats(src, zones=str(zpath), opts=Options(geometry="planar"), tile_size=300)
+    df = slope_stats(src, zones=str(zpath), opts=Options(geometry="planar"),
+                     run=RunOptions(tile_size=300))
     assert df.zone.tolist() == [1, 7]
     for code in (1, 7):
         row = df.set_index("zone").loc[code]
