@@ -343,6 +343,7 @@ def test_plot_of_a_product_file_draws_the_file(tmp_path, monkeypatch, kind):
     assert result.exit_code == 2 and f"is a terrain {kind} GeoTIFF" in result.stderr
 
 
+@pytest.mark.slow  # starts a local dask cluster; the quick run keeps test_dask_runner's
 def test_analyze_on_a_cluster_gives_the_same_files_and_maps(tmp_path):
     """With --scheduler, each group of options (the Horn hillshade apart) is one pass."""
     distributed = pytest.importorskip("distributed")

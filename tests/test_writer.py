@@ -304,7 +304,8 @@ def test_output_is_a_directory_refused(dem, tmp_path):
     assert listing(tmp_path / "d.tif") == []
 
 
-@pytest.mark.parametrize("cog", [False, True])
+# Each case starts two processes: the quick run keeps the plain GeoTIFF path.
+@pytest.mark.parametrize("cog", [False, pytest.param(True, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
 def test_output_file_mode_follows_umask(umask, cog, dem, tmp_path):
     """Outputs get the mode a plain create would give under the user's umask (0o644 with
