@@ -658,6 +658,7 @@ def test_cli_lossy_codec_on_float32(codec, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["dem.tif"]
 
 
+@pytest.mark.slow  # a concurrency loop; tests/test_writer.py races in one process in the quick run
 def test_cli_two_concurrent_runs_onto_one_name(tmp_path):
     """Row 8: two `terrain slope ... -o same.tif` at once, no --overwrite: one writes, the
     other says the file already exists; 3 rounds (before: both succeeded every time)."""
