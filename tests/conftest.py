@@ -52,6 +52,19 @@ def sha256(path) -> str | None:
     return h.hexdigest()
 
 
+def plane_slope(p, q, units="degrees"):
+    """The slope of a plane of gradient (p, q) = (dz/dx, dz/dy) in ``units``: the analytic truth."""
+    t = np.hypot(p, q)
+    return {"degrees": np.degrees(np.arctan(t)), "percent": 100.0 * t,
+            "radians": np.arctan(t), "ratio": t}[units]
+
+
+def plane_aspect(p, q):
+    """Compass azimuth (degrees clockwise from north) of a plane's downslope direction
+    -(p, q) = (east, north): the analytic truth."""
+    return (np.degrees(np.arctan2(-p, -q)) + 360.0) % 360.0
+
+
 def write_tif(path, z, transform=Affine(30.0, 0, 500000.0, 0, -30.0, 4000000.0), crs="EPSG:32616",
               nodata=None, count=1):
     """Write the 2-D array ``z`` (in every band) to a GeoTIFF and return its path as str."""

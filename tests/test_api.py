@@ -16,7 +16,8 @@ import xarray as xr
 from affine import Affine
 
 import terrain
-from conftest import DIFFERENCE_METHODS, METHODS, UTM_SAMPLE, WGS84_SAMPLE
+from conftest import (DIFFERENCE_METHODS, METHODS, UTM_SAMPLE, WGS84_SAMPLE, plane_aspect,
+                      plane_slope)
 
 FTUS = 1200.0 / 3937.0  # metres per US survey foot (definition)
 FOOT = 0.3048  # metres per international foot (definition)
@@ -29,16 +30,6 @@ def centres(transform, shape):
     x = np.array([(transform @ (j + 0.5, 0.5))[0] for j in range(cols)])
     y = np.array([(transform @ (0.5, i + 0.5))[1] for i in range(rows)])
     return x, y
-
-
-def analytic_slope(p, q, units):
-    t = np.hypot(p, q)
-    return {"degrees": np.degrees(np.arctan(t)), "percent": 100.0 * t,
-            "radians": np.arctan(t), "ratio": t}[units]
-
-
-def analytic_aspect(p, q):
-    return (np.degrees(np.arctan2(-p, -q)) + 360.0) % 360.0
 
 
 def angular_diff(a, b):
@@ -99,13 +90,13 @@ def check_plane(dem, a, b, *, tol, method, edge_order, z_factor=1.0, spacing=Non
     assert np.all(np.abs(q - b) <= tol), np.abs(q - b).max()
     for units in UNITS:
         s = np.asarray(terrain.slope(dem, units=units, **kw))
-        truth = analytic_slope(a, b, units)
+        truth = plane_slope(a, b, units)
         # |d slope| <= |d gradient| in radians and ratio; scaled for the others.
         scale = {"degrees": 180 / math.pi, "percent": 100.0, "radians": 1.0, "ratio": 1.0}[units]
         assert np.all(np.abs(s - truth) <= 2 * scale * tol + 1e-6 * np.abs(truth)), units
     asp = np.asarray(terrain.aspect(dem, **kw))
     allowed = np.degrees(2 * tol / np.hypot(a, b)) + 1e-5
-    assert np.all(angular_diff(asp, analytic_aspect(a, b)) <= allowed)
+    assert np.all(angular_diff(asp, plane_aspect(a, b)) <= allowed)
     assert np.all((asp >= 0) & (asp < 360))
 
 
@@ -346,7 +337,7 @@ def test_nodata_holes(kind, method, edge_order, make_tif):
     assert np.all(np.isfinite(p[nx])) and np.all(np.isfinite(q[ny]))
     s = terrain.slope(dem, method=method, edge_order=edge_order, geometry="planar").values
     assert np.all(np.isnan(s[hole]))
-    np.testing.assert_allclose(s[fx & fy], analytic_slope(a, b, "degrees"), rtol=tol)
+    np.testing.assert_allclose(s[fx & fy], plane_slope(a, b, "degrees"), rtol=tol)
 
 
 # --------------------------------------------------------------------------------------
@@ -456,7 +447,7 @@ def test_hillshade_plane_analytic(a, b, azimuth, altitude, method, make_tif):
     # cos(incidence) = cos(zenith) cos(slope) + sin(zenith) sin(slope) cos(azimuth - aspect)
     slope = math.atan(math.hypot(a, b))
     zen = math.radians(90.0 - altitude)
-    asp = math.radians(float(analytic_aspect(a, b)))
+    asp = math.radians(float(plane_aspect(a, b)))
     cos_i = math.cos(zen) * math.cos(slope) + math.sin(zen) * math.sin(slope) * math.cos(
         math.radians(azimuth) - asp)
     np.testing.assert_allclose(hs, 1.0 + 254.0 * max(cos_i, 0.0), rtol=1e-6)

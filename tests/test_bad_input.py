@@ -325,17 +325,23 @@ INTEGER_CASES = {
 }
 
 
-@pytest.mark.parametrize("edge_order", [1, 2])
-@pytest.mark.parametrize("method", DIFFERENCE_METHODS)  # evans / florinsky: tests/test_lsq.py
-@pytest.mark.parametrize("case", list(INTEGER_CASES))
-def test_integer_nodata_never_an_elevation(case, method, edge_order, tmp_path):
+def integer_plane_with_holes(case, path):
+    """INTEGER_CASES[case]'s plane with holes of its nodata value, written to ``path``:
+    (path, dtype, holes)."""
     dtype, nodata, z0 = INTEGER_CASES[case]
     z = plane((10, 12), z0=z0, dtype=dtype)
     holes = np.zeros(z.shape, bool)
     holes[[0, 4, 4, 5, 9, 2], [5, 0, 1, 8, 11, 10]] = True
     holes[6:8, 3:5] = True
     z[holes] = nodata
-    src = write_tif(tmp_path / "dem.tif", z, transform=UTM, nodata=nodata)
+    return write_tif(path, z, transform=UTM, nodata=nodata), dtype, holes
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+@pytest.mark.parametrize("method", DIFFERENCE_METHODS)  # evans / florinsky: tests/test_lsq.py
+@pytest.mark.parametrize("case", list(INTEGER_CASES))
+def test_integer_nodata_never_an_elevation(case, method, edge_order, tmp_path):
+    src, dtype, holes = integer_plane_with_holes(case, tmp_path / "dem.tif")
     dem = terrain.open_dem(src)
     # 32-bit integers can exceed float32's 24-bit mantissa: computed in float64 (issue 8).
     assert dem.dtype == (np.float64 if np.dtype(dtype).itemsize >= 4 else np.float32)

@@ -359,17 +359,10 @@ def test_integer_nodata_plane_in_memory_and_streamed(case, method, tmp_path):
     4-pixel tiles; every valid cell with a neighbour along each axis is exact (to 1e-12),
     every other value too, holes stay NaN; the two runners agree bit for bit."""
     import terrain
-    from conftest import write_tif
-    from test_bad_input import (INTEGER_CASES, P_TRUE, Q_TRUE, UTM, neighbours_both_axes,
-                                plane, streamed_gradient)
+    from test_bad_input import (P_TRUE, Q_TRUE, integer_plane_with_holes, neighbours_both_axes,
+                                streamed_gradient)
 
-    dtype, nodata, z0 = INTEGER_CASES[case]
-    z = plane((10, 12), z0=z0, dtype=dtype)
-    holes = np.zeros(z.shape, bool)
-    holes[[0, 4, 4, 5, 9, 2], [5, 0, 1, 8, 11, 10]] = True
-    holes[6:8, 3:5] = True
-    z[holes] = nodata
-    src = write_tif(tmp_path / "dem.tif", z, transform=UTM, nodata=nodata)
+    src, _, holes = integer_plane_with_holes(case, tmp_path / "dem.tif")
     g = terrain.gradient(terrain.open_dem(src), method=method, geometry="planar")
     p, q = g["dzdx"].values.astype(np.float64), g["dzdy"].values.astype(np.float64)
     sp, sq = streamed_gradient(src, tmp_path, method, 1, tile_size=4, threads=1)
