@@ -302,9 +302,9 @@ def classify_file(src, output, *, breaks=None, scheme=None, units="degrees", opt
     classes = resolve_classes(breaks, scheme, units)
     info = described(src, read)
     src = info.path
-    target = check_target(output, inputs=[src], overwrite=overwrite)
+    target = check_target(output, inputs=[info], overwrite=overwrite)
     if plot is not None:
-        check_target(plot, inputs=[src], overwrite=overwrite)
+        check_target(plot, inputs=[info], overwrite=overwrite)
     grid = info.grid(opts.geometry)
     areas = CellAreas.from_info(info, opts.geometry, grid=grid)
     k = len(classes)

@@ -82,6 +82,9 @@ class RasterInfo:
     z_factor: float = 1.0
     z_factor_source: str = "default (metres)"
     vertical_unit: str | None = None
+    # GDAL's ds.files when the file was opened (a VRT's sources...): what an output must
+    # not overwrite, known without opening the file again; None: not recorded.
+    files: tuple | None = None
 
     def grid(self, geometry: str = "geodesic") -> Grid:
         return grid_from_transform(self.transform, self.shape, self.crs, geometry=geometry,
@@ -265,6 +268,7 @@ def describe(ds, path: str, band: int = 1, src_crs=None) -> RasterInfo:
         crs=crs,
         transform=transform,
         block_shape=tuple(ds.block_shapes[band - 1]),
+        files=tuple(ds.files),
         scale=scale,
         offset=offset,
         mask=mask,

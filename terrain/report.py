@@ -114,7 +114,7 @@ def make_report(dem, output, *, zones=None, zone_field=None, breaks=None, scheme
         raise OutputError(f"{output}: the report is an HTML file; name it .html")
     info = described(dem, read)
     dem = info.path
-    target = check_target(output, inputs=[dem], overwrite=overwrite)
+    target = check_target(output, inputs=[info], overwrite=overwrite)
     classes = resolve_classes(breaks, scheme, break_units)
     grid = info.grid(opts.geometry)
     work = tempfile.mkdtemp(prefix="terrain-report-")

@@ -92,10 +92,17 @@ def sidecar_candidates(path: str) -> list[str]:
             + [stem + s for s in _STEM_SIDECARS + _world_file_suffixes(path)])
 
 
+def _input_name(given) -> str:
+    """The name of an input given as a path or as a :class:`terrain.raster.RasterInfo`."""
+    return given.path if hasattr(given, "files") else os.fspath(given)
+
+
 def input_files(inputs) -> list[str]:
     """Absolute names of every file the rasters ``inputs`` read: themselves, the files
     GDAL lists for them (a VRT's sources, recursively) and their sidecars that exist.
 
+    An input is a path or a :class:`terrain.raster.RasterInfo`, whose recorded
+    ``files`` spare opening it again (a round trip for a remote file).
     ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`` (see :mod:`terrain.raster`) hides
     sidecars from ``ds.files``, so the candidate names are checked one by one.
     """
@@ -105,17 +112,30 @@ def input_files(inputs) -> list[str]:
     # Opened: the inputs themselves and nested VRTs (a GeoTIFF's ds.files is itself
     # only, so the tiles of a mosaic are not opened one by one).
     todo = []
-    for p in map(os.fspath, inputs):
-        if not is_gdal_path(p):
+    for given in inputs:
+        p = _input_name(given)
+        known = getattr(given, "files", None)
+        if known is not None:
+            files = list(known)
+        elif not is_gdal_path(p):
             todo.append((os.path.abspath(p), True))
             continue
-        # GTIFF_DIR:1:FILE, NETCDF:"f.nc":var, /vsizip/...: not a file name; GDAL
-        # says which files it reads (an archive's own name is the archive file).
-        try:
-            with rasterio.Env(**GDAL_ENV), open_raster(p) as ds:
-                files = list(ds.files)
-        except Exception:  # noqa: BLE001 - unreadable: nothing local to protect
-            files = []
+        else:
+            # GTIFF_DIR:1:FILE, NETCDF:"f.nc":var, /vsizip/...: not a file name; GDAL
+            # says which files it reads (an archive's own name is the archive file).
+            try:
+                with rasterio.Env(**GDAL_ENV), open_raster(p) as ds:
+                    files = list(ds.files)
+            except Exception:  # noqa: BLE001 - unreadable: nothing local to protect
+                files = []
+        if known is not None and not is_gdal_path(p):
+            # As an opened plain name's files would be (below), but the input itself is
+            # not opened again: pushed last, it is seen first. Nested VRTs still are.
+            name = os.path.abspath(p)
+            todo.extend((os.path.abspath(f), f.lower().endswith(".vrt")) for f in files
+                        if not f.startswith("/vsi") and os.path.abspath(f) != name)
+            todo.append((name, False))
+            continue
         for f in [p, *files]:
             local = _archive_file(f) if f.startswith("/vsi") else f
             if local is not None and not is_gdal_path(local):
@@ -218,9 +238,9 @@ def check_target(path, *, inputs=(), overwrite: bool = False, suffixes=None) -> 
         for src in input_files([given]):
             if not (_same_file(path, src) or _same_file(real, src)):
                 continue
-            if src == os.path.abspath(os.fspath(given)):
+            if src == os.path.abspath(_input_name(given)):
                 raise OutputError(f"{path}: is the input file; choose another output (the input is never overwritten)")
-            raise OutputError(f"{path}: is part of the input {os.fspath(given)} (GDAL reads it with "
+            raise OutputError(f"{path}: is part of the input {_input_name(given)} (GDAL reads it with "
                               "it); choose another output (the input is never overwritten)")
     what = _not_regular(path, real)
     if what is not None:

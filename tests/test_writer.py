@@ -663,6 +663,44 @@ def test_zip_of_a_vsizip_input_is_the_input(dem, tmp_path):
     process_file(name, {"slope": tmp_path / "slope.tif"})  # another output is fine
 
 
+@pytest.mark.parametrize("kind", ["geotiff", "vrt", "nested-vrt", "gtiff-dir", "vsizip"])
+def test_an_opened_input_lists_its_files_without_opening_again(kind, mosaic, tmp_path,
+                                                                monkeypatch):
+    """check_target given the RasterInfo a command already has finds the same input files
+    as given the name, opening nothing but nested VRTs (for their sources)."""
+    import zipfile
+
+    from terrain.raster import raster_info
+
+    vrt, t00, t01 = mosaic
+    Path(str(t00) + ".aux.xml").write_text("<PAMDataset/>")  # a sidecar GDAL reads with it
+    if kind == "nested-vrt":
+        name = str(tmp_path / "outer.vrt")
+        _gdal("gdalbuildvrt", name, str(vrt))
+    elif kind == "vsizip":
+        with zipfile.ZipFile(tmp_path / "dem.zip", "w") as z:
+            z.write(t00, "dem.tif")
+        name = f"/vsizip/{tmp_path / 'dem.zip'}/dem.tif"
+    else:
+        name = {"geotiff": str(t00), "vrt": str(vrt), "gtiff-dir": f"GTIFF_DIR:1:{t00}"}[kind]
+    by_name = terrain.writer.input_files([name])
+    info = raster_info(name)
+    opened = []
+    real_open = rasterio.open
+    monkeypatch.setattr(terrain.writer.rasterio, "open",
+                        lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k))
+    monkeypatch.setattr(terrain.raster, "open_raster", lambda *a, **k: pytest.fail("reopened"))
+    assert sorted(terrain.writer.input_files([info])) == sorted(by_name)
+    assert opened == ([str(vrt)] if kind == "nested-vrt" else [])
+    expected = {"geotiff": [t00], "vrt": [vrt, t00, t01], "nested-vrt": [vrt, t00, t01],
+                "gtiff-dir": [t00], "vsizip": [tmp_path / "dem.zip"]}[kind]
+    assert {str(p) for p in expected} <= set(by_name)
+    if kind in ("geotiff", "vrt", "nested-vrt"):
+        assert str(t00) + ".aux.xml" in by_name
+    with pytest.raises(OutputError, match="input"):
+        terrain.writer.check_target(expected[-1], inputs=[info], overwrite=True)
+
+
 def test_claim_never_hides_a_competing_runs_sidecars(tmp_path, monkeypatch):
     """Without overwrite, another run publishing the name (with its .aux.xml) after our
     check keeps its sidecar visible throughout: our claim fails, nothing of its moves."""
