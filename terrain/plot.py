@@ -342,8 +342,12 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     kind = style.kind if style is not None else ELEVATION
     if kind == "cyclic" and np.isfinite(flat_value) and not 0 <= flat_value < 360:
         flat = values == flat_value
-    shown = np.where(nodata | flat, np.nan, values)
-    if shade is not None:
+    # Copies only where cells are hidden (the arrays are a few million cells; fresh
+    # memory costs page faults): otherwise the arrays themselves, never modified.
+    hidden = nodata | flat
+    any_hidden = bool(hidden.any())
+    shown = np.where(hidden, np.nan, values) if any_hidden else values
+    if shade is not None and nodata.any():
         # A cell without a value shows as no data, not as bare relief.
         shade = np.where(nodata, np.nan, shade)
 
@@ -369,12 +373,12 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     imkw = dict(extent=(west, east, south, north), origin="upper", aspect=aspect,
                 interpolation="antialiased", interpolation_stage="rgba")
     if shade is not None and product != BACKDROP:
-        ax.imshow(np.ma.masked_invalid(shade), cmap="gray", vmin=0, vmax=255, zorder=1, **imkw)
+        ax.imshow(_masked(shade), cmap="gray", vmin=0, vmax=255, zorder=1, **imkw)
     alpha = 1.0
     if shade is not None:
         alpha = style.shade_alpha if style is not None else ELEVATION_SHADE_ALPHA
     handles = []
-    finite = shown[np.isfinite(shown)]
+    finite = shown[np.isfinite(shown)] if any_hidden else shown.ravel()
     # A wide, short map gets its colorbar underneath, where it has room.
     horizontal = ratio < 0.6
     cbkw = dict(ax=ax, shrink=0.85, pad=0.02,
@@ -383,7 +387,7 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
 
     if kind == "sequential":
         vmax = _nice_max(finite)
-        im = ax.imshow(np.ma.masked_invalid(shown), cmap=style.cmap, vmin=0, vmax=vmax,
+        im = ax.imshow(_masked(shown), cmap=style.cmap, vmin=0, vmax=vmax,
                        alpha=alpha, zorder=2, **imkw)
         extend = "max" if finite.size and finite.max() > vmax else "neither"
         cb = fig.colorbar(_opaque(im), extend=extend, **cbkw)
@@ -393,13 +397,13 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
         # washing the map out.
         vmax = float(np.percentile(np.abs(finite), 98)) if finite.size else 1.0
         vmax = vmax if vmax > 0 else 1.0
-        im = ax.imshow(np.ma.masked_invalid(shown), cmap=style.cmap, vmin=-vmax, vmax=vmax,
+        im = ax.imshow(_masked(shown), cmap=style.cmap, vmin=-vmax, vmax=vmax,
                        alpha=alpha, zorder=2, **imkw)
         extend = "both" if finite.size and np.abs(finite).max() > vmax else "neither"
         cb = fig.colorbar(_opaque(im), extend=extend, **cbkw)
         cb.set_label(style.label(units))
     elif kind == "cyclic":
-        im = ax.imshow(np.ma.masked_invalid(shown), cmap=style.cmap, vmin=0, vmax=360,
+        im = ax.imshow(_masked(shown), cmap=style.cmap, vmin=0, vmax=360,
                        alpha=alpha, zorder=2, **imkw)
         if flat.any():
             # Flat cells have no direction: a neutral grey, outside the colour wheel.
@@ -411,7 +415,7 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
         cb.set_ticklabels(["N  0°", "E  90°", "S  180°", "W  270°", "N  360°"])
         cb.set_label(style.label(units))
     elif kind == "grey":
-        im = ax.imshow(np.ma.masked_invalid(shown), cmap=style.cmap, vmin=0, vmax=255, zorder=2,
+        im = ax.imshow(_masked(shown), cmap=style.cmap, vmin=0, vmax=255, zorder=2,
                        **imkw)
         cb = fig.colorbar(im, ticks=[0, 64, 128, 192, 255], **cbkw)
         cb.set_label(style.label(units))
@@ -421,7 +425,7 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         if hi <= lo:
             hi = lo + 1.0
-        im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=lo, vmax=hi, alpha=alpha,
+        im = ax.imshow(_masked(shown), cmap=cmap, vmin=lo, vmax=hi, alpha=alpha,
                        zorder=2, **imkw)
         cb = fig.colorbar(_opaque(im), **cbkw)
         cb.set_label(f"Elevation ({units})")
@@ -508,6 +512,11 @@ def _layout(fig, ax):
     """
     fig.get_layout_engine().execute(fig)
     ax.apply_aspect()
+
+
+def _masked(a):
+    """``a`` with its NaN masked, not copied (imshow copies what it is given)."""
+    return np.ma.masked_invalid(a, copy=False)
 
 
 def _opaque(im):
@@ -748,9 +757,12 @@ def _read_display(path, band, shape, how, threads=None):
                 handles.append(ds)
             arr = read_band(ds, path, band, ((row0, row1), (col0, col1)))
         block = arr if arr.dtype.kind == "f" else arr.astype(np.float32)
+        # Nodata and +-inf become NaN, in one pass over a window without any.
+        bad = ~np.isfinite(block)
         if nodata is not None:
-            block[arr == nodata] = np.nan
-        block[~np.isfinite(block)] = np.nan
+            bad |= arr == nodata
+        if bad.any():
+            block[bad] = np.nan
         grid.add(row0, row1, col0, col1, {"v": block})
 
     wins = [(r0, min(r0 + rows, full[0]), c0, min(c0 + cols, full[1]))
