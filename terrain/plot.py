@@ -430,7 +430,6 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
         cb = fig.colorbar(_opaque(im), **cbkw)
         cb.set_label(f"Elevation ({units})")
 
-    _merge_images(ax, imkw)
     if nodata.any():
         handles.append(Patch(facecolor="white", edgecolor=NODATA_HATCH_COLOUR, hatch="////",
                              label="No data"))
@@ -513,43 +512,6 @@ def _layout(fig, ax):
     """
     fig.get_layout_engine().execute(fig)
     ax.apply_aspect()
-
-
-def _merge_images(ax, imkw):
-    """Replace the map's stacked images (backdrop, values, flat cells) by one RGBA image.
-
-    Each layer is coloured at display resolution (its own norm, colormap and alpha)
-    and laid over the ones beneath as Agg lays them (alpha compositing, "over"); the
-    figure then resamples one float32 RGBA image instead of colouring and resampling
-    each layer in float64 (most of a map's drawing time). Layers are coloured in
-    bytes, as the picture is: a pixel differs by a level or two, more only on the
-    edges of nodata and flat areas, where the layers' partial pixels blend otherwise.
-    """
-    images = sorted(ax.images, key=lambda im: im.get_zorder())
-    if len(images) < 2:
-        return
-    rgb = alpha = None
-    for im in images:
-        rgba = im.to_rgba(im.get_array(), bytes=True)  # masked cells: transparent
-        a = rgba[..., 3].astype(np.float32)
-        a *= np.float32((1.0 if im.get_alpha() is None else im.get_alpha()) / 255.0)
-        top = rgba[..., :3].astype(np.float32)
-        top *= (a / np.float32(255.0))[..., None]  # premultiplied
-        if rgb is None:
-            rgb, alpha = top, a
-        else:
-            rgb *= (1 - a)[..., None]
-            rgb += top
-            alpha *= 1 - a
-            alpha += a
-    out = np.zeros(alpha.shape + (4,), np.float32)
-    np.divide(rgb, alpha[..., None], out=out[..., :3], where=alpha[..., None] > 0)
-    out[..., 3] = alpha
-    np.clip(out, 0.0, 1.0, out=out)
-    zorder = images[0].get_zorder()
-    for im in images:
-        im.remove()
-    ax.imshow(out, zorder=zorder, **imkw)
 
 
 def _masked(a):

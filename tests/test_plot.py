@@ -351,38 +351,6 @@ def test_render_draws_the_figure_once(tmp_path, monkeypatch):
     assert len(draws) == 1 and image_size(out)[0] >= 1000
 
 
-@pytest.mark.parametrize("product", ["slope", "aspect", "elevation"])
-def test_one_merged_image_draws_what_the_stacked_layers_draw(tmp_path, monkeypatch, product):
-    """The backdrop, the values (with their alpha) and the flat cells are drawn as one
-    RGBA image: the picture is matplotlib's own stacking of the layers, to a level or
-    so (pixels on the edges of nodata and flat areas blend differently)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(2)
-    y, x = np.mgrid[0:300, 0:340]
-    values = 20 + 15 * np.sin(x / 9.0) * np.cos(y / 13.0)
-    if product == "aspect":
-        values = (values * 12) % 360
-        values[100:140, 200:260] = -1.0  # flat cells
-    values[rng.random(values.shape) < 0.01] = np.nan
-    values[:40, :60] = np.nan
-    shade = 128 + 100 * np.sin((x + y) / 7.0)
-    kw = dict(extent=(0, 3400, 0, 3000), geographic=False, units="degrees", title="merge",
-              shade=shade)
-
-    def pixels(path):
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGBA")).astype(int)
-
-    merged = pixels(plot.render(tmp_path / "merged.png", product, values, **kw))
-    monkeypatch.setattr(plot, "_merge_images", lambda ax, imkw: None)
-    layers = pixels(plot.render(tmp_path / "layers.png", product, values, **kw))
-    assert merged.shape == layers.shape
-    diff = np.abs(merged - layers).max(axis=2)
-    assert (diff <= 2).mean() > 0.97
-    assert (diff <= 8).mean() > 0.99
-
-
 def test_a_map_never_replaces_one_that_appeared_meanwhile(tmp_path, monkeypatch):
     """Issue 9 row 8 for maps: without overwrite the map's name is claimed exclusively; a
     file created by another run after the checks is left as it is and this run fails."""
