@@ -80,27 +80,42 @@ class DisplayGrid:
         # Runs of rows / columns falling in one display cell: [start, end).
         rstart = np.flatnonzero(np.r_[True, rc[1:] != rc[:-1]])
         rend = np.r_[rstart[1:], rc.size]
-        cend = np.flatnonzero(np.r_[cc[1:] != cc[:-1], True])  # last column of each run
+        cstart = np.flatnonzero(np.r_[True, cc[1:] != cc[:-1]])
         rsl = slice(int(rc[0]), int(rc[-1]) + 1)
         csl = slice(int(cc[0]), int(cc[-1]) + 1)
         rp = np.flatnonzero((self._row_pick >= row0) & (self._row_pick < row1))
         cp = np.flatnonzero((self._col_pick >= col0) & (self._col_pick < col1))
+        longest = int((rend - rstart).max())
         partial = {}
         for name, how in self.products.items():
             if name not in res:  # computed in another pass (per-product options)
                 continue
             block = res[name]
             if how == "average":
-                valid = ~np.isnan(block)
-                values = np.where(valid, block, block.dtype.type(0))
+                invalid = np.isnan(block)
+                holes = bool(invalid.any())
+                # NaN-free windows (most) need neither a copy nor a count of their own.
+                values = np.where(invalid, block.dtype.type(0), block) if holes else block
                 s = np.empty((rstart.size, block.shape[1]), values.dtype)
-                n = np.empty((rstart.size, block.shape[1]), np.int32)
                 # Rows first, run by run (numpy's reduceat is slow along axis 0), in
-                # the block's type (a run is a few rows); the columns' sums in float64.
+                # the block's type (a run is a few rows); then the columns' runs, in
+                # float64 (reduceat along the contiguous axis is fast).
                 for i, (a, b) in enumerate(zip(rstart, rend)):
                     np.add.reduce(values[a:b], axis=0, out=s[i])
-                    np.add.reduce(valid[a:b], axis=0, dtype=np.int32, out=n[i])
-                partial[name] = (_run_sums(s, cend), _run_sums(n, cend))
+                sums = np.add.reduceat(s, cstart, axis=1, dtype=np.float64)
+                if holes:
+                    # Valid cells per run of rows (bytes while a run is short), then per cell.
+                    valid = ~invalid
+                    n = np.empty((rstart.size, block.shape[1]),
+                                 np.uint8 if longest < 256 else np.int32)
+                    for i, (a, b) in enumerate(zip(rstart, rend)):
+                        np.add.reduce(valid[a:b], axis=0, dtype=n.dtype, out=n[i])
+                    counts = np.add.reduceat(n, cstart, axis=1, dtype=np.int32)
+                else:
+                    clen = np.diff(np.r_[cstart, cc.size])
+                    counts = np.multiply.outer((rend - rstart).astype(np.int32),
+                                               clen.astype(np.int32))
+                partial[name] = (sums, counts)
             elif rp.size and cp.size:
                 partial[name] = block[np.ix_(self._row_pick[rp] - row0,
                                              self._col_pick[cp] - col0)]
@@ -121,13 +136,6 @@ class DisplayGrid:
             out = self._sum[name] / self._count[name]
         out[self._count[name] == 0] = np.nan
         return out
-
-
-def _run_sums(a, last):
-    """Sums of runs of columns of ``a``; ``last``: the last column of each run."""
-    c = np.cumsum(a, axis=1, dtype=np.float64 if a.dtype.kind == "f" else np.int64)[:, last]
-    c[:, 1:] -= c[:, :-1].copy()
-    return c
 
 
 def _check_kinds(outputs):

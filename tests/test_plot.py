@@ -70,6 +70,18 @@ def test_import_terrain_does_not_import_matplotlib():
     assert out.stdout.strip() == "False"
 
 
+def test_preload_imports_the_drawing_modules_on_a_thread():
+    # Maps start matplotlib's import while the DEM streams (terrain.plot.preload); the
+    # main thread has imported nothing of it when preload returns.
+    code = ("import sys, threading, terrain.plot as p; p.preload(); "
+            "t = [t for t in threading.enumerate() if t.name == 'terrain-preload']; "
+            "p._wait_preload(); "
+            "print(len(t), all(m in sys.modules for m in "
+            "('matplotlib.figure', 'matplotlib.backends.backend_agg', 'matplotlib.ticker')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "True"]
+
+
 # --------------------------------------------------------------------------- files written
 
 

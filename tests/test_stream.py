@@ -264,6 +264,21 @@ def test_display_grid_block_means_and_centre_cells(shape, dshape, tile):
     np.testing.assert_array_equal(grid.result("pick"), gdal)
 
 
+def test_display_grid_long_runs_and_windows_without_nodata():
+    # A display cell over more than 255 rows (the valid-cell counts outgrow bytes), and
+    # windows with no NaN at all next to windows with some (two ways of counting).
+    rng = np.random.default_rng(5)
+    shape, dshape = (620, 45), (2, 4)
+    z = rng.random(shape).astype(np.float32) * 50
+    z[400:, 30:][rng.random((220, 15)) < 0.5] = np.nan
+    grid = terrain.stream.DisplayGrid(shape, dshape, {"avg": "average"})
+    for c0 in range(0, shape[1], 15):
+        block = z[:, c0:c0 + 15].copy()
+        grid.add(0, shape[0], c0, c0 + 15, {"avg": block})
+    np.testing.assert_allclose(grid.result("avg"), block_means(z.astype(np.float64), dshape),
+                               rtol=1e-6)
+
+
 def written(path):
     """Band 1 of a product file, NaN for its nodata."""
     with rasterio.open(path) as ds:
