@@ -90,6 +90,20 @@ def whole_outputs(src, folder, opts):
     return outputs
 
 
+@pytest.fixture(scope="module")
+def whole_of(tmp_path_factory):
+    """``whole_of(src, opts)``: :func:`whole_outputs`, made once per raster and options for
+    the module (the splits of one sample share their truth)."""
+    made = {}
+
+    def get(src, opts):
+        if (str(src), opts) not in made:
+            made[str(src), opts] = whole_outputs(src, tmp_path_factory.mktemp("whole"), opts)
+        return made[str(src), opts]
+
+    return get
+
+
 def tile_outputs(path):
     stem = os.path.splitext(path)[0]
     return {k: f"{stem}_{k}.out.tif" for k in KINDS}
@@ -130,10 +144,11 @@ def _tile_cases():
 
 
 @pytest.mark.parametrize("sample, n, overlap, method, edge_order", list(_tile_cases()))
-def test_each_tile_equals_the_whole_raster(tmp_path, sample, n, overlap, method, edge_order):
+def test_each_tile_equals_the_whole_raster(tmp_path, whole_of, sample, n, overlap, method,
+                                          edge_order):
     paths = split(sample, tmp_path / "tiles", n, overlap)
     opts = Options(method=method, edge_order=edge_order)
-    whole = whole_outputs(sample, tmp_path, opts)
+    whole = whole_of(sample, opts)
     results = tiles.process_tiles(paths, tile_outputs, opts, run=RunOptions(tile_size=64, threads=2))
     assert set(results) == set(paths) and all(r["valid"] for r in results.values())
     assert_tiles_equal_whole(paths, whole)
