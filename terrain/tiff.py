@@ -225,8 +225,12 @@ class TiledTIFF:
                         # Cells of this tile inside the raster, times the bands it holds.
                         inside = ((min(self.rows, (ty + 1) * self.th) - ty * self.th)
                                   * (min(self.cols, (tx + 1) * self.tw) - tx * self.tw))
-                        entry = self._pending[key] = [
-                            np.full((self.th, self.tw, spp), self.nodata, self.dtype), inside * spp]
+                        # Only a tile reaching past the raster's edge keeps cells nobody
+                        # writes (nodata); every cell of the others is written before encoding.
+                        shape = (self.th, self.tw, spp)
+                        buf = np.empty(shape, self.dtype) if inside == self.th * self.tw else \
+                            np.full(shape, self.nodata, self.dtype)
+                        entry = self._pending[key] = [buf, inside * spp]
                     entry[0][r0 - ty * self.th:r1 - ty * self.th,
                              c0 - tx * self.tw:c1 - tx * self.tw, sample] = \
                         data[r0 - row0:r1 - row0, c0 - col0:c1 - col0]
