@@ -72,8 +72,9 @@ def test_open_dem_chunks_equals_in_memory(shape, crs, method, edge_order, make_t
     check_same(pairs)
 
 
-@pytest.mark.parametrize("edge_order", [1, 2])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method, edge_order", [
+    pytest.param(m, e, marks=[pytest.mark.slow] if m not in DIFFERENCE_METHODS and e == 2 else [])
+    for m in METHODS for e in (1, 2)])
 @pytest.mark.parametrize("chunks", [(1, 1), (2, 3), (3, 1)])
 def test_chunks_smaller_than_halo(chunks, method, edge_order, make_tif):
     eager = terrain.open_dem(rough_file(make_tif, (9, 7), "wgs84"))
