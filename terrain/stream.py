@@ -383,7 +383,8 @@ def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_
     each piece is computed in ``info``'s coordinates and emitted relative to it.
     ``executor``: a ThreadPoolExecutor of ``threads`` workers to use (and leave running)
     instead of a new one: a tile set's runs share one, whose threads keep the tiles GDAL
-    has opened (its dataset pool is per thread).
+    has opened (its dataset pool is per thread); one with a ``dataset(path)`` method
+    (:class:`terrain.tiles.SetExecutor`) also gives each worker its open handle.
 
     ``groups``: ``[(Options, products), ...]``; one read (with the widest halo) serves all.
     ``gdal_errors``: the run's :class:`terrain.raster.GdalErrors`, watching each worker's
@@ -395,7 +396,11 @@ def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_
     out_dtype = output_dtype(info.elevation_dtype)
     halo = max(o.halo for o, _ in groups)
 
+    shared = getattr(executor, "dataset", None)  # a tile set's workers keep their handles
+
     def reader():
+        if shared is not None:  # (every window of this run is on the executor's threads)
+            return shared(info.path)
         ds = getattr(local, "ds", None)
         if ds is None:
             with rasterio.Env(**GDAL_ENV):

@@ -155,17 +155,18 @@ class TileSet:
     _grids: dict = field(default_factory=dict)
 
     _pools: dict = field(default_factory=dict)
+    _info: object = None
 
     def executor(self, threads: int):
-        """The set's ThreadPoolExecutor of ``threads`` workers (None for one thread: the
-        caller's), shared by its tiles: GDAL keeps the tiles a thread opened for the next
-        tile. Shut down by :meth:`close`."""
+        """The set's :class:`SetExecutor` of ``threads`` workers (None for one thread: the
+        caller's), shared by its tiles (several of them at once: their windows queue on
+        the same threads, which stay busy across tile boundaries); each worker keeps its
+        one handle of the VRT (and GDAL the tiles it opened) from tile to tile. Shut
+        down by :meth:`close`."""
         if threads <= 1:
             return None
         if threads not in self._pools:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="tiles")
+            self._pools[threads] = SetExecutor(threads)
         return self._pools[threads]
 
     def close(self) -> None:
@@ -173,10 +174,16 @@ class TileSet:
             pool.shutdown(wait=True, cancel_futures=True)
         self._pools.clear()
 
+    def info(self):
+        """The mosaic VRT's RasterInfo, read once for all tiles."""
+        if self._info is None:
+            self._info = raster_info(self.vrt)
+        return self._info
+
     def grid(self, geometry: str):
         """The mosaic's Grid (spacing, ground map) for ``geometry``, computed once."""
         if geometry not in self._grids:
-            self._grids[geometry] = raster_info(self.vrt).grid(geometry)
+            self._grids[geometry] = self.info().grid(geometry)
         return self._grids[geometry]
 
     def protected(self) -> frozenset:
@@ -199,6 +206,48 @@ class TileSet:
             if t.path == path:
                 return t
         return None
+
+
+class SetExecutor:
+    """A tile set's worker threads: a ThreadPoolExecutor whose threads each keep one
+    open handle per raster they read (:meth:`dataset`), from tile to tile, closed
+    with the pool (:meth:`shutdown`)."""
+
+    def __init__(self, threads: int):
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tiles")
+        self._local = threading.local()
+        self._handles = []
+        self._lock = threading.Lock()
+
+    def submit(self, fn, *args, **kwargs):
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def dataset(self, path: str):
+        """This worker thread's open dataset of ``path`` (opened on first use)."""
+        import rasterio
+
+        from .raster import open_raster
+
+        mine = getattr(self._local, "datasets", None)
+        if mine is None:
+            mine = self._local.datasets = {}
+        ds = mine.get(path)
+        if ds is None:
+            with rasterio.Env(**GDAL_ENV):
+                ds = mine[path] = open_raster(path)
+            with self._lock:
+                self._handles.append(ds)
+        return ds
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        with self._lock:
+            handles, self._handles = self._handles, []
+        for ds in handles:
+            ds.close()
 
 
 @dataclass
@@ -493,7 +542,7 @@ def process_tile(tile_set: TileSet, tile: Tile, outputs: dict, opts=None, *, run
     from .engine import Options
 
     check_outputs(tile_set, outputs.values())
-    return process_file(tile_set.vrt, outputs, opts,
+    return process_file(tile_set.info(), outputs, opts,
                         **tile_keywords(tile_set, tile, (opts or Options()).geometry, run),
                         **kwargs)
 
