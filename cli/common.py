@@ -211,6 +211,7 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True, plan=None, thre
     run_state = state.get()
     shared = run_state.stop_event
     failed, done, running = [], [], {}
+    number = {}  # running input: its number in ``paths``
     before = {}
     sets = {}
     if plan is not None and jobs <= 1 and threads > 1:
@@ -224,10 +225,11 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True, plan=None, thre
         finally:
             click.globals.pop_context()
 
-    def inline(path):
+    def inline(path, k):
         """One input at a time runs here, in the main thread, on the command's stop event."""
         future = Future()
         running[future] = (path, None, None)
+        number[future] = k
         try:
             future.set_result(work(path, None))
         except (KeyboardInterrupt, Interrupted):
@@ -252,43 +254,58 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True, plan=None, thre
                dynamic_ncols=True)
     pool = ThreadPoolExecutor(lanes) if lanes > 1 else None
     pending = list(paths)
+    ready, reported = {}, [0]  # finished, by input number; inputs reported so far
+
+    def report(future, path):
+        """One finished input's line (or error), in input order."""
+        bar.update()
+        try:
+            written = future.result()
+        except (KeyboardInterrupt, Interrupted):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad input never stops the rest
+            if run_state.signalled:
+                raise KeyboardInterrupt from None
+            if not several:
+                raise
+            failed.append(path)
+            _report(exc, describe_error(exc, path))
+            return
+        done.append(path)
+        before.pop(path, None)
+        status(f"{path}: wrote {brief(written)}")
+
     try:
-        while pending or running:
+        while pending or running or ready:
             while pending and may_start(pending[0]):
                 path = pending.pop(0)
                 before[path] = {p: _identity(p) for p in outputs_of(path)}
                 if pool is None or (jobs <= 1 and path not in sets):
-                    inline(path)
+                    inline(path, len(paths) - len(pending) - 1)
                     break  # its result is handled before anything else starts
                 event = threading.Event()
-                running[pool.submit(one, path, event)] = (path, event, sets.get(path))
+                future = pool.submit(one, path, event)
+                running[future] = (path, event, sets.get(path))
+                number[future] = len(paths) - len(pending) - 1
             finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
             if shared is not None and shared.is_set() and run_state.signalled:
                 raise KeyboardInterrupt
-            # Those finished together, in input order.
-            for future in sorted(finished, key=lambda f: paths.index(running[f][0])):
+            for future in finished:
                 path, _, _ = running.pop(future)
-                bar.update()
-                try:
-                    written = future.result()
-                except (KeyboardInterrupt, Interrupted):
-                    raise
-                except Exception as exc:  # noqa: BLE001 - one bad input never stops the rest
-                    if run_state.signalled:
-                        raise KeyboardInterrupt from None
-                    if not several:
-                        raise
-                    failed.append(path)
-                    _report(exc, describe_error(exc, path))
-                    continue
-                done.append(path)
-                before.pop(path, None)
-                status(f"{path}: wrote {brief(written)}")
+                ready[number.pop(future)] = (future, path)
+            # Lines come in input order: a tile finished before an earlier one waits for it.
+            while reported[0] in ready:
+                report(*ready.pop(reported[0]))
+                reported[0] += 1
     except (KeyboardInterrupt, Interrupted):
         for _, event, _ in running.values():
             if event is not None:
                 event.set()
         wait(list(running))
+        # Finished before the interruption but not yet reported: complete, kept.
+        for future, path in ready.values():
+            if future.exception() is None:
+                done.append(path)
         for path, _, _ in running.values():
             for p, was in before.get(path, {}).items():
                 if was is None and _identity(p) is not None:

@@ -384,3 +384,85 @@ def test_an_output_is_never_one_of_the_tiles(tmp_path):
                                    write=WriteOptions(overwrite=True))
     assert {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths} == digest
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def _cli_outputs(out):
+    return lambda p: {k: str(out / f"{Path(p).stem}_{k}.tif") for k in KINDS}
+
+
+def test_analyze_runs_tiles_of_a_set_at_once_on_shared_threads(tmp_path, monkeypatch):
+    """With --jobs 1 and two threads, cli.common.TILE_LANES tiles of a set run at once on the
+    set's threads: each still equals the whole raster's analyze bit for bit, and the lines
+    come in input order (a tile finished early waits for the ones before it)."""
+    import threading
+    import time
+
+    import terrain.stream as stream
+    from cli.common import TILE_LANES
+
+    paths = split(UTM_SAMPLE, tmp_path / "tiles", 3, 1)
+    whole = tmp_path / "whole"
+    assert _cli("-q", "analyze", UTM_SAMPLE, "-d", whole, "--no-maps").exit_code == 0
+    inside, most, lock = [0], [0], threading.Lock()
+    real = stream.process_file
+
+    def spy(*args, **kwargs):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(0.1)  # the next tiles start meanwhile, if they are allowed to
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(stream, "process_file", spy)
+    out = tmp_path / "out"
+    result = _cli("analyze", *paths, "-d", out, "--no-maps", "--threads", "2", "--tile-size", "32")
+    assert result.exit_code == 0, result.output
+    assert most[0] == TILE_LANES > 1
+    assert result.stderr.splitlines() == [
+        f"{p}: wrote {out}/{Path(p).stem}_{{slope,aspect,gradient,hillshade}}.tif" for p in paths]
+    truth = {k: str(whole / f"jacksboro_utm16n_{k}.tif") for k in KINDS}
+    assert_tiles_equal_whole(paths, truth, _cli_outputs(out))
+    # One thread: one tile at a time, the same files.
+    most[0] = 0
+    one = tmp_path / "one"
+    assert _cli("-q", "analyze", *paths, "-d", one, "--no-maps", "--threads", "1").exit_code == 0
+    assert most[0] == 1
+    assert_tiles_equal_whole(paths, truth, _cli_outputs(one))
+
+
+def test_a_failing_tile_among_those_at_once_is_reported_the_others_written(tmp_path):
+    """A tile whose output exists (no --overwrite) fails in one line while the tiles around it
+    run; the others are written, the existing file is untouched, exit 1."""
+    paths = split(UTM_SAMPLE, tmp_path / "tiles", 3, 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    taken = out / "t11_aspect.tif"
+    taken.write_bytes(b"someone else's")
+    result = _cli("analyze", *paths, "-d", out, "--no-maps", "--threads", "2", "--tile-size", "32")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 10 and "Traceback" not in result.output
+    assert lines[4].startswith(f"terrain: error: {taken}") and "--overwrite" in lines[4]
+    assert lines[:4] + lines[5:9] == [
+        f"{p}: wrote {out}/{Path(p).stem}_{{slope,aspect,gradient,hillshade}}.tif"
+        for p in paths[:4] + paths[5:]]
+    assert lines[9] == f"terrain: 1 of 9 DEMs failed: {paths[4]}"
+    assert taken.read_bytes() == b"someone else's"
+    assert sorted(os.listdir(out)) == sorted(
+        [f"{Path(p).stem}_{k}.tif" for p in paths if p != paths[4] for k in KINDS]
+        + ["t11_aspect.tif"])
