@@ -181,13 +181,6 @@ def tile_inputs(args, *, independent=False, read=None):
         yield plan.inputs, plan
 
 
-# With --jobs 1, this many tiles of one set run at once: their windows queue on the
-# set's one pool of --threads workers (no more CPU), which stays busy while a finished
-# tile's files are closed and the next tile's are created; one writer per product
-# and tile is open for each (memory bounded by this, not by the number of tiles).
-TILE_LANES = 3
-
-
 def run_inputs(paths, work, outputs_of, *, jobs=1, several=True, plan=None, threads=1,
                bar_label=None) -> None:
     """``work(path, stop_event) -> files written`` for each input, ``jobs`` at once.
@@ -198,14 +191,17 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True, plan=None, thre
     ones (exit 130). With ``several`` False a failure is raised as it is.
 
     ``plan`` (a :class:`terrain.tiles.TilePlan`) and ``threads`` (the run's worker
-    threads): with ``jobs`` 1 and several threads, :data:`TILE_LANES` tiles of one set
-    run at once on the set's shared threads, in order. ``bar_label``: a bar over the
+    threads): with ``jobs`` 1 and several threads, ``terrain.tiles.TILE_LANES`` tiles of
+    one set run at once on the set's shared threads (no more CPU than ``threads``: they
+    stay busy while a finished tile's files are closed and the next tile's created), in
+    order. ``bar_label``: a bar over the
     inputs on a terminal.
     """
     import threading
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     from terrain.errors import Interrupted
+    from terrain.tiles import TILE_LANES
 
     ctx = click.get_current_context()
     run_state = state.get()

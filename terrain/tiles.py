@@ -43,6 +43,10 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".hgt", ".vrt", ".img", ".asc", ".dem", ".bi
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 # Tiles may share this many edge rows / columns (SRTM repeats one); more is not a tile set.
 MAX_OVERLAP = 2
+# Tiles of one set computed at once (one thread each, its windows on the set's shared
+# worker threads): the workers stay busy while a finished tile's files are closed and
+# the next tile's created; one set of output files is open per tile running.
+TILE_LANES = 3
 # Pixel offsets between tiles within this many pixels of a whole number are aligned.
 ALIGN_TOLERANCE = 1e-4
 _GLOB_CHARS = ("*", "?", "[")
@@ -568,13 +572,15 @@ def process_tiles(args, outputs_of, opts=None, *, read=None, jobs: int = 1, **kw
 
     ``outputs_of(path) -> {kind: path}`` names each input's outputs; ``read``
     (ReadOptions) says how to read them, the other keywords are process_file's. ``jobs``
-    tiles run at once (each on its ``run``'s threads). Returns ``{path: process_file's
-    result}``; inputs on another grid are processed alone, with one
-    :class:`TilesWarning` naming them.
+    tiles run at once (each on its ``run``'s threads); with ``jobs`` 1 and several
+    threads, :data:`TILE_LANES` tiles of a set run at once on the set's shared threads.
+    Returns ``{path: process_file's result}``; inputs on another grid are processed
+    alone, with one :class:`TilesWarning` naming them.
     """
     import warnings
     from concurrent.futures import ThreadPoolExecutor
 
+    from .engine import RunOptions, default_threads
     from .stream import process_file
 
     with TileWorkdir() as work:
@@ -590,10 +596,22 @@ def process_tiles(args, outputs_of, opts=None, *, read=None, jobs: int = 1, **kw
                 return process_file(path, outputs_of(path), opts, read=read, **kwargs)
             return process_tile(*job, outputs_of(path), opts, **kwargs)
 
-        if jobs <= 1:
-            return {p: run(p) for p in plan.inputs}
-        with ThreadPoolExecutor(jobs) as pool:
-            return dict(zip(plan.inputs, pool.map(run, plan.inputs)))
+        def run_all(paths, lanes):
+            if lanes <= 1:
+                return {p: run(p) for p in paths}
+            pool = ThreadPoolExecutor(lanes)
+            try:
+                return dict(zip(paths, pool.map(run, paths)))
+            finally:  # a failure: the tiles not started are not
+                pool.shutdown(wait=True, cancel_futures=True)
+
+        if jobs > 1:
+            return run_all(plan.inputs, jobs)
+        threads = (kwargs.get("run") or RunOptions()).threads or default_threads()
+        in_sets = [p for p in plan.inputs if plan.job(p) is not None]
+        results = run_all([p for p in plan.inputs if plan.job(p) is None], 1)
+        results.update(run_all(in_sets, TILE_LANES if threads > 1 else 1))
+        return {p: results[p] for p in plan.inputs}
 
 
 class TilesWarning(UserWarning):

@@ -402,14 +402,14 @@ def _cli_outputs(out):
 
 
 def test_analyze_runs_tiles_of_a_set_at_once_on_shared_threads(tmp_path, monkeypatch):
-    """With --jobs 1 and two threads, cli.common.TILE_LANES tiles of a set run at once on the
+    """With --jobs 1 and two threads, terrain.tiles.TILE_LANES tiles of a set run at once on the
     set's threads: each still equals the whole raster's analyze bit for bit, and the lines
     come in input order (a tile finished early waits for the ones before it)."""
     import threading
     import time
 
     import terrain.stream as stream
-    from cli.common import TILE_LANES
+    from terrain.tiles import TILE_LANES
 
     paths = split(UTM_SAMPLE, tmp_path / "tiles", 3, 1)
     whole = tmp_path / "whole"
