@@ -160,6 +160,15 @@ class TileSet:
 
     _pools: dict = field(default_factory=dict)
     _info: object = None
+    band: int = 1  # the tiles' band the VRT reads
+    _direct: bool | None = None
+
+    def direct_reads(self) -> bool:
+        """Whether the mosaic's windows can be read from the tiles without the VRT: no two
+        tiles with a nodata value overlap (the VRT then skips nodata cells of one)."""
+        if self._direct is None:
+            self._direct = self.tiles[0].info.nodata is None or not _overlapping(self.tiles)
+        return self._direct
 
     def executor(self, threads: int):
         """The set's :class:`SetExecutor` of ``threads`` workers (None for one thread: the
@@ -170,7 +179,7 @@ class TileSet:
         if threads <= 1:
             return None
         if threads not in self._pools:
-            self._pools[threads] = SetExecutor(threads)
+            self._pools[threads] = SetExecutor(threads, self)
         return self._pools[threads]
 
     def close(self) -> None:
@@ -213,17 +222,19 @@ class TileSet:
 
 
 class SetExecutor:
-    """A tile set's worker threads: a ThreadPoolExecutor whose threads each keep one
-    open handle per raster they read (:meth:`dataset`), from tile to tile, closed
-    with the pool (:meth:`shutdown`)."""
+    """A tile set's worker threads: a ThreadPoolExecutor whose threads each keep their
+    open handles (:meth:`dataset`, the most recently used :data:`OPEN_PER_THREAD`) from
+    tile to tile, closed with the pool (:meth:`shutdown`), and read the mosaic's windows
+    straight from the tiles (:meth:`read_padded`)."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, tile_set: "TileSet | None" = None):
         import threading
         from concurrent.futures import ThreadPoolExecutor
 
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tiles")
+        self._set = tile_set
         self._local = threading.local()
-        self._handles = []
+        self._handles = []  # every thread's {path: dataset}, closed at shutdown
         self._lock = threading.Lock()
 
     def submit(self, fn, *args, **kwargs):
@@ -231,27 +242,68 @@ class SetExecutor:
 
     def dataset(self, path: str):
         """This worker thread's open dataset of ``path`` (opened on first use)."""
+        from collections import OrderedDict
+
         import rasterio
 
         from .raster import open_raster
 
         mine = getattr(self._local, "datasets", None)
         if mine is None:
-            mine = self._local.datasets = {}
-        ds = mine.get(path)
-        if ds is None:
-            with rasterio.Env(**GDAL_ENV):
-                ds = mine[path] = open_raster(path)
+            mine = self._local.datasets = OrderedDict()
             with self._lock:
-                self._handles.append(ds)
+                self._handles.append(mine)
+        ds = mine.get(path)
+        if ds is not None:
+            mine.move_to_end(path)
+            return ds
+        with rasterio.Env(**GDAL_ENV):
+            ds = open_raster(path)
+        with self._lock:  # (shutdown reads the dicts)
+            mine[path] = ds
+            while len(mine) > OPEN_PER_THREAD:
+                mine.popitem(last=False)[1].close()
         return ds
+
+    def read_padded(self, info, row0, row1, col0, col1, halo):
+        """:func:`terrain.stream.read_padded` of ``info`` (the set's VRT, or any raster)
+        with this thread's handles. The VRT's windows are read from the tiles it
+        mosaics, placed as the VRT places them (a later tile over an earlier one; the
+        VRT's nodata, in its type, where no tile is), so the values are the VRT's; a
+        set whose overlapping tiles have a nodata value (the VRT skips their nodata
+        cells) is read through the VRT."""
+        from .engine import file_elevation, halo_bounds, pad_block
+        from .raster import read_band
+        from .stream import read_padded
+
+        ts = self._set
+        if ts is None or info.path != ts.vrt or not ts.direct_reads() or info.mask is not None:
+            return read_padded(self.dataset(info.path), info, row0, row1, col0, col1, halo)
+        r0, r1, c0, c1 = halo_bounds(info.shape, row0, row1, col0, col1, halo)
+        nodata = np.nan if info.nodata is None else info.nodata
+        raw = np.full((r1 - r0, c1 - c0), nodata, dtype=np.dtype(info.dtype))
+        for tile in ts.tiles:
+            t0, t1, u0, u1 = tile.window
+            a0, a1, b0, b1 = max(r0, t0), min(r1, t1), max(c0, u0), min(c1, u1)
+            if a0 < a1 and b0 < b1:
+                raw[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = read_band(
+                    self.dataset(tile.path), tile.path, ts.band,
+                    ((a0 - t0, a1 - t0), (b0 - u0, b1 - u0)))
+        return pad_block(file_elevation(raw, None, info), row0, row1, col0, col1, halo,
+                         info.shape)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
         with self._lock:
             handles, self._handles = self._handles, []
-        for ds in handles:
-            ds.close()
+        for mine in handles:
+            for ds in mine.values():
+                ds.close()
+            mine.clear()
+
+
+# Tile handles each worker thread keeps open (the least recently used is closed).
+OPEN_PER_THREAD = 128
 
 
 @dataclass
@@ -449,6 +501,7 @@ def write_vrt(tile_set: TileSet, path: str, *, band: int = 1) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     tile_set.vrt = path
+    tile_set.band = band
     return path
 
 

@@ -466,3 +466,45 @@ def test_a_failing_tile_among_those_at_once_is_reported_the_others_written(tmp_p
     assert sorted(os.listdir(out)) == sorted(
         [f"{Path(p).stem}_{k}.tif" for p in paths if p != paths[4] for k in KINDS]
         + ["t11_aspect.tif"])
+
+
+@pytest.mark.parametrize("case", ["int16 nodata, a tile missing", "int16 no nodata, a gap",
+                                  "float32 overlap, no nodata", "int16 nodata, overlap"])
+def test_windows_read_from_the_tiles_equal_gdals_reading_of_the_vrt(tmp_path, case):
+    """The set's workers read the mosaic's windows from the tiles (SetExecutor.read_padded);
+    truth: GDAL reading the VRT (terrain.stream.read_padded on it), window by window,
+    halo and edges included."""
+    import terrain.stream as stream
+    from terrain.raster import GDAL_ENV, open_raster
+
+    folder = tmp_path / "tiles"
+    if case.startswith("int16 nodata"):
+        overlap = 1 if case.endswith("overlap") else 0
+        paths = split(WGS84_SAMPLE, folder, 3, overlap, skip=[] if overlap else [(1, 2)])
+    elif case.startswith("int16 no nodata"):
+        folder.mkdir()
+        with rasterio.open(WGS84_SAMPLE) as ds:
+            paths = [write_tif(folder / f"g{i}.tif", ds.read(1, window=w), crs=ds.crs,
+                               transform=ds.window_transform(w))
+                     for i, w in enumerate([Window(0, 0, 200, 150), Window(207, 0, 196, 150),
+                                            Window(0, 160, 403, 184)])]
+    else:
+        src = blank(WGS84_SAMPLE, tmp_path / "f.tif", [], dtype="float32", nodata=np.nan)
+        paths = split(src, folder, 2, 1, nodata=None)
+    plan = tiles.plan_tiles(paths)
+    assert len(plan.sets) == 1
+    tile_set = plan.sets[0]
+    with tiles.TileWorkdir() as work:
+        work.vrt_for(tile_set, 0)
+        info = tile_set.info()
+        assert tile_set.direct_reads() == (case != "int16 nodata, overlap")
+        pool = tile_set.executor(2)
+        rows, cols = info.shape
+        with rasterio.Env(**GDAL_ENV), open_raster(tile_set.vrt) as vrt:
+            for r0, r1, c0, c1 in [(0, rows, 0, cols), (140, 170, 190, 215), (0, 7, 396, cols),
+                                   (rows - 3, rows, 0, 50), (100, 230, 130, 280)]:
+                for halo in (1, 2):
+                    got = pool.submit(pool.read_padded, info, r0, r1, c0, c1, halo).result()
+                    expected = stream.read_padded(vrt, info, r0, r1, c0, c1, halo)
+                    assert got.dtype == expected.dtype and got.shape == expected.shape
+                    assert np.array_equal(got, expected, equal_nan=True), (r0, r1, c0, c1, halo)
