@@ -229,7 +229,10 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True, plan=None, thre
         try:
             future.set_result(work(path, None))
         except (KeyboardInterrupt, Interrupted):
-            future.cancel()  # done (for the wait below), and its outputs are removed
+            # Done for the wait below (a pending Future would block it for ever); its
+            # outputs are removed there.
+            future.cancel()
+            future.set_running_or_notify_cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - reported below like a parallel one's
             future.set_exception(exc)
