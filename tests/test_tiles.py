@@ -508,3 +508,59 @@ def test_windows_read_from_the_tiles_equal_gdals_reading_of_the_vrt(tmp_path, ca
                     expected = stream.read_padded(vrt, info, r0, r1, c0, c1, halo)
                     assert got.dtype == expected.dtype and got.shape == expected.shape
                     assert np.array_equal(got, expected, equal_nan=True), (r0, r1, c0, c1, halo)
+
+
+@pytest.mark.slow
+def test_analyze_of_a_tile_set_interrupted_leaves_whole_tiles_only(tmp_path):
+    """SIGINT while several tiles of a set run at once (--threads 2): exit 130, one line, no
+    temporary file; each tile has all of its four outputs or none, and those it has equal
+    the whole raster's analyze on its cells (finished before the signal, complete)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = np.random.default_rng(5)
+    dem = write_tif(tmp_path / "big.tif", rng.random((3000, 3000), dtype=np.float32) * 500,
+                    nodata=-9999.0)
+    paths = split(dem, tmp_path / "tiles", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    exe = os.path.join(os.path.dirname(sys.executable), "terrain")
+    cmd = [exe, "analyze", *paths, "-d", str(out), "--no-maps", "--threads", "2",
+           "--tile-size", "256", "--co", "ZSTD_LEVEL=9"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(n.endswith(".part.tif") for n in os.listdir(out)):
+            assert proc.poll() is None, f"exited before writing: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no temporary output in 60 s"
+            time.sleep(0.02)
+        time.sleep(1.0)
+        assert proc.poll() is None, "the run finished before the signal; make the DEM bigger"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (proc.returncode, err)
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and "interrupted" in lines[-1], err
+    names = os.listdir(out)
+    assert not [n for n in names if n.startswith(".")], names
+    stems = {Path(p).stem for p in paths}
+    have = {s: sorted(n for n in names if n.startswith(s + "_")) for s in stems}
+    assert all(v in ([], sorted(f"{s}_{k}.tif" for k in KINDS)) for s, v in have.items()), have
+    finished = [p for p in paths if have[Path(p).stem]]
+    assert len(finished) < len(paths)
+    # Each finished tile has its line, and is named in the last one; its files are complete.
+    assert lines[:-1] == [f"{p}: wrote {out}/{Path(p).stem}_{{slope,aspect,gradient,hillshade}}"
+                          ".tif" for p in finished], err
+    if finished:
+        assert lines[-1].startswith("terrain: interrupted; finished before it") and all(
+            p in lines[-1] for p in finished), err
+        whole = tmp_path / "whole"
+        assert _cli("-q", "analyze", dem, "-d", whole, "--no-maps").exit_code == 0
+        assert_tiles_equal_whole(finished, {k: str(whole / f"big_{k}.tif") for k in KINDS},
+                                 _cli_outputs(out))
