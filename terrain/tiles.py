@@ -302,8 +302,11 @@ class SetExecutor:
             mine.clear()
 
 
-# Tile handles each worker thread keeps open (the least recently used is closed).
-OPEN_PER_THREAD = 128
+# Tile handles each worker thread keeps open (the least recently used is closed, and
+# GDAL's cached blocks of it freed): a window's neighbours stay open, memory does not
+# grow with the number of tiles (100 tiles of 820^2, slope: peak RSS 175 MB with 8,
+# 245 MB with 128, on a loaded machine).
+OPEN_PER_THREAD = 8
 
 
 @dataclass

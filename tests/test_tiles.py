@@ -564,3 +564,27 @@ def test_analyze_of_a_tile_set_interrupted_leaves_whole_tiles_only(tmp_path):
         assert _cli("-q", "analyze", dem, "-d", whole, "--no-maps").exit_code == 0
         assert_tiles_equal_whole(finished, {k: str(whole / f"big_{k}.tif") for k in KINDS},
                                  _cli_outputs(out))
+
+
+def test_workers_keep_a_bounded_number_of_tiles_open(tmp_path, monkeypatch):
+    """Each worker closes its least recently used tile beyond OPEN_PER_THREAD: memory does
+    not grow with the number of tiles, and the windows still equal GDAL's VRT reads."""
+    import terrain.stream as stream
+    from terrain.raster import GDAL_ENV, open_raster
+
+    monkeypatch.setattr(tiles, "OPEN_PER_THREAD", 2)
+    paths = split(WGS84_SAMPLE, tmp_path / "tiles", 3)
+    tile_set = tiles.plan_tiles(paths).sets[0]
+    with tiles.TileWorkdir() as work:
+        work.vrt_for(tile_set, 0)
+        info = tile_set.info()
+        pool = tile_set.executor(2)
+        with rasterio.Env(**GDAL_ENV), open_raster(tile_set.vrt) as vrt:
+            for r0 in range(0, 344, 40):
+                for c0 in range(0, 403, 60):
+                    r1, c1 = min(r0 + 40, 344), min(c0 + 60, 403)
+                    got = pool.submit(pool.read_padded, info, r0, r1, c0, c1, 1).result()
+                    assert np.array_equal(got, stream.read_padded(vrt, info, r0, r1, c0, c1, 1),
+                                          equal_nan=True)
+        opened = [len(mine) for mine in pool._handles]
+        assert opened and max(opened) <= 2
