@@ -191,17 +191,16 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True, plan=None, thre
     ones (exit 130). With ``several`` False a failure is raised as it is.
 
     ``plan`` (a :class:`terrain.tiles.TilePlan`) and ``threads`` (the run's worker
-    threads): with ``jobs`` 1 and several threads, ``terrain.tiles.TILE_LANES`` tiles of
-    one set run at once on the set's shared threads (no more CPU than ``threads``: they
-    stay busy while a finished tile's files are closed and the next tile's created), in
-    order. ``bar_label``: a bar over the
+    threads): with ``jobs`` 1 and several threads, several tiles of one set run at once,
+    in order (``terrain.tiles.schedule``: no more CPU than ``threads``, which stay busy
+    while a finished tile's files are closed and the next tile's created). ``bar_label``: a bar over the
     inputs on a terminal.
     """
     import threading
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     from terrain.errors import Interrupted
-    from terrain.tiles import TILE_LANES
+    from terrain.tiles import schedule
 
     ctx = click.get_current_context()
     run_state = state.get()
@@ -209,10 +208,11 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True, plan=None, thre
     failed, done, running = [], [], {}
     number = {}  # running input: its number in ``paths``
     before = {}
-    sets = {}
+    sets, lanes_of = {}, {}
     if plan is not None and jobs <= 1 and threads > 1:
         sets = {t.path: k for k, s in enumerate(plan.sets) for t in s.tiles}
-    lanes = jobs if jobs > 1 else TILE_LANES if sets else 1
+        lanes_of = {k: schedule(s, threads) for k, s in enumerate(plan.sets)}
+    lanes = jobs if jobs > 1 else max(lanes_of.values(), default=1)
 
     def one(path, event):
         click.globals.push_context(ctx)  # state.get(), warnings and -q in this thread too
@@ -243,7 +243,7 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True, plan=None, thre
         if jobs > 1:
             return len(running) < jobs
         group = sets.get(path)  # tiles of the set the running ones belong to
-        return group is not None and len(running) < lanes and all(
+        return group is not None and len(running) < lanes_of[group] and all(
             g == group for _, _, g in running.values())
 
     from tqdm import tqdm

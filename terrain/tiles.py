@@ -162,6 +162,7 @@ class TileSet:
     _info: object = None
     band: int = 1  # the tiles' band the VRT reads
     _direct: bool | None = None
+    tile_threads: int | None = None  # threads of each tile's windows (see :func:`schedule`)
 
     def direct_reads(self) -> bool:
         """Whether the mosaic's windows can be read from the tiles without the VRT: no two
@@ -607,6 +608,23 @@ def process_tile(tile_set: TileSet, tile: Tile, outputs: dict, opts=None, *, run
                         **kwargs)
 
 
+def schedule(tile_set: TileSet, threads: int) -> int:
+    """How many tiles of ``tile_set`` run at once (one job at a time asked) on ``threads``
+    worker threads, and on how many threads each tile's windows run (set on the set).
+
+    A set of ``2 * threads`` tiles or more: ``threads`` tiles at once, each computing its
+    own windows on its one thread (no hand-over to other threads; a tile finishing its
+    files leaves the others computing). Fewer tiles: :data:`TILE_LANES` at once, their
+    windows on the set's ``threads`` shared workers. Results never depend on it."""
+    if threads <= 1:
+        return 1
+    if len(tile_set.tiles) >= 2 * threads:
+        tile_set.tile_threads = 1
+        return threads
+    tile_set.tile_threads = None
+    return TILE_LANES
+
+
 def tile_keywords(tile_set: TileSet, tile: Tile, geometry: str, run=None) -> dict:
     """process_file's keywords (with the set's VRT as ``src``) computing ``tile`` with
     ``run`` (RunOptions; default threads: all cores). The outputs are checked against
@@ -617,7 +635,8 @@ def tile_keywords(tile_set: TileSet, tile: Tile, geometry: str, run=None) -> dic
     from .stream import Crop
 
     run = run or RunOptions()
-    run = dataclasses.replace(run, threads=run.threads or default_threads())
+    run = dataclasses.replace(run, threads=tile_set.tile_threads or run.threads
+                              or default_threads())
     return dict(crop=Crop(tile.window, transform=tile.info.transform, source_name=tile.path,
                           inputs=[]),
                 grid=tile_set.grid(geometry), run=run, executor=tile_set.executor(run.threads))
@@ -629,7 +648,7 @@ def process_tiles(args, outputs_of, opts=None, *, read=None, jobs: int = 1, **kw
     ``outputs_of(path) -> {kind: path}`` names each input's outputs; ``read``
     (ReadOptions) says how to read them, the other keywords are process_file's. ``jobs``
     tiles run at once (each on its ``run``'s threads); with ``jobs`` 1 and several
-    threads, :data:`TILE_LANES` tiles of a set run at once on the set's shared threads.
+    threads, several tiles of a set run at once (:func:`schedule`).
     Returns ``{path: process_file's result}``; inputs on another grid are processed
     alone, with one :class:`TilesWarning` naming them.
     """
@@ -664,9 +683,10 @@ def process_tiles(args, outputs_of, opts=None, *, read=None, jobs: int = 1, **kw
         if jobs > 1:
             return run_all(plan.inputs, jobs)
         threads = (kwargs.get("run") or RunOptions()).threads or default_threads()
-        in_sets = [p for p in plan.inputs if plan.job(p) is not None]
         results = run_all([p for p in plan.inputs if plan.job(p) is None], 1)
-        results.update(run_all(in_sets, TILE_LANES if threads > 1 else 1))
+        for s in plan.sets:
+            mine = [p for p in plan.inputs if s.tile(p) is not None]
+            results.update(run_all(mine, schedule(s, threads)))
         return {p: results[p] for p in plan.inputs}
 
 

@@ -401,26 +401,31 @@ def _cli_outputs(out):
     return lambda p: {k: str(out / f"{Path(p).stem}_{k}.tif") for k in KINDS}
 
 
-def test_analyze_runs_tiles_of_a_set_at_once_on_shared_threads(tmp_path, monkeypatch):
-    """With --jobs 1 and two threads, terrain.tiles.TILE_LANES tiles of a set run at once on the
-    set's threads: each still equals the whole raster's analyze bit for bit, and the lines
-    come in input order (a tile finished early waits for the ones before it)."""
+@pytest.mark.parametrize("threads, at_once, tile_threads", [("2", 2, 1), ("8", 3, 8), ("1", 1, 1)],
+                         ids=["one-tile-per-thread", "shared-threads", "one-thread"])
+def test_analyze_runs_tiles_of_a_set_at_once(tmp_path, monkeypatch, threads, at_once,
+                                             tile_threads):
+    """With --jobs 1, tiles of a set run several at once (terrain.tiles.schedule): 9 tiles on
+    2 threads, 2 at once each on its thread; on 8 threads, TILE_LANES at once on the 8
+    shared threads; on 1, one by one. Each tile equals the whole raster's analyze bit for
+    bit, and the lines come in input order (a tile finished early waits for those before)."""
     import threading
     import time
 
     import terrain.stream as stream
-    from terrain.tiles import TILE_LANES
 
+    assert tiles.TILE_LANES == 3
     paths = split(UTM_SAMPLE, tmp_path / "tiles", 3, 1)
     whole = tmp_path / "whole"
     assert _cli("-q", "analyze", UTM_SAMPLE, "-d", whole, "--no-maps").exit_code == 0
-    inside, most, lock = [0], [0], threading.Lock()
+    inside, most, used, lock = [0], [0], set(), threading.Lock()
     real = stream.process_file
 
     def spy(*args, **kwargs):
         with lock:
             inside[0] += 1
             most[0] = max(most[0], inside[0])
+            used.add(kwargs["run"].threads)
         try:
             time.sleep(0.1)  # the next tiles start meanwhile, if they are allowed to
             return real(*args, **kwargs)
@@ -430,19 +435,14 @@ def test_analyze_runs_tiles_of_a_set_at_once_on_shared_threads(tmp_path, monkeyp
 
     monkeypatch.setattr(stream, "process_file", spy)
     out = tmp_path / "out"
-    result = _cli("analyze", *paths, "-d", out, "--no-maps", "--threads", "2", "--tile-size", "32")
+    result = _cli("analyze", *paths, "-d", out, "--no-maps", "--threads", threads,
+                  "--tile-size", "32")
     assert result.exit_code == 0, result.output
-    assert most[0] == TILE_LANES > 1
+    assert most[0] == at_once and used == {tile_threads}
     assert result.stderr.splitlines() == [
         f"{p}: wrote {out}/{Path(p).stem}_{{slope,aspect,gradient,hillshade}}.tif" for p in paths]
     truth = {k: str(whole / f"jacksboro_utm16n_{k}.tif") for k in KINDS}
     assert_tiles_equal_whole(paths, truth, _cli_outputs(out))
-    # One thread: one tile at a time, the same files.
-    most[0] = 0
-    one = tmp_path / "one"
-    assert _cli("-q", "analyze", *paths, "-d", one, "--no-maps", "--threads", "1").exit_code == 0
-    assert most[0] == 1
-    assert_tiles_equal_whole(paths, truth, _cli_outputs(one))
 
 
 def test_a_failing_tile_among_those_at_once_is_reported_the_others_written(tmp_path):
