@@ -88,6 +88,8 @@ def main(argv=None) -> None:
                         help="the one-file DEM (default: bench.py's 8192^2 DEM in --workdir)")
     parser.add_argument("--tiles", type=int, default=10, help="tiles per side (10: 100 tiles)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each case (3)")
+    parser.add_argument("--only", choices=("slope", "analyze"), default=None,
+                        help="run only this command's cases (default: both)")
     parser.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent / "data",
                         help="where the tiles and outputs go (benchmarks/data/)")
     args = parser.parse_args(argv)
@@ -120,6 +122,9 @@ def main(argv=None) -> None:
             ([terrain, "-q", "analyze", str(tile_dir), "-d", str(set_aj), "--no-maps", "--jobs",
               "2", "--threads", "1"], set_aj),
     }
+    if args.only:
+        cases = {name: case for name, case in cases.items()
+                 if name.startswith(f"terrain {args.only} ")}
     results = {name: [] for name in cases}
     for round_ in range(args.repeat + 1):  # round 0 warms the page cache up, untimed
         for name, (cmd, out) in cases.items():
@@ -127,7 +132,12 @@ def main(argv=None) -> None:
             measured = timed(cmd)
             if round_:
                 results[name].append(measured)
-    bad = check_equal(one_s, set_s, tiles) + check_equal(one_s, set_j, tiles)
+    bad = 0
+    if args.only != "analyze":
+        bad = check_equal(one_s, set_s, tiles) + check_equal(one_s, set_j, tiles)
+    else:  # the analyze runs' slopes (the last round's, kept until here)
+        one_slope = one_a / f"{dem.stem}_slope.tif"
+        bad = check_equal(one_slope, set_a, tiles) + check_equal(one_slope, set_aj, tiles)
     stats = {name: (statistics.median(r[0] for r in runs), max(r[1] for r in runs),
                     statistics.median(r[2] for r in runs)) for name, runs in results.items()}
     print(f"\n#### {n * n} tiles of {dem.name} against the one file, {args.repeat} timed run(s) "
@@ -136,10 +146,12 @@ def main(argv=None) -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     names = list(cases)
     goals = []
-    for base, tiled in ((names[0], names[1]), (names[0], names[2]), (names[3], names[4]),
-                        (names[3], names[5])):
+    pairs = ((names[0], names[1]), (names[0], names[2]))
+    if len(names) == 6:
+        pairs += ((names[3], names[4]), (names[3], names[5]))
+    for base, tiled in pairs:
         (bw, br, bc), (tw, tr, tc) = stats[base], stats[tiled]
-        if tiled in (names[1], names[4]):
+        if tiled == pairs[0][1] or tiled == pairs[-2][1]:
             print(f"| {base} | {bw:.2f} | {bc:.2f} | {br:.0f} | 1.00 | 1.00 |")
         print(f"| {tiled} | {tw:.2f} | {tc:.2f} | {tr:.0f} | {tw / bw:.2f} | {tr / br:.2f} |")
         what = tiled.split(" (")[0].replace("TILES/ -d out", "tiles")

@@ -4,7 +4,6 @@ maps per DEM, from one read pass each, a failing DEM reported and skipped."""
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 
@@ -91,9 +90,7 @@ def command(dem, out_dir, products, method, edge_order, z_factor, geometry, read
 
 def _run(dems, plan, out_dir, products, method, edge_order, z_factor, geometry, read, write,
          dpi, no_maps, run, jobs, settings):
-    from . import state
-    from .common import _identity, _report, brief, build_options, describe_error, status, \
-        want_file_bar
+    from .common import _threads, build_options, run_inputs
 
     stems = {}
     from terrain.raster import dataset_stem
@@ -110,78 +107,20 @@ def _run(dems, plan, out_dir, products, method, edge_order, z_factor, geometry, 
     # Each product's own default method (the hillshade's is Horn's, as everywhere);
     # an explicit --method applies to every product.
     explicit_method = method is not None
-    quiet = state.get().quiet
-    if jobs > 1 and len(dems) > 1:
-        _run_jobs(dems, plan, out_dir, opts, jobs, read=read, write=write, run=run, dpi=dpi,
-                  draw_maps=not no_maps, explicit_method=explicit_method, products=products)
-        return
-
-    from tqdm import tqdm
-
-    from terrain.errors import Interrupted
-
-    failed, done = [], []
     several = len(dems) > 1
-    before = {}
-    try:
-        with tqdm(dems, desc="analyze", unit="file", file=sys.stderr,
-                  disable=not want_file_bar(len(dems), quiet=quiet), dynamic_ncols=True,
-                  leave=False) as files:
-            for path in files:
-                tifs, maps = targets(path, out_dir, products)
-                before = {p: _identity(p) for p in [*tifs.values(), *maps.values()]}
-                try:
-                    written = _analyze_one(path, out_dir, opts, several, read=read,
-                                           write=write, run=run, dpi=dpi,
-                                           draw_maps=not no_maps,
-                                           explicit_method=explicit_method,
-                                           products=products, tile=plan.job(path))
-                except (KeyboardInterrupt, Interrupted):
-                    raise  # the whole run stops, not just this file
-                except Exception as exc:  # noqa: BLE001 - one bad file never stops the rest
-                    if state.get().signalled:
-                        # Whatever unwinds after a signal is the interruption itself.
-                        raise KeyboardInterrupt from None
-                    if not several:
-                        raise
-                    failed.append(path)
-                    _report(exc, describe_error(exc, path))
-                    continue
-                done.append(path)
-                before = {}  # finished: a signal from here on must not delete its outputs
-                status(f"{path}: wrote {brief(written)}")
-    except (KeyboardInterrupt, Interrupted):
-        # All or nothing per DEM: what the interrupted DEM had already written goes too.
-        for p, was in before.items():
-            if was is None and _identity(p) is not None:
-                try:
-                    os.unlink(p)
-                except OSError:
-                    pass
-        if not done:
-            raise
-        click.echo(f"terrain: interrupted; finished before it, with complete outputs: "
-                   f"{', '.join(done)}; nothing else written", err=True)
-        raise click.exceptions.Exit(130) from None
-    if failed:
-        click.echo(f"terrain: {len(failed)} of {len(dems)} DEMs failed: {', '.join(failed)}",
-                   err=True)
-        raise click.exceptions.Exit(1)
-
-
-def _run_jobs(dems, plan, out_dir, opts, jobs, *, products, **kwargs):
-    """``--jobs N``: N DEMs (tiles) at once, each on its own stop event."""
-    from .common import run_inputs
 
     def outputs_of(path):
         tifs, maps = targets(path, out_dir, products)
-        return [*tifs.values(), *maps.values()]
+        return [*tifs.values(), *(maps.values() if not no_maps else ())]
 
     def work(path, event):
-        return _analyze_one(path, out_dir, opts, True, tile=plan.job(path), stop_event=event,
-                            products=products, **kwargs)
+        return _analyze_one(path, out_dir, opts, several, read=read, write=write, run=run,
+                            dpi=dpi, draw_maps=not no_maps, explicit_method=explicit_method,
+                            products=products, tile=plan.job(path), stop_event=event)
 
-    run_inputs(dems, work, outputs_of, jobs=jobs)
+    # A failing DEM is reported and skipped; Ctrl-C stops the run (all or nothing per DEM).
+    run_inputs(dems, work, outputs_of, jobs=jobs if several else 1, several=several,
+               plan=plan, threads=_threads(run), bar_label="analyze")
 
 
 def _analyze_one(path, out_dir, opts, several, *, read, write, run, dpi, draw_maps=True,
@@ -199,8 +138,9 @@ def _analyze_one(path, out_dir, opts, several, *, read, write, run, dpi, draw_ma
 
     from .common import compute_to_files, draw_display_map, map_display, warn
 
-    # The DEM is validated once, here, and passed down opened.
-    info = raster_info(path, band=read.band, src_crs=read.src_crs)
+    # The DEM is validated once, here (a tile of a set: when the set was planned), and
+    # passed down opened.
+    info = tile[1].info if tile else raster_info(path, band=read.band, src_crs=read.src_crs)
     tifs, maps = targets(path, out_dir, products)
     if not draw_maps:
         maps = {}

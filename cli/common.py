@@ -134,7 +134,7 @@ def compute_to_files(info, outputs: dict, opts, *, write, run, maps=(), bar=None
 
         # Outputs checked against every tile of the set, once; read from its mosaic.
         check_outputs(tile[0], [*outputs.values(), *maps])
-        source, where = tile[0].vrt, tile_keywords(*tile, opts.geometry, run)
+        source, where = tile[0].info(), tile_keywords(*tile, opts.geometry, run)
     cells = info.shape[0] * info.shape[1]
     if bar is None:
         bar = want_pixel_bar(cells, quiet=state.get().quiet)
@@ -181,24 +181,38 @@ def tile_inputs(args, *, independent=False, read=None):
         yield plan.inputs, plan
 
 
-def run_inputs(paths, work, outputs_of, *, jobs=1, several=True) -> None:
+def run_inputs(paths, work, outputs_of, *, jobs=1, several=True, plan=None, threads=1,
+               bar_label=None) -> None:
     """``work(path, stop_event) -> files written`` for each input, ``jobs`` at once.
 
     One input failing is reported in one line and the others go on (exit 1 at the
     end, naming them); Ctrl-C stops every running input, removes what the unfinished
     ones had written (``outputs_of(path)``: their file names) and names the finished
     ones (exit 130). With ``several`` False a failure is raised as it is.
+
+    ``plan`` (a :class:`terrain.tiles.TilePlan`) and ``threads`` (the run's worker
+    threads): with ``jobs`` 1 and several threads, several tiles of one set run at once,
+    in order (``terrain.tiles.schedule``: no more CPU than ``threads``, which stay busy
+    while a finished tile's files are closed and the next tile's created). ``bar_label``: a bar over the
+    inputs on a terminal.
     """
     import threading
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     from terrain.errors import Interrupted
+    from terrain.tiles import schedule
 
     ctx = click.get_current_context()
     run_state = state.get()
     shared = run_state.stop_event
     failed, done, running = [], [], {}
+    number = {}  # running input: its number in ``paths``
     before = {}
+    sets, lanes_of = {}, {}
+    if plan is not None and jobs <= 1 and threads > 1:
+        sets = {t.path: k for k, s in enumerate(plan.sets) for t in s.tiles}
+        lanes_of = {k: schedule(s, threads) for k, s in enumerate(plan.sets)}
+    lanes = jobs if jobs > 1 else max(lanes_of.values(), default=1)
 
     def one(path, event):
         click.globals.push_context(ctx)  # state.get(), warnings and -q in this thread too
@@ -207,67 +221,105 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True) -> None:
         finally:
             click.globals.pop_context()
 
-    def inline(path):
+    def inline(path, k):
         """One input at a time runs here, in the main thread, on the command's stop event."""
         future = Future()
-        running[future] = (path, None)
+        running[future] = (path, None, None)
+        number[future] = k
         try:
             future.set_result(work(path, None))
         except (KeyboardInterrupt, Interrupted):
+            # Done for the wait below (a pending Future would block it for ever); its
+            # outputs are removed there.
+            future.cancel()
+            future.set_running_or_notify_cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - reported below like a parallel one's
             future.set_exception(exc)
 
-    pool = ThreadPoolExecutor(jobs) if jobs > 1 else None
+    def may_start(path):
+        if not running:
+            return True
+        if jobs > 1:
+            return len(running) < jobs
+        group = sets.get(path)  # tiles of the set the running ones belong to
+        return group is not None and len(running) < lanes_of[group] and all(
+            g == group for _, _, g in running.values())
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(paths), desc=bar_label, unit="file", file=sys.stderr, leave=False,
+               disable=bar_label is None or not want_file_bar(len(paths), quiet=run_state.quiet),
+               dynamic_ncols=True)
+    pool = ThreadPoolExecutor(lanes) if lanes > 1 else None
     pending = list(paths)
+    ready, reported = {}, [0]  # finished, by input number; inputs reported so far
+
+    def report(future, path):
+        """One finished input's line (or error), in input order."""
+        bar.update()
+        try:
+            written = future.result()
+        except (KeyboardInterrupt, Interrupted):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad input never stops the rest
+            if run_state.signalled:
+                raise KeyboardInterrupt from None
+            if not several:
+                raise
+            failed.append(path)
+            _report(exc, describe_error(exc, path))
+            return
+        done.append(path)
+        before.pop(path, None)
+        status(f"{path}: wrote {brief(written)}")
+
     try:
-        while pending or running:
-            while pending and len(running) < jobs:
+        while pending or running or ready:
+            while pending and may_start(pending[0]):
                 path = pending.pop(0)
                 before[path] = {p: _identity(p) for p in outputs_of(path)}
-                if pool is None:
-                    inline(path)
-                    continue
+                if pool is None or (jobs <= 1 and path not in sets):
+                    inline(path, len(paths) - len(pending) - 1)
+                    break  # its result is handled before anything else starts
                 event = threading.Event()
-                running[pool.submit(one, path, event)] = (path, event)
+                future = pool.submit(one, path, event)
+                running[future] = (path, event, sets.get(path))
+                number[future] = len(paths) - len(pending) - 1
             finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
             if shared is not None and shared.is_set() and run_state.signalled:
                 raise KeyboardInterrupt
             for future in finished:
-                path, _ = running.pop(future)
-                try:
-                    written = future.result()
-                except (KeyboardInterrupt, Interrupted):
-                    raise
-                except Exception as exc:  # noqa: BLE001 - one bad input never stops the rest
-                    if run_state.signalled:
-                        raise KeyboardInterrupt from None
-                    if not several:
-                        raise
-                    failed.append(path)
-                    _report(exc, describe_error(exc, path))
-                    continue
-                done.append(path)
-                before.pop(path, None)
-                status(f"{path}: wrote {brief(written)}")
+                path, _, _ = running.pop(future)
+                ready[number.pop(future)] = (future, path)
+            # Lines come in input order: a tile finished before an earlier one waits for it.
+            while reported[0] in ready:
+                report(*ready.pop(reported[0]))
+                reported[0] += 1
     except (KeyboardInterrupt, Interrupted):
-        for _, event in running.values():
+        for _, event, _ in running.values():
             if event is not None:
                 event.set()
         wait(list(running))
-        for path, _ in running.values():
+        # Finished before the interruption but not yet reported: complete, kept.
+        for future, path in ready.values():
+            if future.exception() is None:
+                done.append(path)
+        for path, _, _ in running.values():
             for p, was in before.get(path, {}).items():
                 if was is None and _identity(p) is not None:
                     try:
                         os.unlink(p)
                     except OSError:
                         pass
+        bar.close()
         if not done:
             raise
         click.echo(f"terrain: interrupted; finished before it, with complete outputs: "
                    f"{', '.join(done)}; nothing else written", err=True)
         raise click.exceptions.Exit(130) from None
     finally:
+        bar.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     if failed:
@@ -428,9 +480,20 @@ def _product_to_dir(kind, opts, dems, out_dir, *, independent, jobs, read, **kwa
 
         def work(path, event):
             target = outputs_of(path)[0]
-            info = raster_info(path, band=read.band, src_crs=read.src_crs)
+            tile = plan.job(path)
+            # A tile was read when the set was planned; any other input is validated here.
+            info = tile[1].info if tile else raster_info(path, band=read.band,
+                                                         src_crs=read.src_crs)
             compute_to_files(info, {kind: target}, opts, bar=False if several else None,
-                             tile=plan.job(path), stop_event=event, **kwargs)
+                             tile=tile, stop_event=event, **kwargs)
             return [target]
 
-        run_inputs(paths, work, outputs_of, jobs=jobs, several=several)
+        run_inputs(paths, work, outputs_of, jobs=jobs, several=several, plan=plan,
+                   threads=_threads(kwargs["run"]))
+
+
+def _threads(run) -> int:
+    """The worker threads of ``run`` (RunOptions): its own, else one per core."""
+    from terrain.engine import default_threads
+
+    return run.threads or default_threads()

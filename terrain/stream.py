@@ -391,7 +391,8 @@ def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_
     each piece is computed in ``info``'s coordinates and emitted relative to it.
     ``executor``: a ThreadPoolExecutor of ``threads`` workers to use (and leave running)
     instead of a new one: a tile set's runs share one, whose threads keep the tiles GDAL
-    has opened (its dataset pool is per thread).
+    has opened (its dataset pool is per thread); one with a ``read_padded`` method
+    (:class:`terrain.tiles.SetExecutor`) reads the windows, with each worker's handles.
 
     ``groups``: ``[(Options, products), ...]``; one read (with the widest halo) serves all.
     ``gdal_errors``: the run's :class:`terrain.raster.GdalErrors`, watching each worker's
@@ -402,6 +403,10 @@ def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_
     handles_lock = threading.Lock()
     out_dtype = output_dtype(info.elevation_dtype)
     halo = max(o.halo for o, _ in groups)
+
+    # A tile set's workers keep their handles and read its mosaic from the tiles
+    # (every window of this run is then on the executor's threads).
+    shared = getattr(executor, "read_padded", None)
 
     def reader():
         ds = getattr(local, "ds", None)
@@ -420,7 +425,8 @@ def _run_threads(info, grid, groups, tile_size, threads, emit, stop_event, gdal_
         # Python logging (and GdalErrors), not stderr.
         watch = gdal_errors.watching() if gdal_errors is not None else contextlib.nullcontext()
         with rasterio.Env(**GDAL_ENV), watch:
-            zpad = read_padded(reader(), info, row0, row1, col0, col1, halo)
+            zpad = shared(info, row0, row1, col0, col1, halo) if shared is not None else \
+                read_padded(reader(), info, row0, row1, col0, col1, halo)
             res = {}
             for opts, products in groups:
                 d = halo - opts.halo  # a narrower halo: the inner part of the same read

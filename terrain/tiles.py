@@ -43,6 +43,10 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".hgt", ".vrt", ".img", ".asc", ".dem", ".bi
 LIST_SUFFIXES = (".txt", ".lst", ".list")
 # Tiles may share this many edge rows / columns (SRTM repeats one); more is not a tile set.
 MAX_OVERLAP = 2
+# Tiles of one set computed at once (one thread each, its windows on the set's shared
+# worker threads): the workers stay busy while a finished tile's files are closed and
+# the next tile's created; one set of output files is open per tile running.
+TILE_LANES = 3
 # Pixel offsets between tiles within this many pixels of a whole number are aligned.
 ALIGN_TOLERANCE = 1e-4
 _GLOB_CHARS = ("*", "?", "[")
@@ -155,17 +159,28 @@ class TileSet:
     _grids: dict = field(default_factory=dict)
 
     _pools: dict = field(default_factory=dict)
+    _info: object = None
+    band: int = 1  # the tiles' band the VRT reads
+    _direct: bool | None = None
+    tile_threads: int | None = None  # threads of each tile's windows (see :func:`schedule`)
+
+    def direct_reads(self) -> bool:
+        """Whether the mosaic's windows can be read from the tiles without the VRT: no two
+        tiles with a nodata value overlap (the VRT then skips nodata cells of one)."""
+        if self._direct is None:
+            self._direct = self.tiles[0].info.nodata is None or not _overlapping(self.tiles)
+        return self._direct
 
     def executor(self, threads: int):
-        """The set's ThreadPoolExecutor of ``threads`` workers (None for one thread: the
-        caller's), shared by its tiles: GDAL keeps the tiles a thread opened for the next
-        tile. Shut down by :meth:`close`."""
+        """The set's :class:`SetExecutor` of ``threads`` workers (None for one thread: the
+        caller's), shared by its tiles (several of them at once: their windows queue on
+        the same threads, which stay busy across tile boundaries); each worker keeps its
+        one handle of the VRT (and GDAL the tiles it opened) from tile to tile. Shut
+        down by :meth:`close`."""
         if threads <= 1:
             return None
         if threads not in self._pools:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="tiles")
+            self._pools[threads] = SetExecutor(threads, self)
         return self._pools[threads]
 
     def close(self) -> None:
@@ -173,10 +188,16 @@ class TileSet:
             pool.shutdown(wait=True, cancel_futures=True)
         self._pools.clear()
 
+    def info(self):
+        """The mosaic VRT's RasterInfo, read once for all tiles."""
+        if self._info is None:
+            self._info = raster_info(self.vrt)
+        return self._info
+
     def grid(self, geometry: str):
         """The mosaic's Grid (spacing, ground map) for ``geometry``, computed once."""
         if geometry not in self._grids:
-            self._grids[geometry] = raster_info(self.vrt).grid(geometry)
+            self._grids[geometry] = self.info().grid(geometry)
         return self._grids[geometry]
 
     def protected(self) -> frozenset:
@@ -199,6 +220,94 @@ class TileSet:
             if t.path == path:
                 return t
         return None
+
+
+class SetExecutor:
+    """A tile set's worker threads: a ThreadPoolExecutor whose threads each keep their
+    open handles (:meth:`dataset`, the most recently used :data:`OPEN_PER_THREAD`) from
+    tile to tile, closed with the pool (:meth:`shutdown`), and read the mosaic's windows
+    straight from the tiles (:meth:`read_padded`)."""
+
+    def __init__(self, threads: int, tile_set: "TileSet | None" = None):
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tiles")
+        self._set = tile_set
+        self._local = threading.local()
+        self._handles = []  # every thread's {path: dataset}, closed at shutdown
+        self._lock = threading.Lock()
+
+    def submit(self, fn, *args, **kwargs):
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def dataset(self, path: str):
+        """This worker thread's open dataset of ``path`` (opened on first use)."""
+        from collections import OrderedDict
+
+        import rasterio
+
+        from .raster import open_raster
+
+        mine = getattr(self._local, "datasets", None)
+        if mine is None:
+            mine = self._local.datasets = OrderedDict()
+            with self._lock:
+                self._handles.append(mine)
+        ds = mine.get(path)
+        if ds is not None:
+            mine.move_to_end(path)
+            return ds
+        with rasterio.Env(**GDAL_ENV):
+            ds = open_raster(path)
+        with self._lock:  # (shutdown reads the dicts)
+            mine[path] = ds
+            while len(mine) > OPEN_PER_THREAD:
+                mine.popitem(last=False)[1].close()
+        return ds
+
+    def read_padded(self, info, row0, row1, col0, col1, halo):
+        """:func:`terrain.stream.read_padded` of ``info`` (the set's VRT, or any raster)
+        with this thread's handles. The VRT's windows are read from the tiles it
+        mosaics, placed as the VRT places them (a later tile over an earlier one; the
+        VRT's nodata, in its type, where no tile is), so the values are the VRT's; a
+        set whose overlapping tiles have a nodata value (the VRT skips their nodata
+        cells) is read through the VRT."""
+        from .engine import file_elevation, halo_bounds, pad_block
+        from .raster import read_band
+        from .stream import read_padded
+
+        ts = self._set
+        if ts is None or info.path != ts.vrt or not ts.direct_reads() or info.mask is not None:
+            return read_padded(self.dataset(info.path), info, row0, row1, col0, col1, halo)
+        r0, r1, c0, c1 = halo_bounds(info.shape, row0, row1, col0, col1, halo)
+        nodata = np.nan if info.nodata is None else info.nodata
+        raw = np.full((r1 - r0, c1 - c0), nodata, dtype=np.dtype(info.dtype))
+        for tile in ts.tiles:
+            t0, t1, u0, u1 = tile.window
+            a0, a1, b0, b1 = max(r0, t0), min(r1, t1), max(c0, u0), min(c1, u1)
+            if a0 < a1 and b0 < b1:
+                raw[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = read_band(
+                    self.dataset(tile.path), tile.path, ts.band,
+                    ((a0 - t0, a1 - t0), (b0 - u0, b1 - u0)))
+        return pad_block(file_elevation(raw, None, info), row0, row1, col0, col1, halo,
+                         info.shape)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        with self._lock:
+            handles, self._handles = self._handles, []
+        for mine in handles:
+            for ds in mine.values():
+                ds.close()
+            mine.clear()
+
+
+# Tile handles each worker thread keeps open (the least recently used is closed, and
+# GDAL's cached blocks of it freed): a window's neighbours stay open, memory does not
+# grow with the number of tiles (100 tiles of 820^2, slope: peak RSS 175 MB with 8,
+# 245 MB with 128, on a loaded machine).
+OPEN_PER_THREAD = 8
 
 
 @dataclass
@@ -396,6 +505,7 @@ def write_vrt(tile_set: TileSet, path: str, *, band: int = 1) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     tile_set.vrt = path
+    tile_set.band = band
     return path
 
 
@@ -493,9 +603,26 @@ def process_tile(tile_set: TileSet, tile: Tile, outputs: dict, opts=None, *, run
     from .engine import Options
 
     check_outputs(tile_set, outputs.values())
-    return process_file(tile_set.vrt, outputs, opts,
+    return process_file(tile_set.info(), outputs, opts,
                         **tile_keywords(tile_set, tile, (opts or Options()).geometry, run),
                         **kwargs)
+
+
+def schedule(tile_set: TileSet, threads: int) -> int:
+    """How many tiles of ``tile_set`` run at once (one job at a time asked) on ``threads``
+    worker threads, and on how many threads each tile's windows run (set on the set).
+
+    A set of ``2 * threads`` tiles or more: ``threads`` tiles at once, each computing its
+    own windows on its one thread (no hand-over to other threads; a tile finishing its
+    files leaves the others computing). Fewer tiles: :data:`TILE_LANES` at once, their
+    windows on the set's ``threads`` shared workers. Results never depend on it."""
+    if threads <= 1:
+        return 1
+    if len(tile_set.tiles) >= 2 * threads:
+        tile_set.tile_threads = 1
+        return threads
+    tile_set.tile_threads = None
+    return TILE_LANES
 
 
 def tile_keywords(tile_set: TileSet, tile: Tile, geometry: str, run=None) -> dict:
@@ -508,7 +635,8 @@ def tile_keywords(tile_set: TileSet, tile: Tile, geometry: str, run=None) -> dic
     from .stream import Crop
 
     run = run or RunOptions()
-    run = dataclasses.replace(run, threads=run.threads or default_threads())
+    run = dataclasses.replace(run, threads=tile_set.tile_threads or run.threads
+                              or default_threads())
     return dict(crop=Crop(tile.window, transform=tile.info.transform, source_name=tile.path,
                           inputs=[]),
                 grid=tile_set.grid(geometry), run=run, executor=tile_set.executor(run.threads))
@@ -519,13 +647,15 @@ def process_tiles(args, outputs_of, opts=None, *, read=None, jobs: int = 1, **kw
 
     ``outputs_of(path) -> {kind: path}`` names each input's outputs; ``read``
     (ReadOptions) says how to read them, the other keywords are process_file's. ``jobs``
-    tiles run at once (each on its ``run``'s threads). Returns ``{path: process_file's
-    result}``; inputs on another grid are processed alone, with one
-    :class:`TilesWarning` naming them.
+    tiles run at once (each on its ``run``'s threads); with ``jobs`` 1 and several
+    threads, several tiles of a set run at once (:func:`schedule`).
+    Returns ``{path: process_file's result}``; inputs on another grid are processed
+    alone, with one :class:`TilesWarning` naming them.
     """
     import warnings
     from concurrent.futures import ThreadPoolExecutor
 
+    from .engine import RunOptions, default_threads
     from .stream import process_file
 
     with TileWorkdir() as work:
@@ -541,10 +671,23 @@ def process_tiles(args, outputs_of, opts=None, *, read=None, jobs: int = 1, **kw
                 return process_file(path, outputs_of(path), opts, read=read, **kwargs)
             return process_tile(*job, outputs_of(path), opts, **kwargs)
 
-        if jobs <= 1:
-            return {p: run(p) for p in plan.inputs}
-        with ThreadPoolExecutor(jobs) as pool:
-            return dict(zip(plan.inputs, pool.map(run, plan.inputs)))
+        def run_all(paths, lanes):
+            if lanes <= 1:
+                return {p: run(p) for p in paths}
+            pool = ThreadPoolExecutor(lanes)
+            try:
+                return dict(zip(paths, pool.map(run, paths)))
+            finally:  # a failure: the tiles not started are not
+                pool.shutdown(wait=True, cancel_futures=True)
+
+        if jobs > 1:
+            return run_all(plan.inputs, jobs)
+        threads = (kwargs.get("run") or RunOptions()).threads or default_threads()
+        results = run_all([p for p in plan.inputs if plan.job(p) is None], 1)
+        for s in plan.sets:
+            mine = [p for p in plan.inputs if s.tile(p) is not None]
+            results.update(run_all(mine, schedule(s, threads)))
+        return {p: results[p] for p in plan.inputs}
 
 
 class TilesWarning(UserWarning):

@@ -399,3 +399,208 @@ def test_an_output_is_never_one_of_the_tiles(tmp_path):
                                    write=WriteOptions(overwrite=True))
     assert {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths} == digest
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def _cli_outputs(out):
+    return lambda p: {k: str(out / f"{Path(p).stem}_{k}.tif") for k in KINDS}
+
+
+@pytest.mark.parametrize("threads, at_once, tile_threads", [("2", 2, 1), ("8", 3, 8), ("1", 1, 1)],
+                         ids=["one-tile-per-thread", "shared-threads", "one-thread"])
+def test_analyze_runs_tiles_of_a_set_at_once(tmp_path, monkeypatch, threads, at_once,
+                                             tile_threads):
+    """With --jobs 1, tiles of a set run several at once (terrain.tiles.schedule): 9 tiles on
+    2 threads, 2 at once each on its thread; on 8 threads, TILE_LANES at once on the 8
+    shared threads; on 1, one by one. Each tile equals the whole raster's analyze bit for
+    bit, and the lines come in input order (a tile finished early waits for those before)."""
+    import threading
+    import time
+
+    import terrain.stream as stream
+
+    assert tiles.TILE_LANES == 3
+    paths = split(UTM_SAMPLE, tmp_path / "tiles", 3, 1)
+    whole = tmp_path / "whole"
+    assert _cli("-q", "analyze", UTM_SAMPLE, "-d", whole, "--no-maps").exit_code == 0
+    inside, most, used, lock = [0], [0], set(), threading.Lock()
+    real = stream.process_file
+
+    def spy(*args, **kwargs):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            used.add(kwargs["run"].threads)
+        try:
+            time.sleep(0.1)  # the next tiles start meanwhile, if they are allowed to
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(stream, "process_file", spy)
+    out = tmp_path / "out"
+    result = _cli("analyze", *paths, "-d", out, "--no-maps", "--threads", threads,
+                  "--tile-size", "32")
+    assert result.exit_code == 0, result.output
+    assert most[0] == at_once and used == {tile_threads}
+    assert result.stderr.splitlines() == [
+        f"{p}: wrote {out}/{Path(p).stem}_{{slope,aspect,gradient,hillshade}}.tif" for p in paths]
+    truth = {k: str(whole / f"jacksboro_utm16n_{k}.tif") for k in KINDS}
+    assert_tiles_equal_whole(paths, truth, _cli_outputs(out))
+
+
+def test_a_failing_tile_among_those_at_once_is_reported_the_others_written(tmp_path):
+    """A tile whose output exists (no --overwrite) fails in one line while the tiles around it
+    run; the others are written, the existing file is untouched, exit 1."""
+    paths = split(UTM_SAMPLE, tmp_path / "tiles", 3, 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    taken = out / "t11_aspect.tif"
+    taken.write_bytes(b"someone else's")
+    result = _cli("analyze", *paths, "-d", out, "--no-maps", "--threads", "2", "--tile-size", "32")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 10 and "Traceback" not in result.output
+    assert lines[4].startswith(f"terrain: error: {taken}") and "--overwrite" in lines[4]
+    assert lines[:4] + lines[5:9] == [
+        f"{p}: wrote {out}/{Path(p).stem}_{{slope,aspect,gradient,hillshade}}.tif"
+        for p in paths[:4] + paths[5:]]
+    assert lines[9] == f"terrain: 1 of 9 DEMs failed: {paths[4]}"
+    assert taken.read_bytes() == b"someone else's"
+    assert sorted(os.listdir(out)) == sorted(
+        [f"{Path(p).stem}_{k}.tif" for p in paths if p != paths[4] for k in KINDS]
+        + ["t11_aspect.tif"])
+
+
+@pytest.mark.parametrize("case", ["int16 nodata, a tile missing", "int16 no nodata, a gap",
+                                  "float32 overlap, no nodata", "int16 nodata, overlap"])
+def test_windows_read_from_the_tiles_equal_gdals_reading_of_the_vrt(tmp_path, case):
+    """The set's workers read the mosaic's windows from the tiles (SetExecutor.read_padded);
+    truth: GDAL reading the VRT (terrain.stream.read_padded on it), window by window,
+    halo and edges included."""
+    import terrain.stream as stream
+    from terrain.raster import GDAL_ENV, open_raster
+
+    folder = tmp_path / "tiles"
+    if case.startswith("int16 nodata"):
+        overlap = 1 if case.endswith("overlap") else 0
+        paths = split(WGS84_SAMPLE, folder, 3, overlap, skip=[] if overlap else [(1, 2)])
+    elif case.startswith("int16 no nodata"):
+        folder.mkdir()
+        with rasterio.open(WGS84_SAMPLE) as ds:
+            paths = [write_tif(folder / f"g{i}.tif", ds.read(1, window=w), crs=ds.crs,
+                               transform=ds.window_transform(w))
+                     for i, w in enumerate([Window(0, 0, 200, 150), Window(207, 0, 196, 150),
+                                            Window(0, 160, 403, 184)])]
+    else:
+        src = blank(WGS84_SAMPLE, tmp_path / "f.tif", [], dtype="float32", nodata=np.nan)
+        paths = split(src, folder, 2, 1, nodata=None)
+    plan = tiles.plan_tiles(paths)
+    assert len(plan.sets) == 1
+    tile_set = plan.sets[0]
+    with tiles.TileWorkdir() as work:
+        work.vrt_for(tile_set, 0)
+        info = tile_set.info()
+        assert tile_set.direct_reads() == (case != "int16 nodata, overlap")
+        pool = tile_set.executor(2)
+        rows, cols = info.shape
+        with rasterio.Env(**GDAL_ENV), open_raster(tile_set.vrt) as vrt:
+            for r0, r1, c0, c1 in [(0, rows, 0, cols), (140, 170, 190, 215), (0, 7, 396, cols),
+                                   (rows - 3, rows, 0, 50), (100, 230, 130, 280)]:
+                for halo in (1, 2):
+                    got = pool.submit(pool.read_padded, info, r0, r1, c0, c1, halo).result()
+                    expected = stream.read_padded(vrt, info, r0, r1, c0, c1, halo)
+                    assert got.dtype == expected.dtype and got.shape == expected.shape
+                    assert np.array_equal(got, expected, equal_nan=True), (r0, r1, c0, c1, halo)
+
+
+@pytest.mark.slow
+def test_analyze_of_a_tile_set_interrupted_leaves_whole_tiles_only(tmp_path):
+    """SIGINT while several tiles of a set run at once (--threads 2): exit 130, one line, no
+    temporary file; each tile has all of its four outputs or none, and those it has equal
+    the whole raster's analyze on its cells (finished before the signal, complete)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = np.random.default_rng(5)
+    dem = write_tif(tmp_path / "big.tif", rng.random((3000, 3000), dtype=np.float32) * 500,
+                    nodata=-9999.0)
+    paths = split(dem, tmp_path / "tiles", 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    exe = os.path.join(os.path.dirname(sys.executable), "terrain")
+    cmd = [exe, "analyze", *paths, "-d", str(out), "--no-maps", "--threads", "2",
+           "--tile-size", "256", "--co", "ZSTD_LEVEL=9"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(n.endswith(".part.tif") for n in os.listdir(out)):
+            assert proc.poll() is None, f"exited before writing: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no temporary output in 60 s"
+            time.sleep(0.02)
+        time.sleep(1.0)
+        assert proc.poll() is None, "the run finished before the signal; make the DEM bigger"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (proc.returncode, err)
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and "interrupted" in lines[-1], err
+    names = os.listdir(out)
+    assert not [n for n in names if n.startswith(".")], names
+    stems = {Path(p).stem for p in paths}
+    have = {s: sorted(n for n in names if n.startswith(s + "_")) for s in stems}
+    assert all(v in ([], sorted(f"{s}_{k}.tif" for k in KINDS)) for s, v in have.items()), have
+    finished = [p for p in paths if have[Path(p).stem]]
+    assert len(finished) < len(paths)
+    # The finished tiles' lines, in input order (one finished ahead of a running one has
+    # no line yet), and every finished tile named in the last line; their files complete.
+    assert lines[:-1] == [f"{p}: wrote {out}/{Path(p).stem}_{{slope,aspect,gradient,hillshade}}"
+                          ".tif" for p in finished[:len(lines) - 1]], err
+    if finished:
+        assert lines[-1].startswith("terrain: interrupted; finished before it") and all(
+            p in lines[-1] for p in finished), err
+        whole = tmp_path / "whole"
+        assert _cli("-q", "analyze", dem, "-d", whole, "--no-maps").exit_code == 0
+        assert_tiles_equal_whole(finished, {k: str(whole / f"big_{k}.tif") for k in KINDS},
+                                 _cli_outputs(out))
+
+
+def test_workers_keep_a_bounded_number_of_tiles_open(tmp_path, monkeypatch):
+    """Each worker closes its least recently used tile beyond OPEN_PER_THREAD: memory does
+    not grow with the number of tiles, and the windows still equal GDAL's VRT reads."""
+    import terrain.stream as stream
+    from terrain.raster import GDAL_ENV, open_raster
+
+    monkeypatch.setattr(tiles, "OPEN_PER_THREAD", 2)
+    paths = split(WGS84_SAMPLE, tmp_path / "tiles", 3)
+    tile_set = tiles.plan_tiles(paths).sets[0]
+    with tiles.TileWorkdir() as work:
+        work.vrt_for(tile_set, 0)
+        info = tile_set.info()
+        pool = tile_set.executor(2)
+        with rasterio.Env(**GDAL_ENV), open_raster(tile_set.vrt) as vrt:
+            for r0 in range(0, 344, 40):
+                for c0 in range(0, 403, 60):
+                    r1, c1 = min(r0 + 40, 344), min(c0 + 60, 403)
+                    got = pool.submit(pool.read_padded, info, r0, r1, c0, c1, 1).result()
+                    assert np.array_equal(got, stream.read_padded(vrt, info, r0, r1, c0, c1, 1),
+                                          equal_nan=True)
+        opened = [len(mine) for mine in pool._handles]
+        assert opened and max(opened) <= 2
