@@ -127,7 +127,7 @@ def compute_to_files(info, outputs: dict, opts, *, write, run, maps=(), bar=None
 
     src = info.path
     for path in maps:  # map names end in .png/.pdf/.svg, GeoTIFF names cannot: no clash
-        check_target(path, inputs=[src], overwrite=write.overwrite)
+        check_target(path, inputs=[info], overwrite=write.overwrite)
     source, where = info, {"run": run}
     if tile is not None:
         from terrain.tiles import check_outputs, tile_keywords

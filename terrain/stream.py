@@ -24,7 +24,7 @@ from . import registry, runners
 from .engine import (Z_FACTOR_EXPLICIT, Options, RunOptions, compute_block, file_elevation,
                      halo_bounds, output_dtype, pad_block, windows)
 from .errors import Interrupted, OutputError, TerrainError
-from .raster import (GDAL_ENV, GdalErrors, RasterInfo, ReadOptions, open_raster, raster_info,
+from .raster import (GDAL_ENV, GdalErrors, ReadOptions, described, open_raster,
                      read_window)
 from .writer import GeoTIFFWriter, WriteOptions, check_target
 
@@ -217,8 +217,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *,
     _check_kinds(outputs)
     if not outputs:
         raise TerrainError("no output asked for")
-    info = src if isinstance(src, RasterInfo) else \
-        raster_info(os.fspath(src), band=read.band, src_crs=read.src_crs)
+    info = described(src, read)
     src = info.path
     z_source = Z_FACTOR_EXPLICIT if opts.z_factor_explicit else info.z_factor_source
     opts = opts.with_z_factor(info.z_factor)
@@ -230,7 +229,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *,
     if crop is not None and run.scheduler is not None:
         raise TerrainError(f"{src}: a tile of a set runs on local threads only, not with a "
                            "scheduler")
-    inputs = [src] if crop is None or crop.inputs is None else crop.inputs
+    inputs = [read_info] if crop is None or crop.inputs is None else crop.inputs
     targets = {kind: check_target(path, inputs=inputs, overwrite=overwrite)
                for kind, path in outputs.items()}
     if len(set(targets.values())) != len(targets):
