@@ -136,6 +136,94 @@ def dataset_stem(path: str) -> str:
     return re.sub(r"[^\w.+-]+", "_", stem).strip("_") or "dem"
 
 
+# Classic netCDF (CDF-1, CDF-2, CDF-5): bytes of each nc_type.
+_NC_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 4, 6: 8, 7: 1, 8: 2, 9: 4, 10: 8, 11: 8}
+
+
+def _classic_netcdf_sizes(f, version: int, file_size: int):
+    """Parse a classic netCDF header from ``f`` (after its 4-byte magic); yield each
+    variable's (name, bytes per record or in all, begin, is a record variable). Raises
+    ValueError where the header is cut short or inconsistent."""
+    import struct
+
+    def read(n):
+        b = f.read(n)
+        if len(b) != n:
+            raise ValueError("the header is cut short")
+        return b
+
+    count_fmt = ">Q" if version == 5 else ">I"
+    count_len = 8 if version == 5 else 4
+
+    def count():
+        return struct.unpack(count_fmt, read(count_len))[0]
+
+    def name():
+        n = count()
+        if n > file_size:
+            raise ValueError("a name longer than the file")
+        return read(n + (-n % 4))[:n].decode("utf-8", "replace")
+
+    def attributes():
+        tag, n = struct.unpack(">I", read(4))[0], count()
+        if tag not in (0, 0x0C) or (tag == 0 and n):
+            raise ValueError("an attribute list is damaged")
+        for _ in range(n):
+            name()
+            nc_type = struct.unpack(">I", read(4))[0]
+            if nc_type not in _NC_TYPE_SIZES:
+                raise ValueError(f"an attribute has the unknown type {nc_type}")
+            size = count() * _NC_TYPE_SIZES[nc_type]
+            if size > file_size:
+                raise ValueError("an attribute larger than the file")
+            read(size + (-size % 4))
+
+    count()  # numrecs (or STREAMING)
+    tag, n = struct.unpack(">I", read(4))[0], count()
+    if tag not in (0, 0x0A) or (tag == 0 and n) or n > file_size:
+        raise ValueError("the dimension list is damaged")
+    dims = [(name(), count()) for _ in range(n)]
+    attributes()
+    tag, n = struct.unpack(">I", read(4))[0], count()
+    if tag not in (0, 0x0B) or (tag == 0 and n) or n > file_size:
+        raise ValueError("the variable list is damaged")
+    for _ in range(n):
+        var = name()
+        ids = [count() for _ in range(count())]
+        if any(i >= len(dims) for i in ids):
+            raise ValueError(f"variable {var!r} names a dimension that does not exist")
+        attributes()
+        nc_type = struct.unpack(">I", read(4))[0]
+        if nc_type not in _NC_TYPE_SIZES:
+            raise ValueError(f"variable {var!r} has the unknown type {nc_type}")
+        count()  # vsize
+        begin = struct.unpack(">I" if version == 1 else ">Q", read(4 if version == 1 else 8))[0]
+        record = bool(ids) and dims[ids[0]][1] == 0
+        size = _NC_TYPE_SIZES[nc_type]
+        for i in ids[1:] if record else ids:
+            size *= dims[i][1]
+        yield var, size, begin, record
+
+
+def _check_classic_netcdf(path: str) -> None:
+    """Refuse a classic netCDF file whose header is damaged or describes more data than
+    the file holds, before GDAL's netCDF driver reads it: a flipped dimension length makes
+    it allocate and fill gigabytes for one coordinate variable (seconds to minutes)."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+        if magic[:3] != b"CDF" or magic[3:] not in (b"\x01", b"\x02", b"\x05"):
+            return  # not classic netCDF (netCDF-4 is HDF5): GDAL says what it is
+        size = os.fstat(f.fileno()).st_size
+        try:
+            for var, nbytes, begin, record in _classic_netcdf_sizes(f, magic[3], size):
+                if begin + (0 if record else nbytes) > size or nbytes > size:
+                    raise ValueError(f"variable {var!r} needs {nbytes:,} bytes from offset "
+                                     f"{begin:,}, beyond the file's {size:,}")
+        except ValueError as exc:
+            raise InputError(f"{path}: damaged or truncated netCDF file ({exc}); check the "
+                             "file is a complete DEM") from None
+
+
 def open_raster(path):
     """``rasterio.open`` with the cause of a failure said in one line.
 
@@ -168,6 +256,7 @@ def open_raster(path):
         shown = os.fsencode(path).decode("utf-8", "backslashreplace")
         raise InputError(f"{shown}: file name is not UTF-8, which GDAL "
                          "cannot open; rename the file") from None
+    _check_classic_netcdf(path)
     # With EMPTY_DIR GDAL would not see a .msk mask or a .aux.xml: list the folder then.
     sidecar = any(os.path.exists(path + ext) for ext in SIDECARS)
     try:

@@ -476,6 +476,52 @@ def _netcdf_classic(path, x, y, variables: dict, wkt: str):
     return str(path)
 
 
+@pytest.mark.parametrize("damage, says", [
+    ("dimension", "variable 'x' needs 8,589,934,592 bytes"),
+    ("attribute", "an attribute larger than the file"),
+    ("truncated-data", "beyond the file's"),
+    ("truncated-header", "the header is cut short"),
+    ("dimension-id", "names a dimension that does not exist"),
+])
+def test_damaged_classic_netcdf_is_refused_before_gdal_reads_it(tmp_path, monkeypatch, damage,
+                                                                says):
+    """A classic netCDF whose header claims more than the file holds is refused from the
+    header alone. (Found by tests/test_fuzz.py: with a flipped length, GDAL's netCDF driver
+    allocated and filled 4.5 GB for one attribute, 10-30 s, and aborted under a memory
+    limit.) The intact file still opens."""
+    import struct
+
+    z = plane_z((16, 20), 0.2, 0.1).astype(np.float32)
+    x = UTM.c + 5.0 + 10 * np.arange(20)
+    y = 4000000.0 - 5 - 10 * np.arange(16)
+    wkt = rasterio.crs.CRS.from_epsg(32616).to_wkt()
+    good = _netcdf_classic(tmp_path / "good.nc", x, y, {"elevation": z}, wkt)
+    np.testing.assert_array_equal(terrain.open_dem(good).values, z)
+    data = bytearray(open(good, "rb").read())
+    # The x dimension: its name (length 1, "x", padding) then its length, 20.
+    at = data.index(struct.pack(">i", 1) + b"x\0\0\0" + struct.pack(">i", 20))
+    if damage == "dimension":
+        data[at + 8:at + 12] = struct.pack(">i", 2**30)
+    elif damage == "attribute":  # the first attribute's value count: "units" of x, 1 char
+        units = data.index(struct.pack(">i", 5) + b"units\0\0\0" + struct.pack(">ii", 2, 1))
+        data[units + 16:units + 20] = struct.pack(">i", 2**31 - 1)
+    elif damage == "truncated-data":
+        data = data[:-100]
+    elif damage == "truncated-header":
+        data = data[:at + 6]
+    else:  # elevation's second dimension id 1 (x) becomes 7
+        var = data.index(struct.pack(">i", 9) + b"elevation")
+        data[var + 24:var + 28] = struct.pack(">i", 7)
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(bytes(data))
+    monkeypatch.setattr(rasterio, "open", lambda *a, **k: pytest.fail("GDAL was asked to open it"))
+    with pytest.raises(terrain.TerrainError) as err:
+        terrain.open_dem(bad)
+    message = str(err.value)
+    assert message.startswith(f"{bad}: damaged or truncated netCDF file (") and says in message
+    assert "\n" not in message
+
+
 def test_subdatasets(tmp_path):
     """NETCDF:"f.nc":var, HDF5: and GPKG: subdatasets read like a GeoTIFF of the same grid;
     a container with several subdatasets is refused with their list."""
