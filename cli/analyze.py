@@ -134,13 +134,13 @@ def _analyze_one(path, out_dir, opts, several, *, read, write, run, dpi, draw_ma
     """
     import dataclasses
 
-    from terrain.raster import raster_info
+    from terrain.raster import described
 
     from .common import compute_to_files, draw_display_map, map_display, warn
 
     # The DEM is validated once, here (a tile of a set: when the set was planned), and
     # passed down opened.
-    info = tile[1].info if tile else raster_info(path, band=read.band, src_crs=read.src_crs)
+    info = tile[1].info if tile else described(path, read)
     tifs, maps = targets(path, out_dir, products)
     if not draw_maps:
         maps = {}

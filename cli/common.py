@@ -405,7 +405,7 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, z_fac
     (``read`` / ``write`` / ``run``: ReadOptions, WriteOptions, RunOptions).
     With ``out_dir`` (-d), every DEM (or tile) of ``dem`` gets DIR/<stem>_<kind>.tif.
     """
-    from terrain.raster import raster_info
+    from terrain.raster import described
 
     from terrain.registry import DEFAULT_METHOD
 
@@ -418,7 +418,7 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, z_fac
                         write=write, run=run)
         return
     # The input is validated once, here, and passed down opened.
-    info = raster_info(dem, band=read.band, src_crs=read.src_crs)
+    info = described(dem, read)
     maps = [plot] if plot else []
     display = product_opts = None
     if plot:
@@ -466,7 +466,7 @@ def _product_to_dir(kind, opts, dems, out_dir, *, independent, jobs, read, **kwa
     def outputs_of(path):
         return [os.path.join(out_dir, f"{dataset_stem(path)}_{kind}.tif")]
 
-    from terrain.raster import raster_info
+    from terrain.raster import described
 
     with tile_inputs(dems, independent=independent, read=read) as (paths, plan):
         stems = {}
@@ -482,8 +482,7 @@ def _product_to_dir(kind, opts, dems, out_dir, *, independent, jobs, read, **kwa
             target = outputs_of(path)[0]
             tile = plan.job(path)
             # A tile was read when the set was planned; any other input is validated here.
-            info = tile[1].info if tile else raster_info(path, band=read.band,
-                                                         src_crs=read.src_crs)
+            info = tile[1].info if tile else described(path, read)
             compute_to_files(info, {kind: target}, opts, bar=False if several else None,
                              tile=tile, stop_event=event, **kwargs)
             return [target]

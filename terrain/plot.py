@@ -183,11 +183,12 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
         Map to write: ``.png``, ``.pdf`` or ``.svg``.
     product : str
         The product the file holds (slope, aspect, hillshade ...).
-    dem : str or os.PathLike, optional
-        The DEM the product was computed from; gives the grey hillshade backdrop,
-        computed on the DEM read at display resolution. Without it, no backdrop.
+    dem : str, os.PathLike or terrain.raster.RasterInfo, optional
+        The DEM the product was computed from (or its description, already opened);
+        gives the grey hillshade backdrop, computed on the DEM read at display
+        resolution. Without it, no backdrop.
     band, src_crs
-        Band of ``dem`` and CRS for files without one.
+        Band of ``dem`` (a path) and CRS for files without one.
     method : str, optional
         Method named in the title (default: the file's ``method`` tag).
     dpi, overwrite, max_pixels
@@ -198,22 +199,21 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
     str
         The absolute path written.
     """
-    from .raster import raster_info
+    from .raster import ReadOptions, described, raster_info
     from .writer import check_target
 
     _check_product(product, FILE_PRODUCTS)
     _check_max_pixels(max_pixels)
     _output_format(out_png)
     product_tif = os.fspath(product_tif)
-    dem = os.fspath(dem) if dem is not None else None
-    # Refuse bad inputs before touching the output's folder.
-    raster_info(product_tif, band=1, src_crs=src_crs)
-    if dem is not None:
-        raster_info(dem, band=band, src_crs=src_crs)
-    inputs = [product_tif] + ([dem] if dem is not None else [])
+    # Refuse bad inputs before touching the output's folder; each is opened once here
+    # and its description passed down.
+    inputs = [raster_info(product_tif, band=1, src_crs=src_crs)]
+    dem_info = None if dem is None else described(dem, ReadOptions(band=band, src_crs=src_crs))
+    inputs += [] if dem_info is None else [dem_info]
     out = check_target(out_png, inputs=inputs, overwrite=overwrite)
     preload()  # matplotlib loads while the file is read
-    data = _product_map_data(product_tif, product, dem=dem, band=band, src_crs=src_crs,
+    data = _product_map_data(product_tif, product, dem_info=dem_info, src_crs=src_crs,
                              method=method, max_pixels=max_pixels)
     if not np.isfinite(data.values).any():
         _warn(f"{product_tif}: no valid {product} values; the map is all nodata")
@@ -637,7 +637,7 @@ def _stream_then_read(src, info, product, opts, shape, workdir):
     return values, (None if display is None else display.result(BACKDROP))
 
 
-def _product_map_data(path, product, *, dem, band, src_crs, method, max_pixels) -> MapData:
+def _product_map_data(path, product, *, dem_info, src_crs, method, max_pixels) -> MapData:
     import rasterio
     from rasterio.enums import Resampling
 
@@ -658,11 +658,11 @@ def _product_map_data(path, product, *, dem, band, src_crs, method, max_pixels) 
     shape = _display_shape(info.shape, max_pixels)
     values = _read_display(path, 1, shape, declared.resampling)
     shade = None
+    dem = None if dem_info is None else dem_info.path
     if dem is not None and product != BACKDROP:
         from .engine import Options
-        from .raster import raster_info
 
-        dinfo = raster_info(dem, band=band, src_crs=src_crs)
+        dinfo = dem_info
         if tuple(dinfo.shape) != tuple(info.shape) or not dinfo.transform.almost_equals(info.transform):
             raise InputError(
                 f"{dem}: not the grid of {path} ({dinfo.shape[0]} x {dinfo.shape[1]} vs "

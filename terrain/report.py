@@ -127,8 +127,8 @@ def make_report(dem, output, *, zones=None, zone_field=None, breaks=None, scheme
         if res["valid"]:
             for kind, tif in ((SLOPE, slope_tif), (ASPECT, aspect_tif)):
                 png = os.path.join(work, f"{kind}.png")
-                plot_product_file(tif, png, product=kind, dem=dem, band=info.band,
-                                  src_crs=read.src_crs, dpi=100, method=opts.method)
+                plot_product_file(tif, png, product=kind, dem=info, src_crs=read.src_crs,
+                                  dpi=100, method=opts.method)
                 maps[kind] = png
         class_tif, class_png = os.path.join(work, "classes.tif"), os.path.join(work, "classes.png")
         classify_file(info, class_tif, breaks=breaks, scheme=scheme, units=break_units,
