@@ -373,7 +373,7 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
     imkw = dict(extent=(west, east, south, north), origin="upper", aspect=aspect,
                 interpolation="antialiased", interpolation_stage="rgba")
     if shade is not None and product != BACKDROP:
-        ax.imshow(_masked(shade), cmap="gray", vmin=0, vmax=255, zorder=1, **imkw)
+        _layer(ax, shade, "gray", 0, 255, zorder=1, **imkw)
     alpha = 1.0
     if shade is not None:
         alpha = style.shade_alpha if style is not None else ELEVATION_SHADE_ALPHA
@@ -387,37 +387,33 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
 
     if kind == "sequential":
         vmax = _nice_max(finite)
-        im = ax.imshow(_masked(shown), cmap=style.cmap, vmin=0, vmax=vmax,
-                       alpha=alpha, zorder=2, **imkw)
+        scale = _layer(ax, shown, style.cmap, 0, vmax, alpha=alpha, zorder=2, **imkw)
         extend = "max" if finite.size and finite.max() > vmax else "neither"
-        cb = fig.colorbar(_opaque(im), extend=extend, **cbkw)
+        cb = fig.colorbar(scale, extend=extend, **cbkw)
         cb.set_label(style.label(units))
     elif kind == "diverging":
         # Centred on 0; the 2nd-98th percentile of |value| keeps a few spikes from
         # washing the map out.
         vmax = float(np.percentile(np.abs(finite), 98)) if finite.size else 1.0
         vmax = vmax if vmax > 0 else 1.0
-        im = ax.imshow(_masked(shown), cmap=style.cmap, vmin=-vmax, vmax=vmax,
-                       alpha=alpha, zorder=2, **imkw)
+        scale = _layer(ax, shown, style.cmap, -vmax, vmax, alpha=alpha, zorder=2, **imkw)
         extend = "both" if finite.size and np.abs(finite).max() > vmax else "neither"
-        cb = fig.colorbar(_opaque(im), extend=extend, **cbkw)
+        cb = fig.colorbar(scale, extend=extend, **cbkw)
         cb.set_label(style.label(units))
     elif kind == "cyclic":
-        im = ax.imshow(_masked(shown), cmap=style.cmap, vmin=0, vmax=360,
-                       alpha=alpha, zorder=2, **imkw)
+        scale = _layer(ax, shown, style.cmap, 0, 360, alpha=alpha, zorder=2, **imkw)
         if flat.any():
             # Flat cells have no direction: a neutral grey, outside the colour wheel.
-            ax.imshow(np.ma.masked_where(~flat, np.ones(values.shape)),
-                      cmap=ListedColormap([FLAT_COLOUR]), vmin=0, vmax=1, zorder=3, **imkw)
+            _layer(ax, np.where(flat, np.float32(1), np.float32(np.nan)),
+                   ListedColormap([FLAT_COLOUR]), 0, 1, zorder=3, **imkw)
             handles.append(Patch(facecolor=FLAT_COLOUR, edgecolor="0.4", linewidth=0.6,
                                  label="Flat (no downslope direction)"))
-        cb = fig.colorbar(_opaque(im), ticks=[0, 90, 180, 270, 360], **cbkw)
+        cb = fig.colorbar(scale, ticks=[0, 90, 180, 270, 360], **cbkw)
         cb.set_ticklabels(["N  0°", "E  90°", "S  180°", "W  270°", "N  360°"])
         cb.set_label(style.label(units))
     elif kind == "grey":
-        im = ax.imshow(_masked(shown), cmap=style.cmap, vmin=0, vmax=255, zorder=2,
-                       **imkw)
-        cb = fig.colorbar(im, ticks=[0, 64, 128, 192, 255], **cbkw)
+        scale = _layer(ax, shown, style.cmap, 0, 255, zorder=2, **imkw)
+        cb = fig.colorbar(scale, ticks=[0, 64, 128, 192, 255], **cbkw)
         cb.set_label(style.label(units))
     else:  # elevation
         base = colormaps["terrain"]
@@ -425,9 +421,8 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         if hi <= lo:
             hi = lo + 1.0
-        im = ax.imshow(_masked(shown), cmap=cmap, vmin=lo, vmax=hi, alpha=alpha,
-                       zorder=2, **imkw)
-        cb = fig.colorbar(_opaque(im), **cbkw)
+        scale = _layer(ax, shown, cmap, lo, hi, alpha=alpha, zorder=2, **imkw)
+        cb = fig.colorbar(scale, **cbkw)
         cb.set_label(f"Elevation ({units})")
 
     if nodata.any():
@@ -514,16 +509,26 @@ def _layout(fig, ax):
     ax.apply_aspect()
 
 
-def _masked(a):
-    """``a`` with its NaN masked, not copied (imshow copies what it is given)."""
-    return np.ma.masked_invalid(a, copy=False)
+def _layer(ax, values, cmap, vmin, vmax, **imshow):
+    """Draw ``values`` (NaN: transparent) coloured by ``cmap`` from ``vmin`` to ``vmax``;
+    return the colour scale for a colorbar (the colormap and norm, without the alpha).
 
-
-def _opaque(im):
-    """A colour scale for the colorbar: the image's colormap and norm without its alpha."""
+    The cells are coloured here, as bytes: matplotlib would colour them as float64
+    RGBA (32 bytes a cell, several fresh copies per layer: page faults were most of
+    a map's time). Its resampling then blends those colours; a pixel differs from
+    the float64 path's by at most one level in 255.
+    """
+    from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
-    return ScalarMappable(norm=im.norm, cmap=im.get_cmap())
+    cmap = colormaps[cmap] if isinstance(cmap, str) else cmap
+    norm = Normalize(vmin, vmax)
+    # As float32 in 0..1, the very values matplotlib would divide bytes into, but
+    # here on a plain array: imshow masks what it is given, and its division of a
+    # masked byte array goes through float64 (a tenth of a second a layer).
+    ax.imshow(np.divide(cmap(norm(values), bytes=True), 255, dtype=np.float32), **imshow)
+    return ScalarMappable(norm=norm, cmap=cmap)
 
 
 def _fit_height(fig, ax, min_height: float = 3.0):
