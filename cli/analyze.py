@@ -136,7 +136,7 @@ def _analyze_one(path, out_dir, opts, several, *, read, write, run, dpi, draw_ma
 
     from terrain.raster import described
 
-    from .common import compute_to_files, draw_display_map, map_display, warn
+    from .common import compute_to_files, draw_display_maps, map_display, warn
 
     # The DEM is validated once, here (a tile of a set: when the set was planned), and
     # passed down opened.
@@ -164,8 +164,7 @@ def _analyze_one(path, out_dir, opts, several, *, read, write, run, dpi, draw_ma
     if not result["valid"]:
         warn(f"{path}: no map drawn, there is nothing to show")
         return written
-    for product, out_map in maps.items():
-        draw_display_map(display, out_map, product=product, info=info, opts=opts, dpi=dpi,
-                         overwrite=write.overwrite)
-        written.append(out_map)
+    if maps:
+        draw_display_maps(display, maps, info=info, opts=opts, dpi=dpi, overwrite=write.overwrite)
+        written.extend(maps.values())
     return written

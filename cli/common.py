@@ -368,14 +368,14 @@ def map_display(info, products, *, dpi=150):
     return display_grid(info, products, max_pixels=min(2048, picture_pixels(dpi)))
 
 
-def draw_display_map(display, out_map, *, product, info, opts, dpi=150,
-                     overwrite=False) -> str:
-    """Map of ``product`` from the display rasters accumulated while ``info``'s DEM streamed."""
-    from terrain.plot import render_display
+def draw_display_maps(display, maps: dict, *, info, opts, dpi=150, overwrite=False) -> list:
+    """The maps ``{product: out}`` from the display rasters accumulated while ``info``'s
+    DEM streamed, drawn at once; the paths written."""
+    from terrain.plot import render_displays
 
     with map_warnings():
-        return render_display(out_map, product, display, info, opts, source=info.path,
-                              dpi=dpi, overwrite=overwrite)
+        return render_displays(maps, display, info, opts, source=info.path, dpi=dpi,
+                               overwrite=overwrite)
 
 
 @contextmanager
@@ -437,8 +437,8 @@ def run_product_command(kind: str, product_settings: dict, *, dem, output, z_fac
         if not result["valid"]:
             warn(f"{dem}: no map drawn, there is nothing to show")
             return
-        draw_display_map(display, plot, product=kind, info=info, opts=opts, dpi=dpi,
-                         overwrite=write.overwrite)
+        draw_display_maps(display, {kind: plot}, info=info, opts=opts, dpi=dpi,
+                          overwrite=write.overwrite)
         status(f"wrote {plot}")
 
 

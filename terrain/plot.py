@@ -21,6 +21,7 @@ display resolution, which is what a shaded relief at that scale should show.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import tempfile
@@ -262,17 +263,70 @@ def render_display(out_png, product, display, info, opts, *, source, method=None
     named in the title. The caller checked the output (``check_target``);
     ``overwrite`` as for :func:`render`.
     """
-    _check_product(product, FILE_PRODUCTS)
-    values = _north_up(display.result(product), info.transform)
+    return render_displays({product: out_png}, display, info, opts, source=source,
+                           method=method, dpi=dpi, overwrite=overwrite)[0]
+
+
+def render_displays(maps: dict, display, info, opts, *, source, method=None, dpi: int = 150,
+                    overwrite: bool = True) -> list:
+    """:func:`render_display` for several maps of one display grid ``{product: out}``,
+    drawn at once: each figure in its own thread (the Agg resampling, numpy and the
+    PNG encoder release the GIL; each thread has its own fonts), then the files are
+    written in order, from this thread. Returns the paths written.
+
+    An error or an interrupt writes none of the maps not yet written. Warnings
+    (:class:`MapWarning`) come in the maps' order.
+    """
+    import warnings
+
+    for product, out in maps.items():
+        _check_product(product, FILE_PRODUCTS)
+        _output_format(out)
     shade = None
-    if product != BACKDROP:
+    if any(p != BACKDROP for p in maps):
         shade = _north_up(display.result(BACKDROP), info.transform)
     geographic, axis_unit = _crs_kind(info.crs)
-    return render(out_png, product, values, extent=_extent(info.transform, info.shape),
-                  geographic=geographic, units=_units(product, opts, info),
-                  title=_title(product, source, method or opts.method, opts),
-                  shade=shade, flat_value=float(opts.flat_value), dpi=dpi,
-                  axis_unit=axis_unit, overwrite=overwrite)
+
+    def draw(product, out):
+        _drawing.warnings = []
+        try:
+            return draw_one(product, out), _drawing.warnings
+        finally:
+            _drawing.warnings = None
+
+    def draw_one(product, out):
+        values = _north_up(display.result(product), info.transform)
+        fig = _render_figure(
+            out, product, values, extent=_extent(info.transform, info.shape),
+            geographic=geographic, units=_units(product, opts, info),
+            title=_title(product, source, method or opts.method, opts),
+            shade=shade if product != BACKDROP else None, flat_value=float(opts.flat_value),
+            dpi=dpi, axis_unit=axis_unit)
+        image = io.BytesIO()
+        _savefig(fig, image, _output_format(out), dpi)
+        return image.getvalue()
+
+    jobs = list(maps.items())
+    workers = min(len(jobs), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                  else os.cpu_count() or 1)
+    if workers < 2:
+        images = [draw(*job) for job in jobs]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="terrain-map")
+        try:
+            futures = [pool.submit(draw, *job) for job in jobs]
+            images = [f.result() for f in futures]
+        finally:
+            # After an error or an interrupt the other figures finish unseen.
+            pool.shutdown(wait=False, cancel_futures=True)
+    written = []
+    for (_, out), (image, warned) in zip(jobs, images):
+        for message in warned:
+            warnings.warn(MapWarning(message), stacklevel=2)
+        written.append(_write_atomic(out, image, overwrite=overwrite))
+    return written
 
 
 def render(out_png, product, values, *, extent, geographic, units, title, shade=None,
@@ -307,7 +361,16 @@ def render(out_png, product, values, *, extent, geographic, units, title, shade=
     axis_unit : str
         Unit of projected map coordinates for the axis labels (``m``, ``ft`` ...).
     """
-    fmt = _output_format(out_png)
+    fig = _render_figure(out_png, product, values, extent=extent, geographic=geographic,
+                         units=units, title=title, shade=shade, flat_value=flat_value, dpi=dpi,
+                         axis_unit=axis_unit)
+    return _save_atomic(fig, out_png, _output_format(out_png), dpi, overwrite=overwrite)
+
+
+def _render_figure(out_png, product, values, *, extent, geographic, units, title, shade,
+                   flat_value, dpi, axis_unit):
+    """:func:`render`'s checked inputs and figure, not yet saved."""
+    _output_format(out_png)
     _check_product(product, PRODUCTS)
     _wait_preload()
     values = np.asarray(values, dtype=np.float64)
@@ -318,10 +381,9 @@ def render(out_png, product, values, *, extent, geographic, units, title, shade=
         if shade.shape != values.shape:
             raise TerrainError(f"render: shade shape {shade.shape} != values shape {values.shape}")
     west, east, south, north = (float(v) for v in extent)
-    fig = _figure(product, values, (west, east, south, north), geographic=geographic,
-                  units=units, title=title, shade=shade, flat_value=flat_value, dpi=dpi,
-                  axis_unit=axis_unit, name=os.fspath(out_png))
-    return _save_atomic(fig, out_png, fmt, dpi, overwrite=overwrite)
+    return _figure(product, values, (west, east, south, north), geographic=geographic,
+                   units=units, title=title, shade=shade, flat_value=flat_value, dpi=dpi,
+                   axis_unit=axis_unit, name=os.fspath(out_png))
 
 
 # --------------------------------------------------------------------------- drawing
@@ -479,10 +541,18 @@ def _readable(aspect, ratio, dpi, name):
     return aspect * stretch, new_ratio
 
 
+# A thread drawing one of several maps keeps its warnings here, said in the maps' order.
+_drawing = threading.local()
+
+
 def _warn(message):
     import warnings
 
-    warnings.warn(MapWarning(message), stacklevel=3)
+    kept = getattr(_drawing, "warnings", None)
+    if kept is not None:
+        kept.append(message)
+    else:
+        warnings.warn(MapWarning(message), stacklevel=3)
 
 
 def _set_ticks(fig, ax, geographic):
@@ -569,18 +639,34 @@ def _degree_formatter(span: float):
     return fmt
 
 
+def _savefig(fig, target, fmt: str, dpi, **savefig) -> None:
+    """``fig`` saved into ``target`` (a file name or a binary file object)."""
+    metadata = {"Software": "terrain"} if fmt == "png" else None
+    if fmt == "png":
+        # zlib's fastest level: the same pixels, twice as fast, ~10 % larger.
+        savefig.setdefault("pil_kwargs", {"compress_level": 1})
+    fig.savefig(target, format=fmt, dpi=dpi, metadata=metadata, **savefig)
+
+
 def _save_atomic(fig, out, fmt: str, dpi, *, overwrite: bool, **savefig) -> str:
     """Save ``fig`` as ``out`` through :func:`terrain.writer.atomic_file` (the one
     commit path of every output; ``savefig``: more keywords for Figure.savefig)."""
     from .writer import atomic_file
 
     out = os.path.abspath(os.fspath(out))
-    metadata = {"Software": "terrain"} if fmt == "png" else None
-    if fmt == "png":
-        # zlib's fastest level: the same pixels, twice as fast, ~10 % larger.
-        savefig.setdefault("pil_kwargs", {"compress_level": 1})
     with atomic_file(out, overwrite=overwrite, what="the map") as tmp:
-        fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata, **savefig)
+        _savefig(fig, tmp, fmt, dpi, **savefig)
+    return out
+
+
+def _write_atomic(out, image: bytes, *, overwrite: bool) -> str:
+    """A map already drawn into ``image`` (its file's bytes), written as ``out``."""
+    from .writer import atomic_file
+
+    out = os.path.abspath(os.fspath(out))
+    with atomic_file(out, overwrite=overwrite, what="the map") as tmp:
+        with open(tmp, "wb") as f:
+            f.write(image)
     return out
 
 

@@ -226,16 +226,18 @@ def map_lines(path, axis=1, min_count=150):
 
 
 def capture_render(monkeypatch):
+    """{product: what its map was drawn from}: every map's figure is made by
+    plot._render_figure (maps of one DEM are drawn at once, in threads)."""
     import terrain.plot
 
-    calls = []
-    real = terrain.plot.render
+    calls = {}
+    real = terrain.plot._render_figure
 
     def recorder(out_png, product, values, **kw):
-        calls.append(dict(product=product, values=np.array(values), **kw))
+        calls[product] = dict(product=product, values=np.array(values), **kw)
         return real(out_png, product, values, **kw)
 
-    monkeypatch.setattr(terrain.plot, "render", recorder)
+    monkeypatch.setattr(terrain.plot, "_render_figure", recorder)
     return calls
 
 
@@ -270,7 +272,8 @@ def test_analyze_maps_come_from_the_stream_not_the_files(tmp_path, monkeypatch):
     dem = small_dem(tmp_path / "dem.tif")
     result = invoke("-q", "analyze", dem, "-d", tmp_path / "out", *FAST)
     assert result.exit_code == 0, result.output
-    slope, aspect = calls
+    assert sorted(calls) == ["aspect", "slope"]
+    slope, aspect = calls["slope"], calls["aspect"]
     with rasterio.open(tmp_path / "out" / "dem_slope.tif") as ds:
         expected = ds.read(1, masked=True).astype(np.float64).filled(np.nan)
     with rasterio.open(tmp_path / "out" / "dem_hillshade.tif") as ds:
@@ -326,7 +329,7 @@ def test_plot_of_a_product_file_draws_the_file(tmp_path, monkeypatch, kind):
     result = invoke("plot", tif, "-o", out, "--dpi", "20")  # 160 px wide: decimated read
     assert result.exit_code == 0, result.output
     assert result.stderr == f"wrote {out}\n"
-    (call,) = calls
+    (call,) = calls.values()
     assert call["product"] == kind and call["values"].shape == (160, 139)
     from test_stream import block_means
 

@@ -471,3 +471,52 @@ def test_elevation_colorbar_unit_is_the_files(captured, tmp_path, kind, unit):
     call = _map(captured, _variant(tmp_path, "p2.tif", "plain"), tmp_path, 64,
                 product="elevation", opts=Options(z_factor=0.3048))
     assert call["units"] == "file units"
+
+
+def _sample_display(tmp_path, products=("slope", "aspect")):
+    """The sample's display grid, filled by one streaming pass (as analyze fills it)."""
+    from terrain.raster import raster_info
+
+    info = raster_info(WGS84)
+    display = plot.display_grid(info, list(products), max_pixels=300)
+    process_file(info, {p: tmp_path / f"{p}.tif" for p in products}, Options(),
+                 display=display, product_opts={"hillshade": plot.backdrop_options(Options())})
+    return info, display
+
+
+def _pixels(path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def test_maps_drawn_at_once_equal_maps_drawn_one_by_one(tmp_path):
+    """render_displays draws the figures in threads: each map is the one drawn alone."""
+    info, display = _sample_display(tmp_path)
+    together = plot.render_displays(
+        {"slope": tmp_path / "slope2.png", "aspect": tmp_path / "aspect2.png"}, display, info,
+        Options(), source=str(WGS84))
+    alone = [plot.render_display(tmp_path / f"{p}1.png", p, display, info, Options(),
+                                 source=str(WGS84)) for p in ("slope", "aspect")]
+    assert together == [str(tmp_path / "slope2.png"), str(tmp_path / "aspect2.png")]
+    for one, both in zip(alone, together):
+        np.testing.assert_array_equal(_pixels(one), _pixels(both))
+    assert not np.array_equal(_pixels(together[0]), _pixels(together[1]))
+
+
+def test_a_map_failing_among_several_writes_none(tmp_path, monkeypatch):
+    """The maps are written once all are drawn: one failing leaves no map at all."""
+    info, display = _sample_display(tmp_path)
+    real = plot._figure
+
+    def failing_aspect(product, *args, **kwargs):
+        if product == "aspect":
+            raise OSError(28, "No space left on device")
+        return real(product, *args, **kwargs)
+
+    monkeypatch.setattr(plot, "_figure", failing_aspect)
+    with pytest.raises(OSError, match="No space left"):
+        plot.render_displays({"slope": tmp_path / "s.png", "aspect": tmp_path / "a.png"},
+                             display, info, Options(), source=str(WGS84))
+    assert sorted(os.listdir(tmp_path)) == ["aspect.tif", "slope.tif"]
