@@ -540,6 +540,65 @@ static PyObject *py_ground(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* One pass, no temporary, in the block's own type: NaN -> value in place (the
+ * writers' nodata), and whether any cell is infinite (float32 overflow). */
+#define CELLS(T, S)                                                                       \
+HOT static void fill_nan_##S(T *restrict p, Py_ssize_t n, T value)                        \
+{                                                                                         \
+    for (Py_ssize_t k = 0; k < n; k++) if (p[k] != p[k]) p[k] = value;                    \
+}                                                                                         \
+HOT static int has_inf_##S(const T *restrict p, Py_ssize_t n)                             \
+{                                                                                         \
+    int any = 0;                                                                          \
+    for (Py_ssize_t k = 0; k < n; k++) any |= (p[k] == (T)INFINITY) | (p[k] == -(T)INFINITY); \
+    return any;                                                                           \
+}
+CELLS(float, f)
+CELLS(double, d)
+
+static int cells_buffer(PyObject *obj, Buf *b, int writable, const char *name)
+{
+    if (!buf_get(obj, b, writable)) return 0;
+    char t = buf_kind(b);
+    if (t != 'f' && t != 'd') {
+        buf_release(b, 1);
+        PyErr_Format(PyExc_TypeError, "%s: a float32 or float64 array", name);
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *py_fill_nan(PyObject *self, PyObject *args)
+{
+    PyObject *obj;
+    double value;
+    if (!PyArg_ParseTuple(args, "Od", &obj, &value)) return NULL;
+    Buf b = {0};
+    if (!cells_buffer(obj, &b, 1, "fill_nan")) return NULL;
+    Py_ssize_t n = b.b.len / b.b.itemsize;
+    Py_BEGIN_ALLOW_THREADS
+    if (buf_kind(&b) == 'f') fill_nan_f(b.b.buf, n, (float)value);
+    else fill_nan_d(b.b.buf, n, value);
+    Py_END_ALLOW_THREADS
+    buf_release(&b, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_has_inf(PyObject *self, PyObject *args)
+{
+    PyObject *obj;
+    if (!PyArg_ParseTuple(args, "O", &obj)) return NULL;
+    Buf b = {0};
+    if (!cells_buffer(obj, &b, 0, "has_inf")) return NULL;
+    Py_ssize_t n = b.b.len / b.b.itemsize;
+    int any;
+    Py_BEGIN_ALLOW_THREADS
+    any = buf_kind(&b) == 'f' ? has_inf_f(b.b.buf, n) : has_inf_d(b.b.buf, n);
+    Py_END_ALLOW_THREADS
+    buf_release(&b, 1);
+    return PyBool_FromLong(any);
+}
+
 static PyMethodDef methods[] = {
     {"ground", py_ground, METH_VARARGS,
      "ground(px, py, rows, cols, lattice, nr, nc, rk, rf, ck, cf, ox, oy)"},
@@ -551,6 +610,8 @@ static PyMethodDef methods[] = {
      "zevenbergen_thorne(z, rows, cols, xpos, xscale, ypos, halo, edge_order, z_factor, dzdx, "
      "dzdy)"},
     {"slope", py_slope, METH_VARARGS, "slope(dzdx, dzdy, units, out)"},
+    {"fill_nan", py_fill_nan, METH_VARARGS, "fill_nan(a, value): NaN -> value in place"},
+    {"has_inf", py_has_inf, METH_VARARGS, "has_inf(a): whether a cell is +-inf"},
     {"aspect", py_aspect, METH_VARARGS, "aspect(dzdx, dzdy, flat_value, out)"},
     {"hillshade", py_hillshade, METH_VARARGS,
      "hillshade(dzdx, dzdy, azimuth, altitude, multidirectional, out)"},

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import registry
+from . import _ckernels, registry
 from .errors import TerrainError
 from .spacing import check_geometry, to_ground
 
@@ -257,7 +257,7 @@ def compute_block(zpad, grid, window, opts: Options, products, out_dtype=None, *
         # overflow float32 (a -3.4e38 fill value nobody declared as nodata).
         checked = [surface.dzdx, surface.dzdy] + [
             out[d.name] for d in decls if d.float32_limit is not None and d.float32_limit(opts)]
-        if any(np.isinf(a).any() for a in checked):
+        if any(_ckernels.has_inf(np.ascontiguousarray(a)) for a in checked):
             raise TerrainError(
                 f"{name}: gradient beyond float32's range (about 3.4e38): the DEM probably holds an "
                 "undeclared nodata value such as -3.4e38; declare it (gdal_edit.py -a_nodata) "

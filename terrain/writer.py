@@ -24,6 +24,7 @@ try:  # GDAL's own errors, raised (not wrapped) by e.g. rasterio.shutil.copy
 except ImportError:  # pragma: no cover - rasterio moved it
     CPLE_BaseError = RasterioError
 
+from . import _ckernels
 from .errors import OutputError
 
 FLOAT_NODATA = -9999.0
@@ -524,7 +525,9 @@ class GeoTIFFWriter:
         if self.byte:
             return np.where(np.isnan(block), BYTE_NODATA, np.floor(block + 0.5)).astype(np.uint8)
         data = block if block.dtype == np.float32 else block.astype(np.float32)
-        np.copyto(data, np.float32(FLOAT_NODATA), where=np.isnan(data))
+        if not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data)
+        _ckernels.fill_nan(data, FLOAT_NODATA)
         return data
 
     def write(self, band: int, data: np.ndarray, window) -> None:

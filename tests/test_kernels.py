@@ -218,3 +218,22 @@ def test_c_product_entry_points_check_their_own_sizes(entry, settings):
     out = np.empty(10)
     getattr(_ckernels, entry)(p, p, *settings, out)
     assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [0, 1, 7, 33, 4099])
+def test_fill_nan_and_has_inf_equal_numpy(dtype, size):
+    """The writers' NaN -> nodata and the float32-overflow check, against numpy."""
+    from terrain import _ckernels
+
+    rng = np.random.default_rng(size)
+    a = (rng.standard_normal(size) * 1e3).astype(dtype)
+    for value, share in ((np.nan, 0.2), (np.inf, 0.01), (-np.inf, 0.01)):
+        a[rng.random(size) < share] = value
+    expected = np.where(np.isnan(a), dtype(-9999.0), a)
+    assert _ckernels.has_inf(a) == bool(np.isinf(a).any())
+    finite = np.nan_to_num(a, nan=1.0, posinf=2.0, neginf=3.0)
+    assert _ckernels.has_inf(finite) is False
+    _ckernels.fill_nan(a, -9999.0)
+    np.testing.assert_array_equal(a, expected)
+    assert _ckernels.has_inf(a) == bool(np.isinf(expected).any())
