@@ -541,7 +541,7 @@ static PyObject *py_ground(PyObject *self, PyObject *args)
 }
 
 /* One pass, no temporary, in the block's own type: NaN -> value in place (the
- * writers' nodata), and whether any cell is infinite (float32 overflow). */
+ * writers' nodata), whether any cell is infinite (float32 overflow), or NaN. */
 #define CELLS(T, S)                                                                       \
 HOT static void fill_nan_##S(T *restrict p, Py_ssize_t n, T value)                        \
 {                                                                                         \
@@ -552,9 +552,36 @@ HOT static int has_inf_##S(const T *restrict p, Py_ssize_t n)                   
     int any = 0;                                                                          \
     for (Py_ssize_t k = 0; k < n; k++) any |= (p[k] == (T)INFINITY) | (p[k] == -(T)INFINITY); \
     return any;                                                                           \
+}                                                                                         \
+HOT static int has_nan_##S(const T *restrict p, Py_ssize_t n)                             \
+{                                                                                         \
+    int any = 0;                                                                          \
+    for (Py_ssize_t k = 0; k < n; k++) any |= p[k] != p[k];                               \
+    return any;                                                                           \
 }
 CELLS(float, f)
 CELLS(double, d)
+
+/* A byte product's storage: NaN -> nodata, else floor(v + 0.5) in the block's own
+ * type (numpy's np.floor(block + 0.5)), clamped to 0..255. One pass. */
+HOT static void to_byte_f(const float *restrict p, Py_ssize_t n, unsigned char nodata,
+                          unsigned char *restrict out)
+{
+    for (Py_ssize_t k = 0; k < n; k++) {
+        float w = floorf(p[k] + 0.5f);
+        w = w < 0.0f ? 0.0f : (w > 255.0f ? 255.0f : w);
+        out[k] = p[k] != p[k] ? nodata : (unsigned char)w;
+    }
+}
+HOT static void to_byte_d(const double *restrict p, Py_ssize_t n, unsigned char nodata,
+                          unsigned char *restrict out)
+{
+    for (Py_ssize_t k = 0; k < n; k++) {
+        double w = floor(p[k] + 0.5);
+        w = w < 0.0 ? 0.0 : (w > 255.0 ? 255.0 : w);
+        out[k] = p[k] != p[k] ? nodata : (unsigned char)w;
+    }
+}
 
 static int cells_buffer(PyObject *obj, Buf *b, int writable, const char *name)
 {
@@ -584,20 +611,46 @@ static PyObject *py_fill_nan(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *py_has_inf(PyObject *self, PyObject *args)
+static PyObject *py_to_byte(PyObject *self, PyObject *args)
+{
+    PyObject *obj, *dst;
+    int nodata;
+    if (!PyArg_ParseTuple(args, "OiO", &obj, &nodata, &dst)) return NULL;
+    Buf b[2] = {{0}};
+    if (!cells_buffer(obj, &b[0], 0, "to_byte")) return NULL;
+    if (!buf_get(dst, &b[1], 1)) { buf_release(b, 2); return NULL; }
+    Py_ssize_t n = b[0].b.len / b[0].b.itemsize;
+    if (b[1].b.itemsize != 1 || b[1].b.len != n || nodata < 0 || nodata > 255) {
+        buf_release(b, 2);
+        PyErr_SetString(PyExc_ValueError, "to_byte: out must be uint8 of the block's size");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (buf_kind(&b[0]) == 'f') to_byte_f(b[0].b.buf, n, (unsigned char)nodata, b[1].b.buf);
+    else to_byte_d(b[0].b.buf, n, (unsigned char)nodata, b[1].b.buf);
+    Py_END_ALLOW_THREADS
+    buf_release(b, 2);
+    Py_RETURN_NONE;
+}
+
+static PyObject *cells_test(PyObject *args, int nan)
 {
     PyObject *obj;
     if (!PyArg_ParseTuple(args, "O", &obj)) return NULL;
     Buf b = {0};
-    if (!cells_buffer(obj, &b, 0, "has_inf")) return NULL;
+    if (!cells_buffer(obj, &b, 0, nan ? "has_nan" : "has_inf")) return NULL;
     Py_ssize_t n = b.b.len / b.b.itemsize;
-    int any;
+    int any, f = buf_kind(&b) == 'f';
     Py_BEGIN_ALLOW_THREADS
-    any = buf_kind(&b) == 'f' ? has_inf_f(b.b.buf, n) : has_inf_d(b.b.buf, n);
+    if (nan) any = f ? has_nan_f(b.b.buf, n) : has_nan_d(b.b.buf, n);
+    else any = f ? has_inf_f(b.b.buf, n) : has_inf_d(b.b.buf, n);
     Py_END_ALLOW_THREADS
     buf_release(&b, 1);
     return PyBool_FromLong(any);
 }
+
+static PyObject *py_has_inf(PyObject *self, PyObject *args) { return cells_test(args, 0); }
+static PyObject *py_has_nan(PyObject *self, PyObject *args) { return cells_test(args, 1); }
 
 static PyMethodDef methods[] = {
     {"ground", py_ground, METH_VARARGS,
@@ -612,6 +665,9 @@ static PyMethodDef methods[] = {
     {"slope", py_slope, METH_VARARGS, "slope(dzdx, dzdy, units, out)"},
     {"fill_nan", py_fill_nan, METH_VARARGS, "fill_nan(a, value): NaN -> value in place"},
     {"has_inf", py_has_inf, METH_VARARGS, "has_inf(a): whether a cell is +-inf"},
+    {"has_nan", py_has_nan, METH_VARARGS, "has_nan(a): whether a cell is NaN"},
+    {"to_byte", py_to_byte, METH_VARARGS,
+     "to_byte(a, nodata, out): NaN -> nodata, else floor(a + 0.5) clamped to 0..255"},
     {"aspect", py_aspect, METH_VARARGS, "aspect(dzdx, dzdy, flat_value, out)"},
     {"hillshade", py_hillshade, METH_VARARGS,
      "hillshade(dzdx, dzdy, azimuth, altitude, multidirectional, out)"},

@@ -20,7 +20,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from . import registry, runners
+from . import _ckernels, registry, runners
 from .engine import (Z_FACTOR_EXPLICIT, Options, RunOptions, compute_block, file_elevation,
                      halo_bounds, output_dtype, pad_block, windows)
 from .errors import Interrupted, OutputError, TerrainError
@@ -92,8 +92,8 @@ class DisplayGrid:
                 continue
             block = res[name]
             if how == "average":
-                invalid = np.isnan(block)
-                holes = bool(invalid.any())
+                holes = _ckernels.has_nan(np.ascontiguousarray(block))
+                invalid = np.isnan(block) if holes else None
                 # NaN-free windows (most) need neither a copy nor a count of their own.
                 values = np.where(invalid, block.dtype.type(0), block) if holes else block
                 s = np.empty((rstart.size, block.shape[1]), values.dtype)

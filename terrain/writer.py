@@ -523,7 +523,9 @@ class GeoTIFFWriter:
         lock, so worker threads do it before queueing for :meth:`write`.
         """
         if self.byte:
-            return np.where(np.isnan(block), BYTE_NODATA, np.floor(block + 0.5)).astype(np.uint8)
+            data = np.empty(block.shape, np.uint8)
+            _ckernels.to_byte(np.ascontiguousarray(block), BYTE_NODATA, data)
+            return data
         data = block if block.dtype == np.float32 else block.astype(np.float32)
         if not data.flags.c_contiguous:
             data = np.ascontiguousarray(data)

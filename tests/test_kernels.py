@@ -232,8 +232,25 @@ def test_fill_nan_and_has_inf_equal_numpy(dtype, size):
         a[rng.random(size) < share] = value
     expected = np.where(np.isnan(a), dtype(-9999.0), a)
     assert _ckernels.has_inf(a) == bool(np.isinf(a).any())
+    assert _ckernels.has_nan(a) == bool(np.isnan(a).any())
     finite = np.nan_to_num(a, nan=1.0, posinf=2.0, neginf=3.0)
-    assert _ckernels.has_inf(finite) is False
+    assert _ckernels.has_inf(finite) is False and _ckernels.has_nan(finite) is False
     _ckernels.fill_nan(a, -9999.0)
     np.testing.assert_array_equal(a, expected)
     assert _ckernels.has_inf(a) == bool(np.isinf(expected).any())
+    assert _ckernels.has_nan(a) is False
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_to_byte_equals_numpy_rounding(dtype):
+    """A byte product's storage (the hillshade): NaN -> nodata, else floor(v + 0.5) in
+    the block's type, as numpy computes it; ties and the ends of 0..255 included."""
+    from terrain import _ckernels
+
+    rng = np.random.default_rng(7)
+    values = np.concatenate([rng.uniform(0, 255.49, 5000), np.arange(0, 255.5, 0.5),
+                             [np.nan, 0.49999997, 254.5, 255.0, np.nan]]).astype(dtype)
+    out = np.empty(values.shape, np.uint8)
+    _ckernels.to_byte(values, 0, out)
+    expected = np.where(np.isnan(values), 0, np.floor(values + dtype(0.5))).astype(np.uint8)
+    np.testing.assert_array_equal(out, expected)
