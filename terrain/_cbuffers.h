@@ -22,6 +22,17 @@ static void buf_release(Buf *bufs, int n)
         if (bufs[k].ok) PyBuffer_Release(&bufs[k].b);
 }
 
-static char buf_kind(Buf *buf) { return buf->b.format ? buf->b.format[0] : 'B'; }
+/* The element kind of a native-order buffer: a format "f", or "<f" / "=f" / "@f" as
+ * arrays that crossed a pickle (dask) report it; big-endian ones are not native. */
+static char buf_kind(Buf *buf)
+{
+    const char *f = buf->b.format;
+    if (!f) return 'B';
+    if (*f == '@' || *f == '=') f++;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    else if (*f == '<') f++;
+#endif
+    return *f;
+}
 
 #endif

@@ -254,3 +254,19 @@ def test_to_byte_equals_numpy_rounding(dtype):
     _ckernels.to_byte(values, 0, out)
     expected = np.where(np.isnan(values), 0, np.floor(values + dtype(0.5))).astype(np.uint8)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_buffers_with_an_explicit_byte_order_are_accepted():
+    """A buffer may say its element format with a byte order ("<f": ctypes, arrays that
+    crossed dask's wire); native ones are taken, as numpy's plain "f"."""
+    import ctypes
+
+    from terrain import _ckernels
+
+    cells = (ctypes.c_float * 3)(1.0, float("nan"), 2.0)
+    assert memoryview(cells).format in ("<f", "=f", "@f")
+    assert _ckernels.has_nan(cells) is True
+    _ckernels.fill_nan(cells, -9999.0)
+    assert list(cells) == [1.0, -9999.0, 2.0]
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _ckernels.fill_nan(np.array([1.0, np.nan], ">f4"), -9999.0)
