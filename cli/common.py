@@ -142,7 +142,13 @@ def compute_to_files(info, outputs: dict, opts, *, write, run, maps=(), bar=None
     stop = run_state.stop_event if stop_event is None else stop_event
     if stop is not None and stop.is_set() and not run_state.signalled:
         stop.clear()  # set by the previous file's failed run (analyze), not by a signal
-    with pixel_bar(cells, os.path.basename(src), bar) as progress:
+    import contextlib
+
+    from terrain.tiles import writing
+
+    # A tile's outputs share the set's tag templates (GDAL writes one per kind of output).
+    shared = writing(tile[0]) if tile is not None else contextlib.nullcontext()
+    with pixel_bar(cells, os.path.basename(src), bar) as progress, shared:
         # process_file watches the stop event: signals only set it meanwhile.
         run_state.stop_watched = stop is not None
         try:
