@@ -161,8 +161,10 @@ class TiledTIFF:
         Tiles queued for encoding at most; :meth:`write` waits beyond (bounded memory).
 
     Windows must not overlap. A tile is encoded as soon as every band of all its
-    cells has been written; :meth:`close` encodes what is left (nodata where
-    nothing was written), writes the IFD with ``tags`` and closes.
+    cells has been written; :meth:`close` encodes what is left (nodata in the tiles
+    no window wrote and beyond the raster's edge; the cells a window should have
+    written in a partly written tile are undefined), writes the IFD with ``tags`` and
+    closes.
     """
 
     def __init__(self, path, shape, tile, bands, dtype, nodata, *, separate=False,
@@ -228,10 +230,14 @@ class TiledTIFF:
                         inside = ((min(self.rows, (ty + 1) * self.th) - ty * self.th)
                                   * (min(self.cols, (tx + 1) * self.tw) - tx * self.tw))
                         # Only a tile reaching past the raster's edge keeps cells nobody
-                        # writes (nodata); every cell of the others is written before encoding.
-                        shape = (self.th, self.tw, spp)
-                        buf = np.empty(shape, self.dtype) if inside == self.th * self.tw else \
-                            np.full(shape, self.nodata, self.dtype)
+                        # writes (nodata: its padding alone is filled); every cell of the
+                        # others is written before encoding.
+                        buf = np.empty((self.th, self.tw, spp), self.dtype)
+                        if inside != self.th * self.tw:
+                            rows_in = min(self.rows, (ty + 1) * self.th) - ty * self.th
+                            cols_in = min(self.cols, (tx + 1) * self.tw) - tx * self.tw
+                            buf[rows_in:] = self.nodata
+                            buf[:rows_in, cols_in:] = self.nodata
                         entry = self._pending[key] = [buf, inside * spp]
                     entry[0][r0 - ty * self.th:r1 - ty * self.th,
                              c0 - tx * self.tw:c1 - tx * self.tw, sample] = \
