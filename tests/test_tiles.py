@@ -604,3 +604,83 @@ def test_workers_keep_a_bounded_number_of_tiles_open(tmp_path, monkeypatch):
                                           equal_nan=True)
         opened = [len(mine) for mine in pool._handles]
         assert opened and max(opened) <= 2
+
+
+@pytest.mark.parametrize("overlap", [0, 1], ids=["edge to edge", "one-pixel overlap"])
+def test_lanes_read_halos_from_edge_strips_equal_to_gdals_reading_of_the_vrt(tmp_path, overlap):
+    """Tiles run as lanes of one thread (tile_threads 1) read their halos from the set's
+    HaloStrips; truth: GDAL reading the VRT, window by window (a tile's whole, windows
+    inside it, windows across corners), halo 1 and 2; each edge strip is read at most once."""
+    import terrain.stream as stream
+    from terrain.raster import GDAL_ENV, open_raster
+
+    # No nodata declared: overlapping tiles are read straight from the files too.
+    paths = split(WGS84_SAMPLE, tmp_path / "tiles", 3, overlap, nodata=None)
+    tile_set = tiles.plan_tiles(paths).sets[0]
+    assert tile_set.direct_reads()
+    assert tiles.schedule(tile_set, 2) == 2 and tile_set.tile_threads == 1
+    reads = []
+    real = tiles.HaloStrips.read
+
+    def spy(self, k, shape, part, read):
+        return real(self, k, shape, part, lambda p: (reads.append((k, p)), read(p))[1])
+
+    with tiles.TileWorkdir() as work, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tiles.HaloStrips, "read", spy)
+        work.vrt_for(tile_set, 0)
+        info = tile_set.info()
+        lane = tile_set.executor(1)
+        assert lane is not None and lane._pool is None  # the windows run on the lane's thread
+        windows = [t.window for t in tile_set.tiles]  # each tile whole, in the set's order
+        windows += [(10, 60, 20, 90), (100, 130, 120, 150), (110, 125, 125, 140), (0, 344, 0, 40)]
+        with rasterio.Env(**GDAL_ENV), open_raster(tile_set.vrt) as vrt:
+            for halo in (1, 2):
+                for r0, r1, c0, c1 in windows:
+                    got = lane.submit(lane.read_padded, info, r0, r1, c0, c1, halo).result()
+                    expected = stream.read_padded(vrt, info, r0, r1, c0, c1, halo)
+                    assert np.array_equal(got, expected, equal_nan=True), (r0, r1, c0, c1, halo)
+        assert len(tile_set.strips()) > 0
+        strip_reads = [(k, p) for k, p in reads if min(p[0][1] - p[0][0], p[1][1] - p[1][0]) <= 2]
+        assert len(strip_reads) == len(set(strip_reads))  # never the same strip twice
+
+
+def test_halo_strips_read_each_strip_once_and_stay_bounded():
+    """HaloStrips on a synthetic 'tile' (the values are the truth): parts inside an edge
+    strip come from the strip (read once, even by threads asking at once), a read of the
+    whole tile fills its strips, and the strips kept stay under the byte limit."""
+    import threading
+    import time
+
+    z = np.arange(50 * 70, dtype=np.float32).reshape(50, 70)
+    calls = []
+
+    def read(part):
+        (a0, a1), (b0, b1) = part
+        calls.append(part)
+        time.sleep(0.05)  # (threads asking at once overlap)
+        return z[a0:a1, b0:b1].copy()
+
+    strips = tiles.HaloStrips()
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(strips.read(0, z.shape, ((0, 1), (5, 30)), read)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [((0, 2), (0, 70))] and all(np.array_equal(g, z[0:1, 5:30]) for g in got)
+    assert np.array_equal(strips.read(0, z.shape, ((1, 2), (60, 70)), read), z[1:2, 60:70])
+    assert np.array_equal(strips.read(0, z.shape, ((3, 40), (68, 70)), read), z[3:40, 68:70])
+    assert calls[-1] == ((0, 50), (68, 70)) and len(calls) == 2
+    # A whole tile's read fills its four strips: its neighbours' halos need no read.
+    assert np.array_equal(strips.read(1, z.shape, ((0, 50), (0, 70)), read), z)
+    n = len(calls)
+    for part in [((48, 50), (0, 70)), ((0, 50), (0, 1)), ((10, 20), (69, 70)), ((0, 2), (3, 9))]:
+        (a0, a1), (b0, b1) = part
+        assert np.array_equal(strips.read(1, z.shape, part, read), z[a0:a1, b0:b1])
+    assert len(calls) == n
+    # Bounded: 3 strips of 70 x 2 float32 at most.
+    small = tiles.HaloStrips(max_bytes=3 * 70 * 2 * 4)
+    for k in range(20):
+        small.read(k, z.shape, ((0, 50), (0, 70)), read)
+    assert len(small) <= 3
