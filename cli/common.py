@@ -218,6 +218,9 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True, plan=None, thre
     if plan is not None and jobs <= 1 and threads > 1:
         sets = {t.path: k for k, s in enumerate(plan.sets) for t in s.tiles}
         lanes_of = {k: schedule(s, threads) for k, s in enumerate(plan.sets)}
+    elif plan is not None and jobs > 1 and threads == 1:
+        for s in plan.sets:  # jobs of one thread: lanes (their halos from the set's strips)
+            s.tile_threads = 1
     lanes = jobs if jobs > 1 else max(lanes_of.values(), default=1)
 
     def one(path, event):

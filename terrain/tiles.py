@@ -893,9 +893,12 @@ def process_tiles(args, outputs_of, opts=None, *, read=None, jobs: int = 1, **kw
             finally:  # a failure: the tiles not started are not
                 pool.shutdown(wait=True, cancel_futures=True)
 
-        if jobs > 1:
-            return run_all(plan.inputs, jobs)
         threads = (kwargs.get("run") or RunOptions()).threads or default_threads()
+        if jobs > 1:
+            if threads == 1:
+                for s in plan.sets:  # jobs of one thread: lanes (halos from the set's strips)
+                    s.tile_threads = 1
+            return run_all(plan.inputs, jobs)
         results = run_all([p for p in plan.inputs if plan.job(p) is None], 1)
         for s in plan.sets:
             mine = [p for p in plan.inputs if s.tile(p) is not None]
