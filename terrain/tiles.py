@@ -770,7 +770,41 @@ def prepare(args, *, band: int = 1, src_crs=None, workdir: TileWorkdir) -> TileP
     plan = plan_tiles(expand_inputs(args), band=band, src_crs=src_crs)
     for k, s in enumerate(plan.sets):
         workdir.vrt_for(s, k, band=band)
+    if plan.sets:
+        keep_freed_memory()
     return plan
+
+
+_MALLOC_SET = []
+
+
+def keep_freed_memory() -> None:
+    """Have glibc's malloc keep the memory freed between tiles for the next ones (once per
+    process; elsewhere than glibc, nothing).
+
+    Each tile allocates and frees its windows' arrays and its outputs' 1 MB block
+    buffers; by default glibc gives the top of its heap back to the system at each
+    free and maps large arrays anew, so the next tile faults every page in again:
+    100 tiles of 819^2, analyze: 851,000 page faults and 1.9 s of system time, against
+    110,000 for the same cells in one file. Arrays under 32 MB from the heap and 256 MB
+    kept before trimming: 43,000 faults, 0.55 s (peak RSS 224 MB against 210 MB; the
+    one file's 275 MB; loaded machine)."""
+    if _MALLOC_SET:
+        return
+    _MALLOC_SET.append(True)
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 32 * 2**20)
+        libc.mallopt(m_trim_threshold, 256 * 2**20)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc after all
+        pass
 
 
 # --------------------------------------------------------------------------- running
