@@ -105,6 +105,7 @@ def main(argv=None) -> None:
     tiles = split(dem, work / f"tiles_{n}x{n}", n)
     tile_dir = tiles[0].parent
     terrain = terrain_exe()
+    print(bench.compile_bytecode(), flush=True)
     one_s, set_s, set_j = work / "one_slope.tif", work / "tiles_slope", work / "tiles_slope_jobs"
     one_a, set_a, set_aj = work / "one_analyze", work / "tiles_analyze", work / "tiles_analyze_jobs"
     cases = {

@@ -142,7 +142,13 @@ def compute_to_files(info, outputs: dict, opts, *, write, run, maps=(), bar=None
     stop = run_state.stop_event if stop_event is None else stop_event
     if stop is not None and stop.is_set() and not run_state.signalled:
         stop.clear()  # set by the previous file's failed run (analyze), not by a signal
-    with pixel_bar(cells, os.path.basename(src), bar) as progress:
+    import contextlib
+
+    from terrain.tiles import writing
+
+    # A tile's outputs share the set's tag templates (GDAL writes one per kind of output).
+    shared = writing(tile[0]) if tile is not None else contextlib.nullcontext()
+    with pixel_bar(cells, os.path.basename(src), bar) as progress, shared:
         # process_file watches the stop event: signals only set it meanwhile.
         run_state.stop_watched = stop is not None
         try:
@@ -212,6 +218,9 @@ def run_inputs(paths, work, outputs_of, *, jobs=1, several=True, plan=None, thre
     if plan is not None and jobs <= 1 and threads > 1:
         sets = {t.path: k for k, s in enumerate(plan.sets) for t in s.tiles}
         lanes_of = {k: schedule(s, threads) for k, s in enumerate(plan.sets)}
+    elif plan is not None and jobs > 1 and threads == 1:
+        for s in plan.sets:  # jobs of one thread: lanes (their halos from the set's strips)
+            s.tile_threads = 1
     lanes = jobs if jobs > 1 else max(lanes_of.values(), default=1)
 
     def one(path, event):

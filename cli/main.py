@@ -56,25 +56,34 @@ class _OneShotInterrupt:
             raise KeyboardInterrupt
 
 
-def _keep_freed_memory() -> None:
-    """Have glibc keep up to 128 MB of freed blocks for reuse (blocks under 64 MB).
+def keep_freed_memory() -> None:
+    """Have glibc's malloc keep freed memory for reuse: blocks under 32 MB come from
+    its heap, and 256 MB may stay free before the heap is trimmed (the process's
+    policy, so the command line's, not the library's). Elsewhere than glibc, or when
+    the user set MALLOC_*_THRESHOLD_ variables, nothing.
 
-    By default it hands every freed block over 0.1-32 MB back to the system at
+    By default glibc hands every freed block over 0.1-32 MB back to the system at
     once, and a run frees and allocates its window arrays, tiles and map layers
     again and again: each new block is fresh pages the kernel must fault in and
-    zero (on the benchmark machine a third of analyze's time in the kernel, and
-    its most variable part). MALLOC_* variables the user set win. Not glibc: nothing.
+    zero. Measured on the benchmark machine under load: 100 tiles of 819^2, analyze:
+    851,000 -> 42,000 page faults, system time 1.9 -> 0.65 s (peak RSS 210 -> 218 MB);
+    one 8192^2 file, analyze: system time 1.2-2.4 -> 0.8-1.3 s, peak RSS unchanged.
     """
+    import platform
+
     if any(k.startswith("MALLOC_") and k.endswith("THRESHOLD_") for k in os.environ):
+        return
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return
     try:
         import ctypes
+        import ctypes.util
 
-        libc = ctypes.CDLL("libc.so.6")
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, 64 << 20)
-        libc.mallopt(m_trim_threshold, 128 << 20)
-    except (OSError, AttributeError):
+        libc.mallopt(m_mmap_threshold, 32 << 20)
+        libc.mallopt(m_trim_threshold, 256 << 20)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc after all
         pass
 
 
@@ -265,7 +274,7 @@ def cli(ctx):
     run = state.get(ctx)
     _install_signal_handlers(ctx)
     _configure_logging(ctx, run.verbose, run.quiet)
-    _keep_freed_memory()
+    keep_freed_memory()
 
 
 cli.add_command(info.command)

@@ -14,6 +14,8 @@ offsets and byte counts are ours. The IFD goes at the end of the file.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import struct
 import threading
@@ -159,8 +161,10 @@ class TiledTIFF:
         Tiles queued for encoding at most; :meth:`write` waits beyond (bounded memory).
 
     Windows must not overlap. A tile is encoded as soon as every band of all its
-    cells has been written; :meth:`close` encodes what is left (nodata where
-    nothing was written), writes the IFD with ``tags`` and closes.
+    cells has been written; :meth:`close` encodes what is left (nodata in the tiles
+    no window wrote and beyond the raster's edge; the cells a window should have
+    written in a partly written tile are undefined), writes the IFD with ``tags`` and
+    closes.
     """
 
     def __init__(self, path, shape, tile, bands, dtype, nodata, *, separate=False,
@@ -229,10 +233,14 @@ class TiledTIFF:
                         inside = ((min(self.rows, (ty + 1) * self.th) - ty * self.th)
                                   * (min(self.cols, (tx + 1) * self.tw) - tx * self.tw))
                         # Only a tile reaching past the raster's edge keeps cells nobody
-                        # writes (nodata); every cell of the others is written before encoding.
-                        shape = (self.th, self.tw, spp)
-                        buf = np.empty(shape, self.dtype) if inside == self.th * self.tw else \
-                            np.full(shape, self.nodata, self.dtype)
+                        # writes (nodata: its padding alone is filled); every cell of the
+                        # others is written before encoding.
+                        buf = np.empty((self.th, self.tw, spp), self.dtype)
+                        if inside != self.th * self.tw:
+                            rows_in = min(self.rows, (ty + 1) * self.th) - ty * self.th
+                            cols_in = min(self.cols, (tx + 1) * self.tw) - tx * self.tw
+                            buf[rows_in:] = self.nodata
+                            buf[:rows_in, cols_in:] = self.nodata
                         entry = self._pending[key] = [buf, inside * spp]
                     entry[0][r0 - ty * self.th:r1 - ty * self.th,
                              c0 - tx * self.tw:c1 - tx * self.tw, sample] = \
@@ -370,3 +378,113 @@ class TiledTIFF:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+# --------------------------------------------------------------------------- shared templates
+
+# Tags whose values place a file: GeoTIFF's tie point (I, J, K, X, Y, Z) and its
+# model transformation (4 x 4, row-major: X offset at 3, Y offset at 7).
+MODEL_TIEPOINT, MODEL_TRANSFORMATION, GDAL_METADATA = 33922, 34264, 42112
+# A ``source`` tag the template's GDAL_METADATA says without XML escaping (else GDAL is asked).
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+=,;:@#%()[]{}~ ")
+
+_SHARED = contextvars.ContextVar("terrain_tag_templates", default=None)
+
+
+class TagTemplates:
+    """GDAL's tag templates shared by the outputs of one tile set (a tile's outputs are
+    like its neighbours' but for where they sit and the ``source`` tag).
+
+    The first file of each kind (same shape, profile, CRS, pixel size, bands and tags
+    but ``source``) has GDAL write its template, as :class:`GeoTIFFWriter` does for
+    any file; its IFD is kept here. The next ones get those tags with the tie point
+    (or model transformation) moved to their own origin and their own ``source`` in
+    GDAL_METADATA: what GDAL writes for them (tested tag by tag against GDAL's own).
+    Anything else, or a template not laid out as expected: GDAL writes the file's own.
+    """
+
+    def __init__(self):
+        self._entries = {}  # key: [(crs, transform, source, bigtiff, tags, separate), ...]
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(shape, dtype, bands, creation_options, transform, tags):
+        """What must be equal for two files to share a template (None: never shared).
+        ``bands``: (name, units, description) per band; ``tags``: the dataset's tags."""
+        source = (tags or {}).get("source")
+        if source is None or not set(source) <= _PLAIN:
+            return None
+        t = transform
+        return (tuple(shape), str(np.dtype(dtype)), tuple(map(tuple, bands)),
+                tuple(sorted(creation_options.items())), (t.a, t.b, t.d, t.e),
+                tuple(sorted((k, str(v)) for k, v in tags.items() if k != "source")))
+
+    def lookup(self, key, crs, transform, source):
+        """``(bigtiff, tags, separate)`` for a file at ``transform`` with ``source``, from a
+        stored template of ``key`` and ``crs``; None if there is none yet."""
+        if key is None:
+            return None
+        with self._lock:
+            entries = list(self._entries.get(key, ()))
+        for e_crs, e_transform, e_source, bigtiff, tags, separate in entries:
+            if e_crs is crs or e_crs == crs:
+                tags = _moved(tags, e_transform, transform, e_source, source)
+                if tags is not None:
+                    return bigtiff, tags, separate
+        return None
+
+    def store(self, key, crs, transform, source, bigtiff, tags, separate) -> None:
+        """Keep the template GDAL wrote (``tags``, its IFD) for a file at ``transform`` with
+        ``source``, if it can be moved (checked by moving it onto itself)."""
+        if key is None or _moved(tags, transform, transform, source, source) != list(tags):
+            return
+        with self._lock:
+            entries = self._entries.setdefault(key, [])
+            if len(entries) < 4:  # (a few CRS objects at most)
+                entries.append((crs, transform, source, bigtiff, list(tags), separate))
+
+
+def _moved(tags, old_transform, new_transform, old_source, new_source):
+    """The template ``tags`` moved from ``old_transform`` / ``old_source`` to the new ones
+    (only the origin and the ``source`` item change), or None if the template does not
+    say them where and how expected."""
+    if not set(new_source) <= _PLAIN or not set(old_source) <= _PLAIN:
+        return None
+    out, placed, named = [], False, False
+    for code, typ, count, raw in tags:
+        if code == MODEL_TIEPOINT and typ == 12 and count == 6:
+            v = list(struct.unpack("<6d", raw))
+            if v[:3] != [0.0, 0.0, 0.0] or (v[3], v[4]) != (old_transform.c, old_transform.f):
+                return None
+            v[3], v[4] = new_transform.c, new_transform.f
+            raw, placed = struct.pack("<6d", *v), True
+        elif code == MODEL_TRANSFORMATION and typ == 12 and count == 16:
+            v = list(struct.unpack("<16d", raw))
+            if (v[3], v[7]) != (old_transform.c, old_transform.f):
+                return None
+            v[3], v[7] = new_transform.c, new_transform.f
+            raw, placed = struct.pack("<16d", *v), True
+        elif code == GDAL_METADATA and typ == 2:
+            old = f'<Item name="source">{old_source}</Item>'.encode()
+            if raw.count(old) != 1:
+                return None
+            raw = raw.replace(old, f'<Item name="source">{new_source}</Item>'.encode())
+            count, named = len(raw), True
+        out.append((code, typ, count, raw))
+    return out if placed and named else None
+
+
+@contextlib.contextmanager
+def shared_templates(templates: "TagTemplates | None"):
+    """Within the block (this thread), :class:`terrain.writer.GeoTIFFWriter` shares tag
+    templates through ``templates`` (None: every file has its own)."""
+    token = _SHARED.set(templates)
+    try:
+        yield templates
+    finally:
+        _SHARED.reset(token)
+
+
+def current_templates() -> "TagTemplates | None":
+    """The :class:`TagTemplates` of :func:`shared_templates` in effect, if any."""
+    return _SHARED.get()

@@ -23,6 +23,7 @@ on their own.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
 import math
 import os
@@ -163,6 +164,23 @@ class TileSet:
     band: int = 1  # the tiles' band the VRT reads
     _direct: bool | None = None
     tile_threads: int | None = None  # threads of each tile's windows (see :func:`schedule`)
+    _templates: object = None
+    _strips: object = None
+
+    def strips(self):
+        """The set's :class:`HaloStrips` (its tiles' edge rows and columns, read once)."""
+        if self._strips is None:
+            self._strips = HaloStrips()
+        return self._strips
+
+    def templates(self):
+        """The set's :class:`terrain.tiff.TagTemplates`: its tiles' outputs share GDAL's tag
+        templates (see :func:`writing`)."""
+        if self._templates is None:
+            from .tiff import TagTemplates
+
+            self._templates = TagTemplates()
+        return self._templates
 
     def direct_reads(self) -> bool:
         """Whether the mosaic's windows can be read from the tiles without the VRT: no two
@@ -176,9 +194,12 @@ class TileSet:
         caller's), shared by its tiles (several of them at once: their windows queue on
         the same threads, which stay busy across tile boundaries); each worker keeps its
         one handle of the VRT (and GDAL the tiles it opened) from tile to tile. Shut
-        down by :meth:`close`."""
-        if threads <= 1:
+        down by :meth:`close`. Tiles run as lanes of one thread each (``tile_threads`` 1,
+        see :func:`schedule`) get one too: their windows run on the lane's own thread,
+        read straight from the tiles with the set's :class:`HaloStrips`."""
+        if threads <= 1 and self.tile_threads != 1:
             return None
+        threads = max(1, int(threads))
         if threads not in self._pools:
             self._pools[threads] = SetExecutor(threads, self)
         return self._pools[threads]
@@ -223,48 +244,83 @@ class TileSet:
 
 
 class SetExecutor:
-    """A tile set's worker threads: a ThreadPoolExecutor whose threads each keep their
-    open handles (:meth:`dataset`, the most recently used :data:`OPEN_PER_THREAD`) from
-    tile to tile, closed with the pool (:meth:`shutdown`), and read the mosaic's windows
-    straight from the tiles (:meth:`read_padded`)."""
+    """A tile set's worker threads: a ThreadPoolExecutor (none for one thread: the windows
+    then run on the caller's thread, a lane of tiles) reading the mosaic's windows straight
+    from the tiles (:meth:`read_padded`). The open tile handles are the set's, shared by
+    its threads (:meth:`dataset`: a read takes an idle one of its file or opens one, and
+    gives it back), so that whichever thread runs the next tile finds its neighbours
+    open; the most recently used :data:`OPEN_PER_THREAD` stay open, closed with the pool
+    (:meth:`shutdown`)."""
 
     def __init__(self, threads: int, tile_set: "TileSet | None" = None):
         import threading
+        from collections import OrderedDict
         from concurrent.futures import ThreadPoolExecutor
 
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tiles")
+        # One thread: no pool, the windows run on the calling thread (:meth:`submit`).
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="tiles") \
+            if threads > 1 else None
         self._set = tile_set
-        self._local = threading.local()
-        self._handles = []  # every thread's {path: dataset}, closed at shutdown
+        self._idle = OrderedDict()  # path: [idle datasets], least recently used first
+        self._count = 0  # idle datasets
+        # A lane reads its tile once and its neighbours' strips once (HaloStrips): GDAL's
+        # cached blocks of an idle handle are not read again, only kept (RSS).
+        self._keep = OPEN_PER_THREAD if threads > 1 else OPEN_PER_LANE
+        self._handles = [self._idle]  # what shutdown closes
         self._lock = threading.Lock()
 
     def submit(self, fn, *args, **kwargs):
+        if self._pool is None:  # one thread: the caller's, run now
+            from concurrent.futures import Future
+
+            future = Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - raised by result(), as a pool's
+                future.set_exception(exc)
+            return future
         return self._pool.submit(fn, *args, **kwargs)
 
+    @contextlib.contextmanager
     def dataset(self, path: str):
-        """This worker thread's open dataset of ``path`` (opened on first use)."""
-        from collections import OrderedDict
-
+        """An open dataset of ``path`` for this thread alone while the block runs: an idle
+        one of the set's if there is (whichever thread opened it), else a new one; idle
+        again after it (the most recently used :data:`OPEN_PER_THREAD` stay open)."""
         import rasterio
 
         from .raster import open_raster
 
-        mine = getattr(self._local, "datasets", None)
-        if mine is None:
-            mine = self._local.datasets = OrderedDict()
+        with self._lock:
+            free = self._idle.get(path)
+            ds = free.pop() if free else None
+            if ds is not None:
+                self._count -= 1
+            if free is not None and not free:
+                del self._idle[path]
+        if ds is None:
+            # A worker's window runs in terrain's GDAL environment already (leaving a
+            # nested one costs rasterio a new default environment: half the open's time).
+            with contextlib.nullcontext() if rasterio.env.hasenv() else rasterio.Env(**GDAL_ENV):
+                ds = open_raster(path)
+        closing = []
+        try:
+            yield ds
+        finally:
             with self._lock:
-                self._handles.append(mine)
-        ds = mine.get(path)
-        if ds is not None:
-            mine.move_to_end(path)
-            return ds
-        with rasterio.Env(**GDAL_ENV):
-            ds = open_raster(path)
-        with self._lock:  # (shutdown reads the dicts)
-            mine[path] = ds
-            while len(mine) > OPEN_PER_THREAD:
-                mine.popitem(last=False)[1].close()
-        return ds
+                if not self._handles:  # shut down meanwhile
+                    closing.append(ds)
+                else:
+                    self._idle.setdefault(path, []).append(ds)
+                    self._idle.move_to_end(path)
+                    self._count += 1
+                    while self._count > self._keep:
+                        old = next(iter(self._idle))
+                        closing.append(self._idle[old].pop(0))
+                        self._count -= 1
+                        if not self._idle[old]:
+                            del self._idle[old]
+            for old in closing:  # (not under the lock: closing frees GDAL's cached blocks)
+                old.close()
 
     def read_padded(self, info, row0, row1, col0, col1, halo):
         """:func:`terrain.stream.read_padded` of ``info`` (the set's VRT, or any raster)
@@ -279,35 +335,188 @@ class SetExecutor:
 
         ts = self._set
         if ts is None or info.path != ts.vrt or not ts.direct_reads() or info.mask is not None:
-            return read_padded(self.dataset(info.path), info, row0, row1, col0, col1, halo)
+            with self.dataset(info.path) as ds:
+                return read_padded(ds, info, row0, row1, col0, col1, halo)
         r0, r1, c0, c1 = halo_bounds(info.shape, row0, row1, col0, col1, halo)
         nodata = np.nan if info.nodata is None else info.nodata
         raw = np.full((r1 - r0, c1 - c0), nodata, dtype=np.dtype(info.dtype))
-        for tile in ts.tiles:
+        strips = ts.strips() if self._pool is None else None
+        pieces = []  # (tile number, tile, its part, where it goes), in the VRT's order
+        for k, tile in enumerate(ts.tiles):
             t0, t1, u0, u1 = tile.window
             a0, a1, b0, b1 = max(r0, t0), min(r1, t1), max(c0, u0), min(c1, u1)
             if a0 < a1 and b0 < b1:
-                raw[a0 - r0:a1 - r0, b0 - c0:b1 - c0] = read_band(
-                    self.dataset(tile.path), tile.path, ts.band,
-                    ((a0 - t0, a1 - t0), (b0 - u0, b1 - u0)))
+                pieces.append((k, tile, ((a0 - t0, a1 - t0), (b0 - u0, b1 - u0)),
+                               (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))))
+
+        def read(part, tile):
+            with self.dataset(tile.path) as ds:
+                return read_band(ds, tile.path, ts.band, part)
+
+        if strips is None:
+            for k, tile, part, where in pieces:
+                raw[where] = read(part, tile)
+        else:
+            # The window's own tile first: its edge strips are then there for the lane
+            # running its neighbour; placed in the VRT's order (a later tile on top).
+            got = {}
+            for k, tile, part, where in sorted(pieces, key=lambda p: -_area(p[2])):
+                t0, t1, u0, u1 = tile.window
+                got[k] = strips.read(k, (t1 - t0, u1 - u0), part,
+                                     lambda part, tile=tile: read(part, tile))
+            for k, tile, part, where in pieces:
+                raw[where] = got[k]
         return pad_block(file_elevation(raw, None, info), row0, row1, col0, col1, halo,
                          info.shape)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
         with self._lock:
             handles, self._handles = self._handles, []
-        for mine in handles:
-            for ds in mine.values():
-                ds.close()
-            mine.clear()
+            self._count = 0
+        for idle in handles:
+            for datasets in idle.values():
+                for ds in datasets:
+                    ds.close()
+            idle.clear()
 
 
-# Tile handles each worker thread keeps open (the least recently used is closed, and
-# GDAL's cached blocks of it freed): a window's neighbours stay open, memory does not
-# grow with the number of tiles (100 tiles of 820^2, slope: peak RSS 175 MB with 8,
-# 245 MB with 128, on a loaded machine).
+# Idle tile handles a set keeps open, shared by its threads (the least recently used is
+# closed, and GDAL's cached blocks of it freed): a window's neighbours stay open, memory
+# does not grow with the number of tiles (100 tiles of 820^2, slope: peak RSS 175 MB with
+# 8 per thread, 245 MB with 128, on a loaded machine).
 OPEN_PER_THREAD = 8
+# Idle tile handles kept by the lanes of one thread (see SetExecutor): 100 tiles of 819^2,
+# slope, 2 lanes: ~300 opens with 2, 4 or 8 kept, peak RSS 181, 204 and 226 MB (loaded).
+OPEN_PER_LANE = 2
+
+
+def _area(part) -> int:
+    (a0, a1), (b0, b1) = part
+    return (a1 - a0) * (b1 - b0)
+
+
+class HaloStrips:
+    """Each tile's edge rows and columns (:data:`STRIP` of each side), read once for all
+    its neighbours' halos.
+
+    A tile's window needs a row or two of the tiles around it; GDAL decodes whole
+    blocks for them (a 256-row block for one row), once per neighbouring window. Here
+    a read of a tile that lies within one of its edge strips is served from the strip,
+    read whole the first time (or kept from the read of the whole tile, which comes
+    first for the tiles before it); the same values, so the same mosaic. The most
+    recently used strips are kept, at most :data:`STRIP_BYTES` of them (the tiles
+    around the ones running): memory does not grow with the number of tiles.
+    """
+
+    def __init__(self, max_bytes: int | None = None):
+        import threading
+        from collections import OrderedDict
+
+        self._strips = OrderedDict()  # (tile number, side): raw values
+        self._loading = {}  # (tile number, side): Event set once read (by another thread)
+        self._bytes = 0
+        self._max = STRIP_BYTES if max_bytes is None else max_bytes
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _sides(shape):
+        rows, cols = shape
+        w = STRIP
+        # side: the strip's part of the tile, ((row0, row1), (col0, col1))
+        return {"top": ((0, min(w, rows)), (0, cols)),
+                "bottom": ((max(0, rows - w), rows), (0, cols)),
+                "left": ((0, rows), (0, min(w, cols))),
+                "right": ((0, rows), (max(0, cols - w), cols))}
+
+    def read(self, k: int, shape, part, read):
+        """Raw values of ``part`` ((row0, row1), (col0, col1)) of tile number ``k`` (of
+        ``shape``): from a strip holding it, else ``read(part)`` (whose result fills the
+        tile's strips it covers). A strip another thread is reading is waited for, not
+        read twice."""
+        (a0, a1), (b0, b1) = part
+        sides = self._sides(shape)
+        for side, ((s0, s1), (v0, v1)) in sides.items():
+            if s0 <= a0 and a1 <= s1 and v0 <= b0 and b1 <= v1 and (s1 - s0) * (v1 - v0) < \
+                    shape[0] * shape[1]:
+                key = (k, side)
+                strip = self._claim([key]).get(key)
+                if strip is None:  # this thread reads it
+                    try:
+                        strip = read(((s0, s1), (v0, v1)))
+                        self._put(key, strip)
+                    finally:
+                        self._release([key])
+                return strip[a0 - s0:a1 - s0, b0 - v0:b1 - v0]
+        covered = [(k, side) for side, ((s0, s1), (v0, v1)) in sides.items()
+                   if a0 <= s0 and s1 <= a1 and b0 <= v0 and v1 <= b1]
+        mine = self._claim(covered, wait=False)
+        try:
+            values = read(part)
+            for key in mine:
+                (s0, s1), (v0, v1) = sides[key[1]]
+                self._put(key, values[s0 - a0:s1 - a0, v0 - b0:v1 - b0].copy())
+        finally:
+            self._release(mine)
+        return values
+
+    def _claim(self, keys, wait=True):
+        """With ``wait``: {key: strip} of the strips there (waiting for those another
+        thread is reading), the others claimed by this thread (absent from the result,
+        to be read and released). Without: the keys neither there nor being read,
+        claimed."""
+        import threading
+
+        got, mine = {}, []
+        for key in keys:
+            while True:
+                with self._lock:
+                    strip = self._strips.get(key)
+                    if strip is not None:
+                        self._strips.move_to_end(key)
+                        got[key] = strip
+                        break
+                    event = self._loading.get(key)
+                    if event is None:
+                        self._loading[key] = threading.Event()
+                        mine.append(key)
+                        break
+                if not wait:
+                    break
+                event.wait()  # read by another thread: there now (or failed: retry)
+        return got if wait else mine
+
+    def _release(self, keys) -> None:
+        with self._lock:
+            events = [self._loading.pop(key) for key in keys if key in self._loading]
+        for event in events:
+            event.set()
+
+    def _get(self, key):
+        with self._lock:
+            strip = self._strips.get(key)
+            if strip is not None:
+                self._strips.move_to_end(key)
+            return strip
+
+    def _put(self, key, strip) -> None:
+        with self._lock:
+            if key in self._strips:
+                return
+            self._strips[key] = strip
+            self._bytes += strip.nbytes
+            while self._bytes > self._max and len(self._strips) > 1:
+                self._bytes -= self._strips.popitem(last=False)[1].nbytes
+
+    def __len__(self):
+        return len(self._strips)
+
+
+# Rows / columns of each tile edge kept (the widest halo: Florinsky's 5 x 5 needs 2).
+STRIP = 2
+# Strips kept at most (bytes): 32 MB, the edges of ~1,000 tiles of 1,000^2 float32.
+STRIP_BYTES = 32 * 2**20
 
 
 @dataclass
@@ -603,9 +812,19 @@ def process_tile(tile_set: TileSet, tile: Tile, outputs: dict, opts=None, *, run
     from .engine import Options
 
     check_outputs(tile_set, outputs.values())
-    return process_file(tile_set.info(), outputs, opts,
-                        **tile_keywords(tile_set, tile, (opts or Options()).geometry, run),
-                        **kwargs)
+    with writing(tile_set):
+        return process_file(tile_set.info(), outputs, opts,
+                            **tile_keywords(tile_set, tile, (opts or Options()).geometry, run),
+                            **kwargs)
+
+
+def writing(tile_set: TileSet):
+    """A context in which the outputs written (in this thread) share the set's tag
+    templates: GDAL writes one per kind of output, not one per file (each file's tags
+    are still GDAL's, moved to the tile; :class:`terrain.tiff.TagTemplates`)."""
+    from .tiff import shared_templates
+
+    return shared_templates(tile_set.templates())
 
 
 def schedule(tile_set: TileSet, threads: int) -> int:
@@ -680,9 +899,12 @@ def process_tiles(args, outputs_of, opts=None, *, read=None, jobs: int = 1, **kw
             finally:  # a failure: the tiles not started are not
                 pool.shutdown(wait=True, cancel_futures=True)
 
-        if jobs > 1:
-            return run_all(plan.inputs, jobs)
         threads = (kwargs.get("run") or RunOptions()).threads or default_threads()
+        if jobs > 1:
+            if threads == 1:
+                for s in plan.sets:  # jobs of one thread: lanes (halos from the set's strips)
+                    s.tile_threads = 1
+            return run_all(plan.inputs, jobs)
         results = run_all([p for p in plan.inputs if plan.job(p) is None], 1)
         for s in plan.sets:
             mine = [p for p in plan.inputs if s.tile(p) is not None]

@@ -478,10 +478,39 @@ class GeoTIFFWriter:
         # every metadata call, a colour table too, goes to it). Any --co: GDAL does all.
         self.tiles = None
         self.template = None
-        from .tiff import direct_ok
+        from .tiff import current_templates, direct_ok
 
         direct = not creation_options and direct_ok(opts)
         gdal_opts = dict(opts, SPARSE_OK="TRUE") if direct else opts
+        # A tile set's outputs share GDAL's templates (terrain.tiff.TagTemplates): a file
+        # like one written before gets its tags, moved, and no GDAL dataset (self.ds None).
+        self._shared = self._tags = None
+        shared = current_templates() if direct else None
+        if shared is not None:
+            key = shared.key((rows, cols), np.uint8 if byte else np.float32, self.bands, opts,
+                             info.transform, tags)
+            source = (tags or {}).get("source")
+            self._tags = shared.lookup(key, info.crs, info.transform, source)
+            if self._tags is None:
+                self._shared = (shared, key, info.crs, info.transform, source)
+        if self._tags is not None:
+            try:
+                from .tiff import TiledTIFF
+
+                self.ds = None
+                self.tiles = TiledTIFF(
+                    self.tmp, (rows, cols), (int(opts["BLOCKYSIZE"]), int(opts["BLOCKXSIZE"])),
+                    len(self.bands), np.uint8 if byte else np.float32, self.nodata,
+                    separate=self._tags[2], predictor=int(opts.get("PREDICTOR", "1")),
+                    level=int(opts["ZSTD_LEVEL"]))
+            except OSError as exc:
+                self.abort()
+                raise OutputError(f"{self.path}: cannot write in {folder} ({exc.strerror}); "
+                                  "choose another output") from None
+            except BaseException:
+                self.abort()
+                raise
+            return
         if direct:
             self.template = self.tmp[:-len(".part.tif")] + ".tags.part.tif"
         try:
@@ -560,7 +589,8 @@ class GeoTIFFWriter:
         failure instead of a silently short file.
         """
         try:
-            self.ds.close()
+            if self.ds is not None:
+                self.ds.close()
             if gdal_errors is not None:
                 gdal_errors.check(self.path)
             if self.tiles is not None:
@@ -620,11 +650,20 @@ class GeoTIFFWriter:
         """The tiles' file gets the template's tags (GDAL's own) and is closed."""
         from .tiff import TIFFTagError, check_template, read_first_ifd
 
+        if self._tags is not None:  # a tile set's shared template, moved to this file
+            bigtiff, tags, _ = self._tags
+            check_template(tags, self.tiles, self.path)
+            self.tiles.close(tags, bigtiff=bigtiff)
+            self.tiles = None
+            return
         try:
             bigtiff, tags = read_first_ifd(self.template)
         except TIFFTagError as exc:  # GDAL could not finish it (disk full)
             raise OSError(errno.EIO, f"GDAL left its tag template unfinished ({exc})") from None
         check_template(tags, self.tiles, self.template)
+        if self._shared is not None and not os.path.exists(self.template + ".aux.xml"):
+            shared, key, crs, transform, source = self._shared
+            shared.store(key, crs, transform, source, bigtiff, tags, self.tiles.separate)
         self.tiles.close(tags, bigtiff=bigtiff)
         self.tiles = None
         for p in (self.template, self.template + ".aux.xml"):

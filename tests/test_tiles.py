@@ -9,8 +9,10 @@ the sample with rasterio windows, with and without a one-pixel overlap.
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -604,3 +606,117 @@ def test_workers_keep_a_bounded_number_of_tiles_open(tmp_path, monkeypatch):
                                           equal_nan=True)
         opened = [len(mine) for mine in pool._handles]
         assert opened and max(opened) <= 2
+
+
+@pytest.mark.parametrize("overlap", [0, 1], ids=["edge to edge", "one-pixel overlap"])
+def test_lanes_read_halos_from_edge_strips_equal_to_gdals_reading_of_the_vrt(tmp_path, overlap):
+    """Tiles run as lanes of one thread (tile_threads 1) read their halos from the set's
+    HaloStrips; truth: GDAL reading the VRT, window by window (a tile's whole, windows
+    inside it, windows across corners), halo 1 and 2; each edge strip is read at most once."""
+    import terrain.stream as stream
+    from terrain.raster import GDAL_ENV, open_raster
+
+    # No nodata declared: overlapping tiles are read straight from the files too.
+    paths = split(WGS84_SAMPLE, tmp_path / "tiles", 3, overlap, nodata=None)
+    tile_set = tiles.plan_tiles(paths).sets[0]
+    assert tile_set.direct_reads()
+    assert tiles.schedule(tile_set, 2) == 2 and tile_set.tile_threads == 1
+    reads = []
+    real = tiles.HaloStrips.read
+
+    def spy(self, k, shape, part, read):
+        return real(self, k, shape, part, lambda p: (reads.append((k, p)), read(p))[1])
+
+    with tiles.TileWorkdir() as work, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tiles.HaloStrips, "read", spy)
+        work.vrt_for(tile_set, 0)
+        info = tile_set.info()
+        lane = tile_set.executor(1)
+        assert lane is not None and lane._pool is None  # the windows run on the lane's thread
+        windows = [t.window for t in tile_set.tiles]  # each tile whole, in the set's order
+        windows += [(10, 60, 20, 90), (100, 130, 120, 150), (110, 125, 125, 140), (0, 344, 0, 40)]
+        with rasterio.Env(**GDAL_ENV), open_raster(tile_set.vrt) as vrt:
+            for halo in (1, 2):
+                for r0, r1, c0, c1 in windows:
+                    got = lane.submit(lane.read_padded, info, r0, r1, c0, c1, halo).result()
+                    expected = stream.read_padded(vrt, info, r0, r1, c0, c1, halo)
+                    assert np.array_equal(got, expected, equal_nan=True), (r0, r1, c0, c1, halo)
+        assert len(tile_set.strips()) > 0
+        strip_reads = [(k, p) for k, p in reads if min(p[0][1] - p[0][0], p[1][1] - p[1][0]) <= 2]
+        assert len(strip_reads) == len(set(strip_reads))  # never the same strip twice
+
+
+def test_halo_strips_read_each_strip_once_and_stay_bounded():
+    """HaloStrips on a synthetic 'tile' (the values are the truth): parts inside an edge
+    strip come from the strip (read once, even by threads asking at once), a read of the
+    whole tile fills its strips, and the strips kept stay under the byte limit."""
+    import threading
+    import time
+
+    z = np.arange(50 * 70, dtype=np.float32).reshape(50, 70)
+    calls = []
+
+    def read(part):
+        (a0, a1), (b0, b1) = part
+        calls.append(part)
+        time.sleep(0.05)  # (threads asking at once overlap)
+        return z[a0:a1, b0:b1].copy()
+
+    strips = tiles.HaloStrips()
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(strips.read(0, z.shape, ((0, 1), (5, 30)), read)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == [((0, 2), (0, 70))] and all(np.array_equal(g, z[0:1, 5:30]) for g in got)
+    assert np.array_equal(strips.read(0, z.shape, ((1, 2), (60, 70)), read), z[1:2, 60:70])
+    assert np.array_equal(strips.read(0, z.shape, ((3, 40), (68, 70)), read), z[3:40, 68:70])
+    assert calls[-1] == ((0, 50), (68, 70)) and len(calls) == 2
+    # A whole tile's read fills its four strips: its neighbours' halos need no read.
+    assert np.array_equal(strips.read(1, z.shape, ((0, 50), (0, 70)), read), z)
+    n = len(calls)
+    for part in [((48, 50), (0, 70)), ((0, 50), (0, 1)), ((10, 20), (69, 70)), ((0, 2), (3, 9))]:
+        (a0, a1), (b0, b1) = part
+        assert np.array_equal(strips.read(1, z.shape, part, read), z[a0:a1, b0:b1])
+    assert len(calls) == n
+    # Bounded: 3 strips of 70 x 2 float32 at most.
+    small = tiles.HaloStrips(max_bytes=3 * 70 * 2 * 4)
+    for k in range(20):
+        small.read(k, z.shape, ((0, 50), (0, 70)), read)
+    assert len(small) <= 3
+
+
+CHURN = """
+import resource, sys
+import numpy as np
+if sys.argv[1] == "keep":
+    from cli.main import keep_freed_memory
+    keep_freed_memory()
+def churn():  # what each tile does: its windows' arrays and 1 MB block buffers, then frees
+    for _ in range(100):
+        blocks = [np.ones((512, 512), np.float32) for _ in range(8)]
+        big = np.ones((1024, 1024), np.float64)
+        del blocks, big
+churn()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+churn()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="glibc's malloc only")
+def test_a_tile_set_keeps_freed_memory_instead_of_faulting_it_in_again(tmp_path):
+    """keep_freed_memory (the command line's malloc policy): memory freed by one tile is
+    reused by the next without page faults (truth: the kernel's count of minor faults,
+    getrusage, in a fresh process); the default malloc faults every page in again."""
+    script = tmp_path / "churn.py"
+    script.write_text(CHURN)
+    faults = {how: int(subprocess.run([sys.executable, str(script), how], check=True,
+                                      capture_output=True, text=True).stdout)
+              for how in ("default", "keep")}
+    # 100 x 16 MB allocated and freed: 400,000 pages; the default faults most in again.
+    assert faults["default"] > 100_000
+    assert faults["keep"] < faults["default"] / 20
