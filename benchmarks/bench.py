@@ -148,7 +148,12 @@ def make_dem(path: Path, size: int) -> str:
 # ---------------------------------------------------------------- running and measuring
 
 def timed(cmd: list[str]) -> tuple[float, float, float]:
-    """(wall s, peak RSS MB, CPU s) of one process, measured by GNU time."""
+    """(wall s, peak RSS MB, CPU s) of one process, measured by GNU time.
+
+    What earlier runs wrote is flushed to disk first (``sync``, untimed): each run
+    writes up to 1 GB, and the kernel's write-back of one run's files otherwise
+    lands in a later run (whichever case comes third in a round paid for it)."""
+    os.sync()
     with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
         proc = subprocess.run(["/usr/bin/time", "-f", "%e %M %U %S", "-o", out.name, *cmd],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
