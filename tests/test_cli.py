@@ -682,3 +682,19 @@ def test_cli_two_concurrent_runs_onto_one_name(tmp_path):
         with rasterio.open(out) as ds:
             assert ds.read(1).shape == (1500, 1500)
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+@pytest.mark.parametrize("preset", [None, "1"])
+def test_the_command_line_sets_its_process_policy_before_numpy_loads(preset):
+    """numpy's transparent huge pages off and OpenBLAS on one thread (cli/__init__.py),
+    set before numpy is imported, so numpy takes them; a value the user set wins."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NUMPY_MADVISE_HUGEPAGE", "OPENBLAS_NUM_THREADS")}
+    if preset is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = env["OPENBLAS_NUM_THREADS"] = preset
+    code = ("import os, cli, numpy; from numpy._core import multiarray as m; "
+            "print(os.environ['NUMPY_MADVISE_HUGEPAGE'], os.environ['OPENBLAS_NUM_THREADS'], "
+            "m._get_madvise_hugepage())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == (["0", "1", "False"] if preset is None else ["1", "1", "True"])
