@@ -541,7 +541,8 @@ static PyObject *py_ground(PyObject *self, PyObject *args)
 }
 
 /* One pass, no temporary, in the block's own type: NaN -> value in place (the
- * writers' nodata), whether any cell is infinite (float32 overflow), or NaN. */
+ * writers' nodata), whether any cell is infinite (float32 overflow), or NaN; a file's
+ * nodata and non-finite cells -> NaN (a map's read). */
 #define CELLS(T, S)                                                                       \
 HOT static void fill_nan_##S(T *restrict p, Py_ssize_t n, T value)                        \
 {                                                                                         \
@@ -557,6 +558,17 @@ HOT static int has_nan_##S(const T *restrict p, Py_ssize_t n)                   
 {                                                                                         \
     int any = 0;                                                                          \
     for (Py_ssize_t k = 0; k < n; k++) any |= p[k] != p[k];                               \
+    return any;                                                                           \
+}                                                                                         \
+HOT static int to_nan_##S(T *restrict p, Py_ssize_t n, int use_nodata, T nodata)          \
+{                                                                                         \
+    int any = 0;                                                                          \
+    for (Py_ssize_t k = 0; k < n; k++) {                                                  \
+        T v = p[k];                                                                       \
+        int bad = (v - v) != (T)0 || (use_nodata && v == nodata);                         \
+        any |= bad;                                                                       \
+        p[k] = bad ? (T)NAN : v;                                                          \
+    }                                                                                     \
     return any;                                                                           \
 }
 CELLS(float, f)
@@ -649,6 +661,25 @@ static PyObject *cells_test(PyObject *args, int nan)
     return PyBool_FromLong(any);
 }
 
+static PyObject *py_to_nan(PyObject *self, PyObject *args)
+{
+    PyObject *obj, *nodata_obj;
+    if (!PyArg_ParseTuple(args, "OO", &obj, &nodata_obj)) return NULL;
+    int use_nodata = nodata_obj != Py_None;
+    double nodata = use_nodata ? PyFloat_AsDouble(nodata_obj) : 0.0;
+    if (use_nodata && nodata == -1.0 && PyErr_Occurred()) return NULL;
+    Buf b = {0};
+    if (!cells_buffer(obj, &b, 1, "to_nan")) return NULL;
+    Py_ssize_t n = b.b.len / b.b.itemsize;
+    int any;
+    Py_BEGIN_ALLOW_THREADS
+    if (buf_kind(&b) == 'f') any = to_nan_f(b.b.buf, n, use_nodata, (float)nodata);
+    else any = to_nan_d(b.b.buf, n, use_nodata, nodata);
+    Py_END_ALLOW_THREADS
+    buf_release(&b, 1);
+    return PyBool_FromLong(any);
+}
+
 static PyObject *py_has_inf(PyObject *self, PyObject *args) { return cells_test(args, 0); }
 static PyObject *py_has_nan(PyObject *self, PyObject *args) { return cells_test(args, 1); }
 
@@ -666,6 +697,8 @@ static PyMethodDef methods[] = {
     {"fill_nan", py_fill_nan, METH_VARARGS, "fill_nan(a, value): NaN -> value in place"},
     {"has_inf", py_has_inf, METH_VARARGS, "has_inf(a): whether a cell is +-inf"},
     {"has_nan", py_has_nan, METH_VARARGS, "has_nan(a): whether a cell is NaN"},
+    {"to_nan", py_to_nan, METH_VARARGS,
+     "to_nan(a, nodata): non-finite and nodata (None: none) cells -> NaN in place; any"},
     {"to_byte", py_to_byte, METH_VARARGS,
      "to_byte(a, nodata, out): NaN -> nodata, else floor(a + 0.5) clamped to 0..255"},
     {"aspect", py_aspect, METH_VARARGS, "aspect(dzdx, dzdy, flat_value, out)"},

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _ckernels
 from .errors import InputError, OutputError, TerrainError
 from .registry import BACKDROP, DEFAULT_MAP, PRODUCTS as _DECLARED
 
@@ -847,13 +848,14 @@ def _read_display(path, band, shape, how, threads=None):
                 ds = local.ds = open_raster(path)
                 handles.append(ds)
             arr = read_band(ds, path, band, ((row0, row1), (col0, col1)))
-        block = arr if arr.dtype.kind == "f" else arr.astype(np.float32)
-        # Nodata and +-inf become NaN, in one pass over a window without any.
-        bad = ~np.isfinite(block)
-        if nodata is not None:
-            bad |= arr == nodata
-        if bad.any():
-            block[bad] = np.nan
+        if arr.dtype.kind == "f":
+            # Nodata and +-inf become NaN, in place, in one pass (C).
+            block = np.ascontiguousarray(arr)
+            _ckernels.to_nan(block, None if nodata is None else float(nodata))
+        else:
+            block = arr.astype(np.float32)
+            if nodata is not None:
+                block[arr == nodata] = np.nan
         grid.add(row0, row1, col0, col1, {"v": block})
 
     wins = [(r0, min(r0 + rows, full[0]), c0, min(c0 + cols, full[1]))

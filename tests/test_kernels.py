@@ -270,3 +270,23 @@ def test_buffers_with_an_explicit_byte_order_are_accepted():
     assert list(cells) == [1.0, -9999.0, 2.0]
     with pytest.raises(TypeError, match="float32 or float64"):
         _ckernels.fill_nan(np.array([1.0, np.nan], ">f4"), -9999.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nodata", [None, -9999.0, 0.0])
+def test_to_nan_equals_numpy(dtype, nodata):
+    """A map's read: non-finite cells and the file's nodata become NaN, in place, in the
+    block's type (numpy's comparison of a float32 block with a Python float)."""
+    from terrain import _ckernels
+
+    rng = np.random.default_rng(11)
+    a = rng.choice(np.array([-9999.0, 0.0, 1.5, np.nan, np.inf, -np.inf, 250.25]), 3001)
+    a = (a + rng.random(3001) * (rng.random(3001) < 0.3)).astype(dtype)
+    bad = ~np.isfinite(a)
+    if nodata is not None:
+        bad |= a == nodata
+    expected = np.where(bad, np.nan, a).astype(dtype)
+    assert _ckernels.to_nan(a, nodata) == bool(bad.any())
+    np.testing.assert_array_equal(a, expected)
+    clean = np.array([1.0, 2.0], dtype)
+    assert _ckernels.to_nan(clean, nodata) is False
