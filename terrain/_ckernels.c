@@ -570,30 +570,20 @@ HOT static int to_nan_##S(T *restrict p, Py_ssize_t n, int use_nodata, T nodata)
         p[k] = bad ? (T)NAN : v;                                                          \
     }                                                                                     \
     return any;                                                                           \
+}                                                                                         \
+/* A byte product's storage: NaN -> nodata, else floor(v + 0.5) with the sum in the      \
+ * block's own type (numpy's np.floor(block + 0.5); floor is exact), clamped to 0..255. */ \
+HOT static void to_byte_##S(const T *restrict p, Py_ssize_t n, unsigned char nodata,      \
+                            unsigned char *restrict out)                                  \
+{                                                                                         \
+    for (Py_ssize_t k = 0; k < n; k++) {                                                  \
+        double w = floor((double)(T)(p[k] + (T)0.5));                                     \
+        w = w < 0.0 ? 0.0 : (w > 255.0 ? 255.0 : w);                                      \
+        out[k] = p[k] != p[k] ? nodata : (unsigned char)w;                                \
+    }                                                                                     \
 }
 CELLS(float, f)
 CELLS(double, d)
-
-/* A byte product's storage: NaN -> nodata, else floor(v + 0.5) in the block's own
- * type (numpy's np.floor(block + 0.5)), clamped to 0..255. One pass. */
-HOT static void to_byte_f(const float *restrict p, Py_ssize_t n, unsigned char nodata,
-                          unsigned char *restrict out)
-{
-    for (Py_ssize_t k = 0; k < n; k++) {
-        float w = floorf(p[k] + 0.5f);
-        w = w < 0.0f ? 0.0f : (w > 255.0f ? 255.0f : w);
-        out[k] = p[k] != p[k] ? nodata : (unsigned char)w;
-    }
-}
-HOT static void to_byte_d(const double *restrict p, Py_ssize_t n, unsigned char nodata,
-                          unsigned char *restrict out)
-{
-    for (Py_ssize_t k = 0; k < n; k++) {
-        double w = floor(p[k] + 0.5);
-        w = w < 0.0 ? 0.0 : (w > 255.0 ? 255.0 : w);
-        out[k] = p[k] != p[k] ? nodata : (unsigned char)w;
-    }
-}
 
 static int cells_buffer(PyObject *obj, Buf *b, int writable, const char *name)
 {
