@@ -166,6 +166,9 @@ class TileSet:
     tile_threads: int | None = None  # threads of each tile's windows (see :func:`schedule`)
     _templates: object = None
     _strips: object = None
+    # {path: dataset} opened when the set was planned (see :func:`plan_tiles`'s
+    # ``keep_open``), not yet read for the tile's own windows (:meth:`SetExecutor.dataset`).
+    _opened: dict = field(default_factory=dict)
 
     def strips(self):
         """The set's :class:`HaloStrips` (its tiles' edge rows and columns, read once)."""
@@ -208,6 +211,9 @@ class TileSet:
         for pool in self._pools.values():
             pool.shutdown(wait=True, cancel_futures=True)
         self._pools.clear()
+        opened, self._opened = self._opened, {}
+        for ds in opened.values():
+            ds.close()
 
     def info(self):
         """The mosaic VRT's RasterInfo, read once for all tiles."""
@@ -282,14 +288,22 @@ class SetExecutor:
         return self._pool.submit(fn, *args, **kwargs)
 
     @contextlib.contextmanager
-    def dataset(self, path: str):
+    def dataset(self, path: str, *, edge: bool = False, planned: bool = True,
+                last: bool = False):
         """An open dataset of ``path`` for this thread alone while the block runs: an idle
-        one of the set's if there is (whichever thread opened it), else a new one; idle
-        again after it (the most recently used :data:`OPEN_PER_THREAD` stay open)."""
+        one of the set's if there is (whichever thread opened it), else (``planned``) the
+        one opened when the set was planned (:attr:`TileSet._opened`), else a new one;
+        idle again after it (the most recently used :data:`OPEN_PER_THREAD` stay open).
+        ``edge``: the read is a neighbour's edge strip or halo: a handle from the planning
+        goes back there, for the tile's own read to come, instead of among the idle ones
+        (where it would be closed before that). ``last``: no read of ``path`` is to come
+        (the tile read whole, its edges kept in the set's :class:`HaloStrips`): closed
+        after the block, and GDAL's cached blocks of it freed at once."""
         import rasterio
 
         from .raster import open_raster
 
+        keep, planned = planned, False
         with self._lock:
             free = self._idle.get(path)
             ds = free.pop() if free else None
@@ -297,6 +311,9 @@ class SetExecutor:
                 self._count -= 1
             if free is not None and not free:
                 del self._idle[path]
+            if ds is None and keep and self._set is not None and self._handles:
+                ds = self._set._opened.pop(path, None)
+                planned = ds is not None
         if ds is None:
             # A worker's window runs in terrain's GDAL environment already (leaving a
             # nested one costs rasterio a new default environment: half the open's time).
@@ -307,8 +324,10 @@ class SetExecutor:
             yield ds
         finally:
             with self._lock:
-                if not self._handles:  # shut down meanwhile
+                if not self._handles or last:  # shut down meanwhile, or done with
                     closing.append(ds)
+                elif planned and edge:
+                    self._set._opened[path] = ds
                 else:
                     self._idle.setdefault(path, []).append(ds)
                     self._idle.move_to_end(path)
@@ -349,13 +368,26 @@ class SetExecutor:
                 pieces.append((k, tile, ((a0 - t0, a1 - t0), (b0 - u0, b1 - u0)),
                                (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))))
 
-        def read(part, tile):
-            with self.dataset(tile.path) as ds:
+        # The window's own tile (its largest piece): a neighbour's edge strip or halo (at
+        # most STRIP rows or columns) is read with the handle the planning opened only if
+        # that tile comes within NEAR_TILES in the set's order (its blocks, decoded into
+        # GDAL's cache, serve its own read soon); a farther one's with a handle of the
+        # idle ones (closed soon: the cached blocks freed, memory not growing with the
+        # width of the set).
+        own = max(pieces, key=lambda p: _area(p[2]))[0] if pieces else 0
+
+        # A tile read whole by a lane (its edges then in the strips) is closed at once.
+        def read(part, tile, k):
+            (a0, a1), (b0, b1) = part
+            edge = min(a1 - a0, b1 - b0) <= STRIP
+            whole = strips is not None and a0 == b0 == 0 and (a1, b1) == tile.info.shape
+            with self.dataset(tile.path, edge=edge, last=whole,
+                              planned=not edge or abs(k - own) <= NEAR_TILES) as ds:
                 return read_band(ds, tile.path, ts.band, part)
 
         if strips is None:
             for k, tile, part, where in pieces:
-                raw[where] = read(part, tile)
+                raw[where] = read(part, tile, k)
         else:
             # The window's own tile first: its edge strips are then there for the lane
             # running its neighbour; placed in the VRT's order (a later tile on top).
@@ -363,7 +395,7 @@ class SetExecutor:
             for k, tile, part, where in sorted(pieces, key=lambda p: -_area(p[2])):
                 t0, t1, u0, u1 = tile.window
                 got[k] = strips.read(k, (t1 - t0, u1 - u0), part,
-                                     lambda part, tile=tile: read(part, tile))
+                                     lambda part, tile=tile, k=k: read(part, tile, k))
             for k, tile, part, where in pieces:
                 raw[where] = got[k]
         return pad_block(file_elevation(raw, None, info), row0, row1, col0, col1, halo,
@@ -513,6 +545,9 @@ class HaloStrips:
         return len(self._strips)
 
 
+# A neighbour this close in the set's order has its edge strips read with the handle kept
+# from the planning (see SetExecutor.read_padded).
+NEAR_TILES = 2
 # Rows / columns of each tile edge kept (the widest halo: Florinsky's 5 x 5 needs 2).
 STRIP = 2
 # Strips kept at most (bytes): 32 MB, the edges of ~1,000 tiles of 1,000^2 float32.
@@ -582,21 +617,35 @@ def _overlap_too_wide(w, others) -> bool:
     return False
 
 
-def plan_tiles(paths, *, band: int = 1, src_crs=None) -> TilePlan:
+def plan_tiles(paths, *, band: int = 1, src_crs=None, keep_open: bool = False) -> TilePlan:
     """Group ``paths`` (files) into tile sets; the others are to be processed alone.
 
     A set is the tiles sharing the first member's CRS, pixel size, pixel alignment,
     type, nodata, scale, offset and vertical unit, no two overlapping by more than
     :data:`MAX_OVERLAP` rows or columns; a set needs two tiles. Files that cannot
     be read are kept apart (``unreadable``): processing them alone reports why.
+    ``keep_open``: the sets keep their tiles open from here (the first
+    :func:`keep_open_limit` of them) for the runs to read (:meth:`SetExecutor.dataset`):
+    each tile is then opened once, not for its header, then its neighbours' halos, then
+    its own windows (rasterio's open holds the GIL); closed by :meth:`TileSet.close`.
     """
     plan = TilePlan(inputs=list(paths))
     infos = {}
-    for p in dict.fromkeys(plan.inputs):  # a file named twice is read once
-        try:
-            infos[p] = raster_info(p, band=band, src_crs=src_crs)
-        except TerrainError:
-            plan.unreadable.append(p)
+    opened = {}
+    limit = keep_open_limit() if keep_open else 0
+    try:
+        for p in dict.fromkeys(plan.inputs):  # a file named twice is read once
+            try:
+                if len(opened) < limit:
+                    opened[p], infos[p] = _open_described(p, band, src_crs)
+                else:
+                    infos[p] = raster_info(p, band=band, src_crs=src_crs)
+            except TerrainError:
+                plan.unreadable.append(p)
+    except BaseException:  # Ctrl-C: nothing left open
+        for ds in opened.values():
+            ds.close()
+        raise
     groups: list[tuple[object, dict]] = []  # (reference info, {path: (row, col)})
     left = []
     for p, info in infos.items():
@@ -622,11 +671,48 @@ def plan_tiles(paths, *, band: int = 1, src_crs=None) -> TilePlan:
             left.extend(members)
             continue
         sets.append(_tile_set(ref, members, infos))
+        sets[-1]._opened = {p: opened.pop(p) for p in members if p in opened}
+    for ds in opened.values():  # files processed alone: opened again then
+        ds.close()
     plan.sets = sets
     in_set = {t.path for s in sets for t in s.tiles}
     plan.alone = [p for p in dict.fromkeys(plan.inputs) if p in infos and p not in in_set]
     plan.off_grid = list(plan.alone) if sets else []
     return plan
+
+
+def keep_open_limit() -> int:
+    """Tiles :func:`plan_tiles` keeps open at most (``keep_open``): :data:`KEEP_OPEN`, and
+    no more than a quarter of the process's file descriptors."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft == resource.RLIM_INFINITY:
+            soft = 4 * KEEP_OPEN
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX
+        soft = 1024
+    return max(0, min(KEEP_OPEN, soft // 4))
+
+
+# Tiles a run keeps open from the planning at most (an idle GeoTIFF handle: ~20 kB).
+KEEP_OPEN = 512
+
+
+def _open_described(path: str, band: int, src_crs):
+    """(open dataset, RasterInfo) of ``path``: :func:`terrain.raster.raster_info`'s checks,
+    the dataset left open (closed here if they fail)."""
+    import rasterio
+
+    from .raster import describe, open_raster
+
+    with rasterio.Env(**GDAL_ENV):
+        ds = open_raster(path)
+        try:
+            return ds, describe(ds, path, band, src_crs)
+        except BaseException:
+            ds.close()
+            raise
 
 
 def _tile_set(ref, members: dict, infos: dict) -> TileSet:
@@ -773,9 +859,14 @@ class TileWorkdir:
 
 def prepare(args, *, band: int = 1, src_crs=None, workdir: TileWorkdir) -> TilePlan:
     """Expand ``args``, group them and write each set's VRT into ``workdir``."""
-    plan = plan_tiles(expand_inputs(args), band=band, src_crs=src_crs)
-    for k, s in enumerate(plan.sets):
-        workdir.vrt_for(s, k, band=band)
+    plan = plan_tiles(expand_inputs(args), band=band, src_crs=src_crs, keep_open=True)
+    try:
+        for k, s in enumerate(plan.sets):
+            workdir.vrt_for(s, k, band=band)
+    except BaseException:
+        for s in plan.sets:  # the tiles it keeps open
+            s.close()
+        raise
     return plan
 
 

@@ -646,6 +646,67 @@ def test_lanes_read_halos_from_edge_strips_equal_to_gdals_reading_of_the_vrt(tmp
         assert len(strip_reads) == len(set(strip_reads))  # never the same strip twice
 
 
+@pytest.mark.parametrize("kept", [9, 4], ids=["all kept", "KEEP_OPEN 4"])
+def test_tiles_kept_open_from_the_planning_are_read_with_fewer_opens(tmp_path, monkeypatch,
+                                                                      kept):
+    """plan_tiles(keep_open=True) keeps the set's tiles open (at most KEEP_OPEN) for the
+    lanes' reads: the windows still equal GDAL's reading of the VRT (truth), the tiles are
+    opened fewer times than without (counted), and closing the set closes them all."""
+    import terrain.raster as raster
+    import terrain.stream as stream
+    from terrain.raster import GDAL_ENV, open_raster
+
+    monkeypatch.setattr(tiles, "KEEP_OPEN", kept)
+    paths = split(WGS84_SAMPLE, tmp_path / "tiles", 3)
+    opens = []
+    real_open = raster.open_raster
+
+    def counting(path, *args, **kwargs):
+        opens.append(path)
+        return real_open(path, *args, **kwargs)
+
+    counts = {}
+    for keep_open in (False, True):
+        tile_set = tiles.plan_tiles(paths, keep_open=keep_open).sets[0]
+        planned = dict(tile_set._opened)
+        assert len(planned) == (min(kept, 9) if keep_open else 0)
+        assert all(not ds.closed for ds in planned.values())
+        assert tiles.schedule(tile_set, 2) == 2 and tile_set.tile_threads == 1
+        with tiles.TileWorkdir() as work:
+            work.vrt_for(tile_set, 0)
+            info = tile_set.info()
+            lane = tile_set.executor(1)
+            opens.clear()
+            with monkeypatch.context() as mp, rasterio.Env(**GDAL_ENV), \
+                    open_raster(tile_set.vrt) as vrt:
+                mp.setattr(raster, "open_raster", counting)
+                for halo in (1, 2):
+                    for r0, r1, c0, c1 in [t.window for t in tile_set.tiles]:
+                        got = lane.submit(lane.read_padded, info, r0, r1, c0, c1, halo).result()
+                        expected = stream.read_padded(vrt, info, r0, r1, c0, c1, halo)
+                        assert np.array_equal(got, expected, equal_nan=True), (r0, r1, halo)
+            counts[keep_open] = len([p for p in opens if p in paths])
+        assert all(ds.closed for ds in planned.values()) and not tile_set._opened
+    assert counts[True] < counts[False]
+    if kept >= 9:  # every tile's own read with its planned handle: opened for edges only
+        assert counts[True] <= counts[False] - 9
+
+
+def test_plan_tiles_closes_what_it_keeps_for_files_left_alone(tmp_path):
+    """A file on another grid is processed alone (opened again then): plan_tiles keeps
+    open only the tiles of a set; a set written nowhere is closed by TileSet.close."""
+    paths = split(WGS84_SAMPLE, tmp_path / "tiles", 2)
+    with rasterio.open(WGS84_SAMPLE) as ds:
+        other = write_tif(tmp_path / "other.tif", ds.read(1)[:50, :60], crs=ds.crs,
+                          transform=ds.transform @ Affine.translation(0.5, 0))
+    plan = tiles.plan_tiles(paths + [str(other)], keep_open=True)
+    assert plan.alone == [str(other)] and len(plan.sets) == 1
+    assert sorted(plan.sets[0]._opened) == sorted(paths)
+    handles = list(plan.sets[0]._opened.values())
+    plan.sets[0].close()
+    assert all(ds.closed for ds in handles) and not plan.sets[0]._opened
+
+
 def test_halo_strips_read_each_strip_once_and_stay_bounded():
     """HaloStrips on a synthetic 'tile' (the values are the truth): parts inside an edge
     strip come from the strip (read once, even by threads asking at once), a read of the
