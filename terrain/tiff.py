@@ -198,6 +198,7 @@ class TiledTIFF:
         # "auto_da_alloc" for replace-via-truncate), which stalled close() for 0.2-0.5 s
         # per 8192^2 output. What an existing file holds past our end is cut at close.
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        self._inline = _INLINE.get()  # see inline_encoding
 
     # ------------------------------------------------------------------ writing
 
@@ -254,6 +255,11 @@ class TiledTIFF:
             self._submit(key, buf)
 
     def _submit(self, key, buf):
+        if self._inline:  # encoded here, by the thread that completed the tile
+            self._check()
+            self._encode(key, buf)
+            self._check()
+            return
         self._slots.acquire()  # back-pressure: a bounded number of tiles in flight
         try:
             self._check()
@@ -389,6 +395,20 @@ MODEL_TIEPOINT, MODEL_TRANSFORMATION, GDAL_METADATA = 33922, 34264, 42112
 _PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+=,;:@#%()[]{}~ ")
 
 _SHARED = contextvars.ContextVar("terrain_tag_templates", default=None)
+_INLINE = contextvars.ContextVar("terrain_inline_encoding", default=False)
+
+
+@contextlib.contextmanager
+def inline_encoding(on: bool = True):
+    """Within the block (this thread), the :class:`TiledTIFF` files created encode each
+    tile in the thread that completes it (``on``), not on :func:`encoder_pool`: for
+    runs that already keep every core busy with one thread each (a tile set's lanes),
+    where waiting at each file's close for the pool cost more than it saved."""
+    token = _INLINE.set(bool(on))
+    try:
+        yield
+    finally:
+        _INLINE.reset(token)
 
 
 class TagTemplates:

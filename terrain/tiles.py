@@ -909,13 +909,19 @@ def process_tile(tile_set: TileSet, tile: Tile, outputs: dict, opts=None, *, run
                             **kwargs)
 
 
+@contextlib.contextmanager
 def writing(tile_set: TileSet):
     """A context in which the outputs written (in this thread) share the set's tag
     templates: GDAL writes one per kind of output, not one per file (each file's tags
-    are still GDAL's, moved to the tile; :class:`terrain.tiff.TagTemplates`)."""
-    from .tiff import shared_templates
+    are still GDAL's, moved to the tile; :class:`terrain.tiff.TagTemplates`). A tile
+    run as a lane (``tile_threads`` 1, see :func:`schedule`) also compresses its files'
+    blocks on its own thread (:func:`terrain.tiff.inline_encoding`): the lanes keep the
+    cores busy, instead of each waiting at its files' close for the encoding threads."""
+    from .tiff import inline_encoding, shared_templates
 
-    return shared_templates(tile_set.templates())
+    with shared_templates(tile_set.templates()) as templates, \
+            inline_encoding(tile_set.tile_threads == 1):
+        yield templates
 
 
 def schedule(tile_set: TileSet, threads: int) -> int:

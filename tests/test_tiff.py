@@ -248,3 +248,41 @@ def test_the_file_is_not_truncated_on_open(tmp_path, monkeypatch):
                              -9999.0)
     written.abort()
     assert flags and not any(f & os.O_TRUNC for f in flags)
+
+
+def test_inline_encoding_writes_what_gdal_reads_back_without_the_encoding_pool(tmp_path,
+                                                                               monkeypatch):
+    """Under inline_encoding (a tile set's lanes) each tile is compressed by the thread
+    that completes it, never handed to encoder_pool: GDAL reads back exactly the values
+    written (partial edge tiles, windows across tiles), and the tiles' compressed bytes
+    are those the pool writes for the same values."""
+    shape, tile = (300, 200), 128
+    bigtiff, tags = _gdal_template(tmp_path / "template.tif", shape, tile)
+    values = np.random.default_rng(1).random(shape).astype(np.float32)
+    values[10:40, 150:190] = -9999.0  # nodata cells, as the writer stores them
+
+    def write(path):
+        written = tiff.TiledTIFF(str(path), shape, (tile, tile), 1, np.float32, -9999.0,
+                                 predictor=tiff.PREDICTOR_HORIZONTAL)
+        for r0, r1, c0, c1 in [(0, 100, 0, 200), (100, 300, 0, 70), (100, 300, 70, 200)]:
+            written.write(1, values[r0:r1, c0:c1], r0, c0)
+        written.close(tags, bigtiff=bigtiff)
+        with open(path, "rb") as f:
+            data = f.read()
+        return {int(k): data[int(o):int(o) + int(n)]
+                for k, (o, n) in enumerate(zip(written.offsets, written.counts))}
+
+    pooled = write(tmp_path / "pooled.tif")
+
+    def no_pool():
+        raise AssertionError("encoder_pool used under inline_encoding")
+
+    monkeypatch.setattr(tiff, "encoder_pool", no_pool)
+    with tiff.inline_encoding():
+        inline = write(tmp_path / "inline.tif")
+    with pytest.raises(AssertionError, match="encoder_pool used"):  # outside: the pool again
+        write(tmp_path / "after.tif")
+    assert inline == pooled and len(inline) == 6
+    for name in ("pooled.tif", "inline.tif"):
+        with rasterio.open(tmp_path / name) as ds:
+            np.testing.assert_array_equal(ds.read(1), values)

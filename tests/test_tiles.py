@@ -707,6 +707,36 @@ def test_plan_tiles_closes_what_it_keeps_for_files_left_alone(tmp_path):
     assert all(ds.closed for ds in handles) and not plan.sets[0]._opened
 
 
+def test_lanes_compress_their_own_files_and_equal_the_whole_raster(tmp_path, whole_of,
+                                                                    monkeypatch):
+    """A set run as lanes (tile_threads 1) writes its tiles with inline encoding (each lane
+    compresses its own files' blocks; the encoding pool is never used) and the outputs
+    still equal the whole raster's on each tile's cells; a set on shared threads keeps
+    the pool."""
+    from terrain import tiff
+
+    paths = split(UTM_SAMPLE, tmp_path / "tiles", 3)
+    tile_set = tiles.plan_tiles(paths).sets[0]
+    for tile_threads, inline in ((1, True), (None, False)):
+        tile_set.tile_threads = tile_threads
+        with tiles.writing(tile_set) as templates:
+            assert templates is tile_set.templates()
+            assert tiff._INLINE.get() is inline
+    assert tiff._INLINE.get() is False
+    whole = whole_of(UTM_SAMPLE, Options())  # (streamed with the pool)
+
+    def no_pool():
+        raise AssertionError("encoder_pool used by a lane")
+
+    monkeypatch.setattr(tiff, "encoder_pool", no_pool)
+    out = tmp_path / "out"
+    tiles.process_tiles(paths, lambda p: {k: str(out / f"{Path(p).stem}_{k}.tif")
+                                          for k in KINDS},
+                        Options(), run=RunOptions(threads=2))
+    assert_tiles_equal_whole(paths, whole,
+                             lambda p: {k: out / f"{Path(p).stem}_{k}.tif" for k in KINDS})
+
+
 def test_halo_strips_read_each_strip_once_and_stay_bounded():
     """HaloStrips on a synthetic 'tile' (the values are the truth): parts inside an edge
     strip come from the strip (read once, even by threads asking at once), a read of the
