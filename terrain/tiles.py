@@ -288,22 +288,22 @@ class SetExecutor:
         return self._pool.submit(fn, *args, **kwargs)
 
     @contextlib.contextmanager
-    def dataset(self, path: str, *, edge: bool = False, planned: bool = True,
-                last: bool = False):
+    def dataset(self, path: str, *, edge: bool = False, last: bool = False):
         """An open dataset of ``path`` for this thread alone while the block runs: an idle
-        one of the set's if there is (whichever thread opened it), else (``planned``) the
-        one opened when the set was planned (:attr:`TileSet._opened`), else a new one;
-        idle again after it (the most recently used :data:`OPEN_PER_THREAD` stay open).
+        one of the set's if there is (whichever thread opened it), else the one opened
+        when the set was planned (:attr:`TileSet._opened`), else a new one; idle again
+        after it (the most recently used :data:`OPEN_PER_THREAD` stay open).
         ``edge``: the read is a neighbour's edge strip or halo: a handle from the planning
         goes back there, for the tile's own read to come, instead of among the idle ones
-        (where it would be closed before that). ``last``: no read of ``path`` is to come
-        (the tile read whole, its edges kept in the set's :class:`HaloStrips`): closed
-        after the block, and GDAL's cached blocks of it freed at once."""
+        (where it would be closed before that; the blocks GDAL decoded for the strip stay
+        in its cache until then, which GDAL_CACHEMAX bounds). ``last``: no read of
+        ``path`` is to come (the tile read whole, its edges kept in the set's
+        :class:`HaloStrips`): closed after the block, GDAL's cached blocks of it freed."""
         import rasterio
 
         from .raster import open_raster
 
-        keep, planned = planned, False
+        planned = False
         with self._lock:
             free = self._idle.get(path)
             ds = free.pop() if free else None
@@ -311,7 +311,7 @@ class SetExecutor:
                 self._count -= 1
             if free is not None and not free:
                 del self._idle[path]
-            if ds is None and keep and self._set is not None and self._handles:
+            if ds is None and self._set is not None and self._handles:
                 ds = self._set._opened.pop(path, None)
                 planned = ds is not None
         if ds is None:
@@ -368,26 +368,18 @@ class SetExecutor:
                 pieces.append((k, tile, ((a0 - t0, a1 - t0), (b0 - u0, b1 - u0)),
                                (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))))
 
-        # The window's own tile (its largest piece): a neighbour's edge strip or halo (at
-        # most STRIP rows or columns) is read with the handle the planning opened only if
-        # that tile comes within NEAR_TILES in the set's order (its blocks, decoded into
-        # GDAL's cache, serve its own read soon); a farther one's with a handle of the
-        # idle ones (closed soon: the cached blocks freed, memory not growing with the
-        # width of the set).
-        own = max(pieces, key=lambda p: _area(p[2]))[0] if pieces else 0
-
-        # A tile read whole by a lane (its edges then in the strips) is closed at once.
-        def read(part, tile, k):
+        # A neighbour's edge strip or halo is at most STRIP rows or columns; a tile read
+        # whole by a lane (its edges then in the strips) is closed at once.
+        def read(part, tile):
             (a0, a1), (b0, b1) = part
             edge = min(a1 - a0, b1 - b0) <= STRIP
             whole = strips is not None and a0 == b0 == 0 and (a1, b1) == tile.info.shape
-            with self.dataset(tile.path, edge=edge, last=whole,
-                              planned=not edge or abs(k - own) <= NEAR_TILES) as ds:
+            with self.dataset(tile.path, edge=edge, last=whole) as ds:
                 return read_band(ds, tile.path, ts.band, part)
 
         if strips is None:
             for k, tile, part, where in pieces:
-                raw[where] = read(part, tile, k)
+                raw[where] = read(part, tile)
         else:
             # The window's own tile first: its edge strips are then there for the lane
             # running its neighbour; placed in the VRT's order (a later tile on top).
@@ -395,7 +387,7 @@ class SetExecutor:
             for k, tile, part, where in sorted(pieces, key=lambda p: -_area(p[2])):
                 t0, t1, u0, u1 = tile.window
                 got[k] = strips.read(k, (t1 - t0, u1 - u0), part,
-                                     lambda part, tile=tile, k=k: read(part, tile, k))
+                                     lambda part, tile=tile: read(part, tile))
             for k, tile, part, where in pieces:
                 raw[where] = got[k]
         return pad_block(file_elevation(raw, None, info), row0, row1, col0, col1, halo,
@@ -545,9 +537,6 @@ class HaloStrips:
         return len(self._strips)
 
 
-# A neighbour this close in the set's order has its edge strips read with the handle kept
-# from the planning (see SetExecutor.read_padded).
-NEAR_TILES = 2
 # Rows / columns of each tile edge kept (the widest halo: Florinsky's 5 x 5 needs 2).
 STRIP = 2
 # Strips kept at most (bytes): 32 MB, the edges of ~1,000 tiles of 1,000^2 float32.
