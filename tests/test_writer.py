@@ -976,3 +976,50 @@ def test_each_float_predictor_equals_gdals(predictor, dem_1100, tmp_path, monkey
     _same_file_content(tmp_path / "d.tif", tmp_path / "g.tif", tmp_path)
     with rasterio.open(tmp_path / "d.tif") as ds:
         assert ds.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR", "1") == predictor
+
+
+_EXCHANGE = terrain.writer._renameat2()
+needs_exchange = pytest.mark.skipif(_EXCHANGE is None, reason="renameat2: Linux, glibc >= 2.28")
+
+
+@pytest.mark.parametrize("how", [pytest.param("exchange", marks=needs_exchange),
+                                 "not on this file system", "no renameat2"])
+def test_overwrite_puts_the_new_file_in_place_and_leaves_nothing_behind(how, tmp_path,
+                                                                         monkeypatch):
+    """--overwrite swaps the names (ext4 writes a file renamed over another out at once)
+    or, where the system cannot, renames: either way the new file itself (its inode) is
+    at the name, the old file is gone from the folder and nothing hidden is left; a
+    hard link elsewhere to the old file keeps the old content."""
+    path = str(tmp_path / "slope.tif")
+    tmp = str(tmp_path / ".slope.tif.x.part.tif")
+    Path(path).write_bytes(b"old")
+    os.link(path, tmp_path / "kept.tif")
+    Path(tmp).write_bytes(b"new")
+    new_inode = os.stat(tmp).st_ino
+    calls = []
+
+    def renameat2(*args):
+        calls.append(args)
+        return -1 if how == "not on this file system" else _EXCHANGE(*args)
+
+    monkeypatch.setattr(terrain.writer, "_RENAMEAT2", None if how == "no renameat2" else renameat2)
+    terrain.writer.commit(tmp, path, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["kept.tif", "slope.tif"]
+    assert Path(path).read_bytes() == b"new" and os.stat(path).st_ino == new_inode
+    assert (tmp_path / "kept.tif").read_bytes() == b"old"
+    assert len(calls) == (0 if how == "no renameat2" else 1)
+
+
+@needs_exchange
+def test_overwrite_never_swaps_in_what_became_a_folder(tmp_path):
+    """The name turned into a folder after it was checked: the swap is undone, the folder
+    stays where it was, the new file is kept for the clean-up, and the error says so."""
+    path = tmp_path / "slope.tif"
+    path.mkdir()
+    (path / "inside").write_text("keep")
+    tmp = tmp_path / ".slope.tif.x.part.tif"
+    tmp.write_bytes(b"new")
+    with pytest.raises(OutputError, match="no longer a regular file") as err:
+        terrain.writer._replace(str(tmp), str(path))
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert (path / "inside").read_text() == "keep" and tmp.read_bytes() == b"new"
