@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import stat
@@ -308,25 +309,19 @@ def _move_aside(path: str, tmp: str) -> list:
 _RENAME_EXCHANGE = 2  # linux/fs.h
 
 
+@functools.cache
 def _renameat2():
     """glibc's renameat2 (Linux, glibc >= 2.28), or None."""
-    global _RENAMEAT2
-    if _RENAMEAT2 is False:
-        _RENAMEAT2 = None
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
 
-                fn = ctypes.CDLL(None, use_errno=True).renameat2
-                fn.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                               ctypes.c_uint)
-                _RENAMEAT2 = fn
-            except (OSError, AttributeError):
-                pass
-    return _RENAMEAT2
-
-
-_RENAMEAT2 = False  # not looked up yet
+        fn = ctypes.CDLL(None).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    return fn
 
 
 def _replace(tmp: str, path: str) -> None:

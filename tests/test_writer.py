@@ -1002,7 +1002,8 @@ def test_overwrite_puts_the_new_file_in_place_and_leaves_nothing_behind(how, tmp
         calls.append(args)
         return -1 if how == "not on this file system" else _EXCHANGE(*args)
 
-    monkeypatch.setattr(terrain.writer, "_RENAMEAT2", None if how == "no renameat2" else renameat2)
+    monkeypatch.setattr(terrain.writer, "_renameat2",
+                        lambda: None if how == "no renameat2" else renameat2)
     terrain.writer.commit(tmp, path, overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["kept.tif", "slope.tif"]
     assert Path(path).read_bytes() == b"new" and os.stat(path).st_ino == new_inode
