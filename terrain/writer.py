@@ -325,10 +325,10 @@ def commit(tmp: str, path: str, *, overwrite: bool, sidecars=None) -> None:
         aside = _move_aside(path, tmp)
         try:
             # A rename, though ext4 writes a file renamed over another out before it
-            # returns (0.15-0.28 s per 256 MB output): swapping the two names instead
-            # (renameat2 RENAME_EXCHANGE) was measured, and an analyze run again into
-            # the same folder then spent 4-10 s of system time instead of 1-2 s
-            # (benchmarks/bench.py, ", run again").
+            # returns (0.15-0.28 s per 256 MB output). Swapping the two names instead
+            # (renameat2 RENAME_EXCHANGE) saved 0.3 s of an 8192^2 analyze run again in
+            # simple loops, but the benchmark's ", run again" rows vary 3.4-9 s with
+            # either (system time in the stream), so the gain is not shown there.
             os.replace(tmp, path)
         except BaseException:
             for car, hold in aside:
