@@ -503,10 +503,22 @@ def described(src, read: ReadOptions | None = None) -> RasterInfo:
 
 def raster_info(path, *, band: int = 1, src_crs=None) -> RasterInfo:
     """Open ``path`` just long enough to validate and describe it."""
+    ds, info = open_described(path, band=band, src_crs=src_crs)
+    ds.close()
+    return info
+
+
+def open_described(path, *, band: int = 1, src_crs=None):
+    """(open dataset, RasterInfo) of ``path``: :func:`raster_info`'s checks, the dataset
+    left open for the caller to read and close (closed here if the checks fail)."""
     path = os.fspath(path)
     with rasterio.Env(**GDAL_ENV):
-        with open_raster(path) as ds:
-            return describe(ds, path, band, src_crs)
+        ds = open_raster(path)
+        try:
+            return ds, describe(ds, path, band, src_crs)
+        except BaseException:
+            ds.close()
+            raise
 
 
 

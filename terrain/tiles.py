@@ -35,7 +35,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from .errors import InputError, TerrainError
-from .raster import GDAL_ENV, ReadOptions, is_gdal_path, raster_info
+from .raster import GDAL_ENV, ReadOptions, is_gdal_path, open_described, raster_info
 
 # Extensions of the files a folder given as input contributes (sidecars excluded).
 RASTER_SUFFIXES = (".tif", ".tiff", ".hgt", ".vrt", ".img", ".asc", ".dem", ".bil", ".flt",
@@ -626,7 +626,7 @@ def plan_tiles(paths, *, band: int = 1, src_crs=None, keep_open: bool = False) -
         for p in dict.fromkeys(plan.inputs):  # a file named twice is read once
             try:
                 if len(opened) < limit:
-                    opened[p], infos[p] = _open_described(p, band, src_crs)
+                    opened[p], infos[p] = open_described(p, band=band, src_crs=src_crs)
                 else:
                     infos[p] = raster_info(p, band=band, src_crs=src_crs)
             except TerrainError:
@@ -686,22 +686,6 @@ def keep_open_limit() -> int:
 
 # Tiles a run keeps open from the planning at most (an idle GeoTIFF handle: ~20 kB).
 KEEP_OPEN = 512
-
-
-def _open_described(path: str, band: int, src_crs):
-    """(open dataset, RasterInfo) of ``path``: :func:`terrain.raster.raster_info`'s checks,
-    the dataset left open (closed here if they fail)."""
-    import rasterio
-
-    from .raster import describe, open_raster
-
-    with rasterio.Env(**GDAL_ENV):
-        ds = open_raster(path)
-        try:
-            return ds, describe(ds, path, band, src_crs)
-        except BaseException:
-            ds.close()
-            raise
 
 
 def _tile_set(ref, members: dict, infos: dict) -> TileSet:
