@@ -648,10 +648,35 @@ def _degree_formatter(span: float):
 def _savefig(fig, target, fmt: str, dpi, **savefig) -> None:
     """``fig`` saved into ``target`` (a file name or a binary file object)."""
     metadata = {"Software": "terrain"} if fmt == "png" else None
+    if fmt == "png" and not savefig and _drawn_as_is(fig, dpi):
+        # The figure's own pixels (what savefig would draw), encoded by terrain.png.
+        from .png import encode_png
+
+        fig.canvas.draw()
+        image = encode_png(np.asarray(fig.canvas.buffer_rgba()), dpi=dpi, text=metadata)
+        if isinstance(target, (str, os.PathLike)):
+            with open(target, "wb") as f:
+                f.write(image)
+        else:
+            target.write(image)
+        return
     if fmt == "png":
         # zlib's fastest level: the same pixels, twice as fast, ~10 % larger.
         savefig.setdefault("pil_kwargs", {"compress_level": 1})
     fig.savefig(target, format=fmt, dpi=dpi, metadata=metadata, **savefig)
+
+
+def _drawn_as_is(fig, dpi) -> bool:
+    """Whether ``fig.savefig(dpi=dpi)`` would give the canvas's own drawing: the
+    figure's dpi, its own colours (matplotlib's savefig.* settings at their defaults),
+    no cropping and an Agg canvas."""
+    from matplotlib import rcParams
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return (isinstance(fig.canvas, FigureCanvasAgg) and float(fig.dpi) == float(dpi)
+            and rcParams["savefig.facecolor"] == "auto"
+            and rcParams["savefig.edgecolor"] == "auto"
+            and not rcParams["savefig.transparent"] and rcParams["savefig.bbox"] is None)
 
 
 def _save_atomic(fig, out, fmt: str, dpi, *, overwrite: bool, **savefig) -> str:

@@ -132,15 +132,24 @@ def test_existing_output_needs_overwrite(tmp_path):
     assert os.listdir(tmp_path) == ["map.png"]
 
 
-def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt", ["png", "pdf"])
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch, fmt):
+    # PNGs are encoded by terrain.png, other formats by matplotlib's savefig: a
+    # write failing half-way through either leaves nothing.
     from matplotlib.figure import Figure
 
-    def broken(self, fname, **kw):
-        Path(fname).write_bytes(b"half a png")
+    import terrain.png
+
+    def broken_save(self, fname, **kw):
+        Path(fname).write_bytes(b"half a file")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Figure, "savefig", broken)
-    out = tmp_path / "map.png"
+    def broken_encode(*args, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", broken_save)
+    monkeypatch.setattr(terrain.png, "encode_png", broken_encode)
+    out = tmp_path / f"map.{fmt}"
     with pytest.raises(OutputError, match="No space left"):
         plot.plot_dem(WGS84, out, product="hillshade")
     assert os.listdir(tmp_path) == []
