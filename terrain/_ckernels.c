@@ -585,6 +585,35 @@ HOT static void to_byte_##S(const T *restrict p, Py_ssize_t n, unsigned char nod
 CELLS(float, f)
 CELLS(double, d)
 
+/* A window's display-cell sums (terrain.stream.DisplayGrid's block means): rows in
+ * runs [bounds[i], bounds[i+1]) fall in display row i, column c in display column
+ * cell[c] (non-decreasing). Each run's columns are summed first (acc: one double and
+ * one count a column, the loop vectorises), then folded into their display cells;
+ * sums and counts are added to. NaN cells count as missing. */
+#define BLOCK_SUMS(T, S)                                                                  \
+HOT static void block_sums_##S(const T *z, Py_ssize_t cols, const long long *bounds,      \
+                               Py_ssize_t runs, const long long *cell, Py_ssize_t ncell,  \
+                               double *sums, int *counts, double *acc, int *cnt)          \
+{                                                                                         \
+    for (Py_ssize_t i = 0; i < runs; i++) {                                               \
+        for (Py_ssize_t c = 0; c < cols; c++) { acc[c] = 0.0; cnt[c] = 0; }              \
+        for (long long r = bounds[i]; r < bounds[i + 1]; r++) {                          \
+            const T *row = z + r * cols;                                                  \
+            for (Py_ssize_t c = 0; c < cols; c++) {                                       \
+                double v = row[c];                                                        \
+                int ok = v == v;                                                          \
+                acc[c] += ok ? v : 0.0;                                                   \
+                cnt[c] += ok;                                                             \
+            }                                                                             \
+        }                                                                                 \
+        double *s = sums + i * ncell;                                                     \
+        int *n = counts + i * ncell;                                                      \
+        for (Py_ssize_t c = 0; c < cols; c++) { s[cell[c]] += acc[c]; n[cell[c]] += cnt[c]; } \
+    }                                                                                     \
+}
+BLOCK_SUMS(float, f)
+BLOCK_SUMS(double, d)
+
 static int cells_buffer(PyObject *obj, Buf *b, int writable, const char *name)
 {
     if (!buf_get(obj, b, writable)) return 0;
@@ -673,6 +702,57 @@ static PyObject *py_to_nan(PyObject *self, PyObject *args)
 static PyObject *py_has_inf(PyObject *self, PyObject *args) { return cells_test(args, 0); }
 static PyObject *py_has_nan(PyObject *self, PyObject *args) { return cells_test(args, 1); }
 
+
+/* A buffer of signed integers of ``size`` bytes (numpy's int64 is 'l' or 'q'). */
+static int signed_ints(Buf *b, Py_ssize_t size)
+{
+    char k = buf_kind(b);
+    return b->b.itemsize == size && (k == 'i' || k == 'l' || k == 'q');
+}
+
+static PyObject *py_block_sums(PyObject *self, PyObject *args)
+{
+    PyObject *objs[5];
+    if (!PyArg_ParseTuple(args, "OOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4]))
+        return NULL;
+    Buf b[5] = {{0}};
+    if (!cells_buffer(objs[0], &b[0], 0, "block_sums")) return NULL;
+    for (int k = 1; k < 5; k++)
+        if (!buf_get(objs[k], &b[k], k >= 3)) { buf_release(b, 5); return NULL; }
+    Py_ssize_t rows = b[0].b.ndim == 2 ? b[0].b.shape[0] : -1;
+    Py_ssize_t cols = b[0].b.ndim == 2 ? b[0].b.shape[1] : -1;
+    Py_ssize_t nb = b[1].b.len / 8, runs = nb - 1, ncell = b[3].b.ndim == 2 ? b[3].b.shape[1] : -1;
+    const long long *bounds = b[1].b.buf, *cell = b[2].b.buf;
+    int ok = rows >= 0 && signed_ints(&b[1], 8) && signed_ints(&b[2], 8)
+             && buf_kind(&b[3]) == 'd' && signed_ints(&b[4], 4) && runs >= 0
+             && b[2].b.len == 8 * cols && ncell >= 0 && b[3].b.shape[0] == runs
+             && b[4].b.len == 4 * runs * ncell;
+    for (Py_ssize_t i = 0; ok && i < nb; i++)  /* runs within the block, in order */
+        ok = bounds[i] >= (i ? bounds[i - 1] : 0) && bounds[i] <= rows;
+    for (Py_ssize_t c = 0; ok && c < cols; c++)
+        ok = cell[c] >= 0 && cell[c] < ncell;
+    if (!ok) {
+        buf_release(b, 5);
+        PyErr_SetString(PyExc_ValueError, "block_sums(block, bounds, cell, sums, counts): a "
+                        "2-D block, int64 run bounds within it and a cell of each column, "
+                        "float64 sums and int32 counts of (runs, cells)");
+        return NULL;
+    }
+    double *acc = malloc(sizeof(double) * (cols > 0 ? cols : 1));
+    int *cnt = malloc(sizeof(int) * (cols > 0 ? cols : 1));
+    if (!acc || !cnt) { free(acc); free(cnt); buf_release(b, 5); return PyErr_NoMemory(); }
+    Py_BEGIN_ALLOW_THREADS
+    if (buf_kind(&b[0]) == 'f')
+        block_sums_f(b[0].b.buf, cols, bounds, runs, cell, ncell, b[3].b.buf, b[4].b.buf, acc, cnt);
+    else
+        block_sums_d(b[0].b.buf, cols, bounds, runs, cell, ncell, b[3].b.buf, b[4].b.buf, acc, cnt);
+    Py_END_ALLOW_THREADS
+    free(acc);
+    free(cnt);
+    buf_release(b, 5);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"ground", py_ground, METH_VARARGS,
      "ground(px, py, rows, cols, lattice, nr, nc, rk, rf, ck, cf, ox, oy)"},
@@ -691,6 +771,8 @@ static PyMethodDef methods[] = {
      "to_nan(a, nodata): non-finite and nodata (None: none) cells -> NaN in place; any"},
     {"to_byte", py_to_byte, METH_VARARGS,
      "to_byte(a, nodata, out): NaN -> nodata, else floor(a + 0.5) clamped to 0..255"},
+    {"block_sums", py_block_sums, METH_VARARGS,
+     "block_sums(block, bounds, cell, sums, counts): display-cell sums and valid counts"},
     {"aspect", py_aspect, METH_VARARGS, "aspect(dzdx, dzdy, flat_value, out)"},
     {"hillshade", py_hillshade, METH_VARARGS,
      "hillshade(dzdx, dzdy, azimuth, altitude, multidirectional, out)"},

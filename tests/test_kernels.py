@@ -256,6 +256,47 @@ def test_to_byte_equals_numpy_rounding(dtype):
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, runs, cells", [((7, 11), [0, 3, 7], 4), ((1, 1), [0, 1], 1),
+                                                ((300, 5), [0, 299, 300], 2)])
+def test_block_sums_equal_numpy(dtype, shape, runs, cells):
+    """A window's display-cell sums and valid counts (DisplayGrid's block means): the
+    sums of numpy's own masked reductions, cell by cell; sums and counts are added to."""
+    from terrain import _ckernels
+
+    rng = np.random.default_rng(shape[0])
+    block = (rng.random(shape) * 100).astype(dtype)
+    block[rng.random(shape) < 0.3] = np.nan
+    cell = np.sort(rng.integers(0, cells, shape[1]))
+    bounds = np.array(runs)
+    sums = np.full((len(runs) - 1, cells), 0.5)
+    counts = np.full(sums.shape, 2, np.int32)
+    _ckernels.block_sums(block, bounds, cell, sums, counts)
+    for i in range(len(runs) - 1):
+        for j in range(cells):
+            part = block[runs[i]:runs[i + 1], cell == j].astype(np.float64)
+            assert counts[i, j] == 2 + np.isfinite(part).sum()
+            assert sums[i, j] == pytest.approx(0.5 + np.nansum(part), rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", ["bounds beyond", "bounds backwards", "cell beyond",
+                                 "int32 bounds", "float32 sums", "sums shape"])
+def test_block_sums_checks_its_arrays(bad):
+    from terrain import _ckernels
+
+    block = np.ones((4, 3), np.float32)
+    args = {"bounds": np.array([0, 2, 4]), "cell": np.array([0, 1, 1]),
+            "sums": np.zeros((2, 2)), "counts": np.zeros((2, 2), np.int32)}
+    args.update({"bounds beyond": {"bounds": np.array([0, 2, 5])},
+                 "bounds backwards": {"bounds": np.array([0, 3, 2])},
+                 "cell beyond": {"cell": np.array([0, 1, 2])},
+                 "int32 bounds": {"bounds": np.array([0, 2, 4], np.int32)},
+                 "float32 sums": {"sums": np.zeros((2, 2), np.float32)},
+                 "sums shape": {"sums": np.zeros((3, 2))}}[bad])
+    with pytest.raises(ValueError, match="block_sums"):
+        _ckernels.block_sums(block, *args.values())
+
+
 def test_buffers_with_an_explicit_byte_order_are_accepted():
     """A buffer may say its element format with a byte order ("<f": ctypes, arrays that
     crossed dask's wire); native ones are taken, as numpy's plain "f"."""
