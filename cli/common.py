@@ -371,10 +371,10 @@ def _report(exc, message):
 def map_display(info, products, *, dpi=150):
     """The DisplayGrid that collects the maps of ``products`` of the DEM ``info`` (and
     their hillshade backdrop) during its one streaming pass."""
-    from terrain.plot import display_grid, picture_pixels
+    from terrain.plot import display_grid, map_pixels
 
-    # No more display cells than the picture has pixels across.
-    return display_grid(info, products, max_pixels=min(2048, picture_pixels(dpi)))
+    # No more display cells than the map has pixels.
+    return display_grid(info, products, max_pixels=min(2048, map_pixels(info, dpi)))
 
 
 def draw_display_maps(display, maps: dict, *, info, opts, dpi=150, overwrite=False) -> list:

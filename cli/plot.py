@@ -39,7 +39,7 @@ def command(dem, output, product, method, edge_order, z_factor, geometry, band, 
     reads its overviews if it has some, otherwise it reads the file window by
     window at display resolution (averages; nearest for aspect), in its units.
     """
-    from terrain.plot import picture_pixels, plot_dem, plot_product_file
+    from terrain.plot import plot_dem, plot_product_file
 
     from .common import build_options, map_warnings, status
 
@@ -50,8 +50,7 @@ def command(dem, output, product, method, edge_order, z_factor, geometry, band, 
     with map_warnings():
         if kind is not None:
             plot_product_file(dem, output, product=kind, src_crs=src_crs, dpi=dpi,
-                              overwrite=overwrite, method=method,
-                              max_pixels=min(2048, picture_pixels(dpi)))
+                              overwrite=overwrite, method=method)
         else:
             product = product or registry.DEFAULT_MAP
             if method is None:

@@ -173,7 +173,7 @@ def plot_dem(src, out_png, *, product: str = DEFAULT_MAP, opts=None, band: int =
 
 def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int = 1,
                       src_crs=None, dpi: int = 150, overwrite: bool = False, method=None,
-                      max_pixels: int = 2048) -> str:
+                      max_pixels: int | None = None) -> str:
     """Draw a map of a slope, aspect (or hillshade) GeoTIFF written by terrain.
 
     Parameters
@@ -193,8 +193,11 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
         Band of ``dem`` (a path) and CRS for files without one.
     method : str, optional
         Method named in the title (default: the file's ``method`` tag).
-    dpi, overwrite, max_pixels
+    dpi, overwrite
         As for :func:`plot_dem`.
+    max_pixels : int, optional
+        Longest side read (default: the map's own pixels at ``dpi``,
+        :func:`map_pixels`, at most 2048).
 
     Returns
     -------
@@ -205,12 +208,15 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
     from .writer import check_target
 
     _check_product(product, FILE_PRODUCTS)
-    _check_max_pixels(max_pixels)
+    if max_pixels is not None:
+        _check_max_pixels(max_pixels)
     _output_format(out_png)
     product_tif = os.fspath(product_tif)
     # Refuse bad inputs before touching the output's folder; each is opened once here
     # and its description passed down.
     inputs = [raster_info(product_tif, band=1, src_crs=src_crs)]
+    if max_pixels is None:
+        max_pixels = min(2048, map_pixels(inputs[0], dpi))
     dem_info = None if dem is None else described(dem, ReadOptions(band=band, src_crs=src_crs))
     inputs += [] if dem_info is None else [dem_info]
     out = check_target(out_png, inputs=inputs, overwrite=overwrite)
@@ -229,6 +235,34 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
 def picture_pixels(dpi) -> int:
     """The map's width in pixels at ``dpi``: more display cells than that are never seen."""
     return max(2, int(round(FIG_WIDTH * float(dpi))))
+
+
+# Inches a map itself may span (see _figure), measured on laid-out figures: beside its
+# colorbar at most MAP_WIDTH_IN wide (5.3-6.2 in), and as tall as that times its
+# height / width ratio up to the whole picture (8 in, tall maps); a wide, short map
+# (ratio under WIDE_RATIO) has its colorbar underneath and up to WIDE_MAP_WIDTH_IN.
+MAP_WIDTH_IN, WIDE_MAP_WIDTH_IN, WIDE_RATIO = 6.3, 7.4, 0.6
+
+
+def map_pixels(info, dpi) -> int:
+    """The most pixels the map of ``info``'s grid spans along its long side at ``dpi``.
+
+    Display rasters with more cells than that are never seen: matplotlib shrinks
+    them to the map's pixels. At most :func:`picture_pixels`; a square map gets
+    945 cells a side at 150 dpi (it is drawn 770-870 px wide), a tall one 1200.
+    """
+    geographic, _ = _crs_kind(info.crs)
+    _, ratio = _aspect_ratio(_extent(info.transform, info.shape), geographic)
+    inches = WIDE_MAP_WIDTH_IN if ratio < WIDE_RATIO else MAP_WIDTH_IN * max(ratio, 1.0)
+    return max(2, min(picture_pixels(dpi), math.ceil(inches * float(dpi))))
+
+
+def _aspect_ratio(extent, geographic) -> tuple[float, float]:
+    """(display aspect, map height / width) of ``extent`` (west, east, south, north)."""
+    west, east, south, north = extent
+    # A degree of longitude is cos(latitude) of a degree of latitude.
+    aspect = 1.0 / max(math.cos(math.radians(0.5 * (south + north))), 1e-6) if geographic else 1.0
+    return aspect, abs(north - south) * aspect / max(abs(east - west), 1e-300)
 
 
 def display_grid(info, products, *, max_pixels: int = 2048):
@@ -419,10 +453,7 @@ def _figure(product, values, extent, *, geographic, units, title, shade, flat_va
         # A cell without a value shows as no data, not as bare relief.
         shade = np.where(nodata, np.nan, shade)
 
-    # Display aspect: a degree of longitude is cos(latitude) of a degree of latitude.
-    aspect = 1.0 / max(math.cos(math.radians(0.5 * (south + north))), 1e-6) if geographic else 1.0
-    ratio = abs(north - south) * aspect / max(abs(east - west), 1e-300)
-    aspect, ratio = _readable(aspect, ratio, dpi, name)
+    aspect, ratio = _readable(*_aspect_ratio(extent, geographic), dpi, name)
     # A first guess of the height; _fit_height trims what the map does not use.
     map_h = min(5.6 * ratio, 6.8)
     fig_h = min(max(map_h + 2.0, 4.0), 9.5)

@@ -326,21 +326,23 @@ def test_plot_of_a_product_file_draws_the_file(tmp_path, monkeypatch, kind):
     assert invoke("-q", kind, dem, "-o", tif, "--method", "horn").exit_code == 0
     calls = capture_render(monkeypatch)
     out = tmp_path / "map.png"
-    result = invoke("plot", tif, "-o", out, "--dpi", "20")  # 160 px wide: decimated read
+    # At 20 dpi the map (1.15 x taller than wide) is at most 6.3 x 1.15 in = 146 px tall:
+    # a decimated read.
+    result = invoke("plot", tif, "-o", out, "--dpi", "20")
     assert result.exit_code == 0, result.output
     assert result.stderr == f"wrote {out}\n"
     (call,) = calls.values()
-    assert call["product"] == kind and call["values"].shape == (160, 139)
+    assert call["product"] == kind and call["values"].shape == (146, 127)
     from test_stream import block_means
 
     with rasterio.open(tif) as ds:
         full = ds.read(1, masked=True).astype(np.float64).filled(np.nan)
         if kind == "aspect":
-            expected = ds.read(1, out_shape=(160, 139), masked=True,
+            expected = ds.read(1, out_shape=(146, 127), masked=True,
                                resampling=rasterio.enums.Resampling.nearest)
             expected = expected.astype(np.float64).filled(np.nan)
         else:
-            expected = block_means(full, (160, 139))
+            expected = block_means(full, (146, 127))
     np.testing.assert_allclose(call["values"], expected, rtol=1e-6)
     result = invoke("plot", tif, "-o", tmp_path / "m2.png", "--product", "elevation")
     assert result.exit_code == 2 and f"is a terrain {kind} GeoTIFF" in result.stderr

@@ -18,6 +18,7 @@ import terrain
 from terrain import plot
 from terrain.engine import Options
 from terrain.errors import OutputError, TerrainError
+from terrain.raster import raster_info
 from terrain.stream import process_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,10 +235,12 @@ def test_product_file_map(captured, tmp_path):
     aspect_tif = tmp_path / "a.tif"
     process_file(UTM, {"slope": slope_tif, "aspect": aspect_tif},
                  Options(method="horn", units="percent", flat_value=-2))
-    plot.plot_product_file(slope_tif, tmp_path / "s.png", product="slope", dem=UTM)
+    plot.plot_product_file(slope_tif, tmp_path / "s.png", product="slope", dem=UTM,
+                           max_pixels=2048)
     plot.plot_product_file(aspect_tif, tmp_path / "a.png", product="aspect", dem=UTM,
                            method="my method", max_pixels=100)
-    s, a = captured
+    plot.plot_product_file(slope_tif, tmp_path / "d.png", product="slope")
+    s, a, d = captured
     with rasterio.open(slope_tif) as ds:
         expected = ds.read(1, masked=True).filled(np.nan)
     np.testing.assert_array_equal(s["values"], expected)
@@ -247,6 +250,40 @@ def test_product_file_map(captured, tmp_path):
     assert s["shade"].shape == expected.shape
     assert a["values"].shape == (100, 95) and a["shade"].shape == (100, 95)
     assert a["flat_value"] == -2.0 and "my method" in a["title"]
+    # By default the file is read at the map's own pixels (map_pixels), fewer than its own.
+    from test_stream import block_means
+
+    with rasterio.open(slope_tif) as ds:
+        full = ds.read(1, masked=True).astype(np.float64).filled(np.nan)
+        assert max(d["values"].shape) == plot.map_pixels(raster_info(slope_tif), 150) < max(ds.shape)
+    np.testing.assert_allclose(d["values"], block_means(full, d["values"].shape), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(400, 400), (300, 260), (150, 600), (600, 150), (420, 380),
+                                   (80, 400), (239, 400), (480, 400), (520, 400)])
+@pytest.mark.parametrize("product", ["slope", "aspect"])
+def test_map_pixels_cover_the_map_drawn(tmp_path, shape, product):
+    """Display rasters are sized to the map's pixels (map_pixels): the map's axes, as
+    matplotlib lays the figure out, never span more pixels than that, and a square map
+    takes well under the picture's width (1200 px at 150 dpi)."""
+    rows, cols = shape
+    path = tmp_path / "dem.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=cols, height=rows, count=1,
+                       dtype="float32", crs="EPSG:32616",
+                       transform=Affine(10, 0, 500000, 0, -10, 4e6)) as ds:
+        ds.write(np.zeros(shape, np.float32), 1)
+    info = raster_info(path)
+    values = np.random.default_rng(rows).random(shape) * 40
+    fig = plot._render_figure("m.png", product, values, extent=plot._extent(info.transform, shape),
+                              geographic=False, units="degrees", title="A title", shade=None,
+                              flat_value=-1.0, dpi=150, axis_unit="m")
+    box = fig.axes[0].get_window_extent()
+    drawn = max(box.width, box.height)
+    limit = plot.map_pixels(info, 150)
+    assert drawn <= limit + 1  # + its anti-aliased edge
+    assert limit <= plot.picture_pixels(150)
+    if rows == cols:
+        assert limit < 0.8 * plot.picture_pixels(150) and drawn > 0.8 * limit
 
 
 def test_product_file_written_and_protected(tmp_path):
