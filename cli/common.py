@@ -384,7 +384,7 @@ def draw_display_maps(display, maps: dict, *, info, opts, dpi=150, overwrite=Fal
 
     with map_warnings():
         return render_displays(maps, display, info, opts, source=info.path, dpi=dpi,
-                               overwrite=overwrite)
+                               overwrite=overwrite, processes=True)
 
 
 @contextmanager

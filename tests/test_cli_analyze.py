@@ -227,11 +227,13 @@ def map_lines(path, axis=1, min_count=150):
 
 def capture_render(monkeypatch):
     """{product: what its map was drawn from}: every map's figure is made by
-    plot._render_figure (maps of one DEM are drawn at once, in threads)."""
+    plot._render_figure (maps of one DEM are drawn at once, in threads here)."""
     import terrain.plot
 
     calls = {}
     real = terrain.plot._render_figure
+    # Recorded here: no map drawn in a forked child, whose calls this process never sees.
+    monkeypatch.setattr(terrain.plot, "_can_fork", lambda: False)
 
     def recorder(out_png, product, values, **kw):
         calls[product] = dict(product=product, values=np.array(values), **kw)

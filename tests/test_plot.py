@@ -6,6 +6,8 @@ import math
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -537,12 +539,35 @@ def _pixels(path):
         return np.asarray(im)
 
 
-def test_maps_drawn_at_once_equal_maps_drawn_one_by_one(tmp_path):
-    """render_displays draws the figures in threads: each map is the one drawn alone."""
+class _CountingFork:
+    """os.fork, counted in the parent; the children's pids kept."""
+
+    def __init__(self):
+        self.pids = []
+
+    def __call__(self):
+        pid = _real_fork()
+        if pid:
+            self.pids.append(pid)
+        return pid
+
+
+_real_fork = getattr(os, "fork", None)
+needs_fork = pytest.mark.skipif(not plot._can_fork(), reason="maps are forked on Linux only")
+
+
+@pytest.mark.parametrize("processes", [False, pytest.param(True, marks=needs_fork)])
+def test_maps_drawn_at_once_equal_maps_drawn_one_by_one(tmp_path, monkeypatch, processes):
+    """render_displays draws the figures in threads, or in this process and a forked
+    child: each map is the one drawn alone."""
     info, display = _sample_display(tmp_path)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    forks = _CountingFork()
+    monkeypatch.setattr(os, "fork", forks, raising=False)
     together = plot.render_displays(
         {"slope": tmp_path / "slope2.png", "aspect": tmp_path / "aspect2.png"}, display, info,
-        Options(), source=str(WGS84))
+        Options(), source=str(WGS84), processes=processes)
+    assert len(forks.pids) == (1 if processes else 0)
     alone = [plot.render_display(tmp_path / f"{p}1.png", p, display, info, Options(),
                                  source=str(WGS84)) for p in ("slope", "aspect")]
     assert together == [str(tmp_path / "slope2.png"), str(tmp_path / "aspect2.png")]
@@ -551,8 +576,11 @@ def test_maps_drawn_at_once_equal_maps_drawn_one_by_one(tmp_path):
     assert not np.array_equal(_pixels(together[0]), _pixels(together[1]))
 
 
-def test_a_map_failing_among_several_writes_none(tmp_path, monkeypatch):
-    """The maps are written once all are drawn: one failing leaves no map at all."""
+@pytest.mark.parametrize("processes", [False, pytest.param(True, marks=needs_fork)])
+def test_a_map_failing_among_several_writes_none(tmp_path, monkeypatch, processes):
+    """The maps are written once all are drawn: one failing leaves no map at all. In a
+    forked child (the second map goes there) the error is the child's own, raised here,
+    and the child is gone."""
     info, display = _sample_display(tmp_path)
     real = plot._figure
 
@@ -562,7 +590,119 @@ def test_a_map_failing_among_several_writes_none(tmp_path, monkeypatch):
         return real(product, *args, **kwargs)
 
     monkeypatch.setattr(plot, "_figure", failing_aspect)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    forks = _CountingFork()
+    monkeypatch.setattr(os, "fork", forks, raising=False)
+    with pytest.raises(OSError, match="No space left") as raised:
         plot.render_displays({"slope": tmp_path / "s.png", "aspect": tmp_path / "a.png"},
-                             display, info, Options(), source=str(WGS84))
+                             display, info, Options(), source=str(WGS84), processes=processes)
+    assert raised.value.errno == 28
     assert sorted(os.listdir(tmp_path)) == ["aspect.tif", "slope.tif"]
+    assert len(forks.pids) == (1 if processes else 0)
+    for pid in forks.pids:  # reaped: not even a zombie is left
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def _drawn_in(monkeypatch, behave):
+    """plot._figure counted per process: ``behave(in_child)`` runs first in each."""
+    real = plot._figure
+    parent = os.getpid()
+    drawn_here = []
+
+    def figure(product, *args, **kwargs):
+        behave(os.getpid() != parent)
+        if os.getpid() == parent:
+            drawn_here.append(product)
+        return real(product, *args, **kwargs)
+
+    monkeypatch.setattr(plot, "_figure", figure)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    return drawn_here
+
+
+@needs_fork
+@pytest.mark.parametrize("how", ["dies", "hangs"])
+def test_a_forked_map_that_dies_or_hangs_is_drawn_here(tmp_path, monkeypatch, how):
+    """A child that ends without an answer (killed: out of memory) or does not answer
+    in time is stopped and reaped, and its map is drawn in this process: the maps are
+    the ones drawn alone."""
+    info, display = _sample_display(tmp_path)
+
+    def behave(in_child):
+        if in_child and how == "dies":
+            os._exit(9)
+        if in_child:
+            time.sleep(3600)
+
+    drawn_here = _drawn_in(monkeypatch, behave)
+    monkeypatch.setattr(plot, "CHILD_PATIENCE", 1.0)
+    forks = _CountingFork()
+    monkeypatch.setattr(os, "fork", forks, raising=False)
+    began = time.monotonic()
+    together = plot.render_displays(
+        {"slope": tmp_path / "s2.png", "aspect": tmp_path / "a2.png"}, display, info,
+        Options(), source=str(WGS84), processes=True)
+    assert time.monotonic() - began < 60
+    assert drawn_here == ["slope", "aspect"]
+    (pid,) = forks.pids
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    monkeypatch.undo()
+    alone = [plot.render_display(tmp_path / f"{p}1.png", p, display, info, Options(),
+                                 source=str(WGS84)) for p in ("slope", "aspect")]
+    for a, b in zip(together, alone):
+        assert np.array_equal(_pixels(a), _pixels(b))
+
+
+@needs_fork
+def test_a_map_failing_here_stops_the_forked_child(tmp_path, monkeypatch):
+    """When this process's own map fails, the child still drawing is stopped and
+    reaped, and no map is written."""
+    info, display = _sample_display(tmp_path)
+
+    def behave(in_child):
+        if in_child:
+            time.sleep(3600)
+        raise OSError(28, "No space left on device")
+
+    _drawn_in(monkeypatch, behave)
+    forks = _CountingFork()
+    monkeypatch.setattr(os, "fork", forks, raising=False)
+    with pytest.raises(OSError, match="No space"):
+        plot.render_displays({"slope": tmp_path / "s.png", "aspect": tmp_path / "a.png"},
+                             display, info, Options(), source=str(WGS84), processes=True)
+    assert sorted(os.listdir(tmp_path)) == ["aspect.tif", "slope.tif"]
+    (pid,) = forks.pids
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+@needs_fork
+def test_maps_fork_while_another_thread_draws(tmp_path, monkeypatch):
+    """matplotlib draws every figure under one class-wide lock: another thread holding
+    it when the process forks must not leave the child waiting for it forever (the
+    child answers; this process draws only its own share)."""
+    from matplotlib.figure import Figure
+
+    info, display = _sample_display(tmp_path)
+    drawn_here = _drawn_in(monkeypatch, lambda in_child: None)
+    monkeypatch.setattr(plot, "CHILD_PATIENCE", 5.0)
+    holding, release = threading.Event(), threading.Event()
+
+    def another_draw():
+        with Figure._render_lock:
+            holding.set()
+            release.wait(10)
+
+    other = threading.Thread(target=another_draw)
+    other.start()
+    holding.wait(10)
+    threading.Timer(0.5, release.set).start()
+    try:
+        plot.render_displays({"slope": tmp_path / "s.png", "aspect": tmp_path / "a.png"},
+                             display, info, Options(), source=str(WGS84), processes=True)
+    finally:
+        release.set()
+        other.join()
+    assert drawn_here == ["slope"]
