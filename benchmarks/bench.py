@@ -488,8 +488,8 @@ def main(argv=None) -> None:
           f"command (page cache), then {args.repeat} timed round(s), the cases alternating ...",
           flush=True)
     try:
-        default_stats = {name: summarise(runs)
-                         for name, runs in benchmark(defaults, args.repeat).items()}
+        default_runs = benchmark(defaults, args.repeat)
+        default_stats = {name: summarise(runs) for name, runs in default_runs.items()}
         stats = diff = cells = None
         if not args.defaults_only:
             stats = {name: summarise(runs)
@@ -503,6 +503,10 @@ def main(argv=None) -> None:
     print(f"\n## Defaults against defaults: {args.size} x {args.size} float32 DEM, "
           f"{args.repeat} timed run(s) each, after one warm-up (whole process, `/usr/bin/time`)\n")
     print(table(default_stats, DEFAULT_BASELINE))
+    # Each run's wall, in round order: this machine's spread shows in them.
+    print("\nwall of each timed run (s), round by round:")
+    for name, runs in default_runs.items():
+        print(f"- {name}: {', '.join(f'{r[0]:.2f}' for r in runs)}")
     if stats is not None:
         print(f"\n## Fastest options: {args.size} x {args.size} float32 DEM, {args.repeat} "
               "timed run(s) each (terrain --method horn --geometry planar --co COMPRESS=NONE, "
