@@ -222,6 +222,31 @@ def check_geotiff_name(path, suffixes=GEOTIFF_SUFFIXES) -> None:
             "with gdal_translate -of FORMAT if needed")
 
 
+def release_cache(path) -> None:
+    """Ask the kernel to drop the cached pages of ``path``, a file about to be replaced
+    (if it is there): its content stays on disk, untouched, until the new file takes
+    its name; only memory is given back, for the new file's pages.
+
+    On a VM that hands free memory back to its host (this project's benchmark
+    machine), fresh pages cost ~30 us each at first touch and pages freed a moment
+    ago 0.5 us: analyze run again over its own outputs 8 s after the run before took
+    7.1-7.6 s, and 3.9-4.3 s with their cache dropped first. Elsewhere it costs a
+    system call a file."""
+    if not hasattr(os, "posix_fadvise"):  # pragma: no cover - not on macOS / Windows
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return  # not there (or not ours to read): nothing cached to give back
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def check_target(path, *, inputs=(), overwrite: bool = False, suffixes=None) -> str:
     """Refuse an output that is (part of) an input, is anything but a regular file, or
     exists without ``overwrite``; make its folder. Returns the name to write.
@@ -477,6 +502,8 @@ class GeoTIFFWriter:
             raise OutputError(f"{self.path}: cannot write in {folder} ({exc.strerror}); "
                               "choose another output") from None
         self.nodata = BYTE_NODATA if byte else FLOAT_NODATA
+        if overwrite:
+            release_cache(self.path)
         rows, cols = info.shape
         # The default options: tiles compressed on all cores (terrain.tiff), GDAL writing
         # only the tags, into an empty sparse template of the same profile (self.ds:

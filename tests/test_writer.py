@@ -976,3 +976,43 @@ def test_each_float_predictor_equals_gdals(predictor, dem_1100, tmp_path, monkey
     _same_file_content(tmp_path / "d.tif", tmp_path / "g.tif", tmp_path)
     with rasterio.open(tmp_path / "d.tif") as ds:
         assert ds.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR", "1") == predictor
+
+
+def _advice_log(monkeypatch):
+    """[(path, advice)] of every posix_fadvise call (the path through /proc/self/fd)."""
+    calls = []
+    real = os.posix_fadvise
+
+    def record(fd, offset, length, advice):
+        calls.append((os.readlink(f"/proc/self/fd/{fd}"), advice))
+        return real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", record)
+    return calls
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise") or not os.path.isdir("/proc/self/fd"),
+                    reason="posix_fadvise and /proc: Linux")
+def test_overwrite_gives_back_the_old_files_cached_pages_and_keeps_them(tmp_path, monkeypatch):
+    """Replacing a file first drops its cached pages (for the new file's: fresh pages are
+    costly on a VM that hands memory back to its host); its content is untouched until
+    the new file takes its name, even if the run then fails."""
+    dem = write_tif(tmp_path / "dem.tif", np.arange(30 * 40, dtype=np.float32).reshape(30, 40))
+    out = tmp_path / "slope.tif"
+    calls = _advice_log(monkeypatch)
+    process_file(dem, {"slope": out}, Options())
+    assert calls == []  # nothing there to give back
+    before = sha256(out)
+    # A run that fails after its writers exist leaves the old file as it was.
+    monkeypatch.setattr(terrain.stream.runners, "pick",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        process_file(dem, {"slope": out}, Options(), write=WriteOptions(overwrite=True))
+    assert calls == [(str(out), os.POSIX_FADV_DONTNEED)]
+    assert sha256(out) == before
+    # Never-synced (dirty) pages are written, not lost.
+    fresh = tmp_path / "fresh.bin"
+    fresh.write_bytes(b"x" * 100_000)
+    terrain.writer.release_cache(str(fresh))
+    assert fresh.read_bytes() == b"x" * 100_000
+    terrain.writer.release_cache(str(tmp_path / "missing.tif"))  # not there: nothing to do
