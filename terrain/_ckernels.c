@@ -541,7 +541,7 @@ static PyObject *py_ground(PyObject *self, PyObject *args)
 }
 
 /* One pass, no temporary, in the block's own type: NaN -> value in place (the
- * writers' nodata), whether any cell is infinite (float32 overflow), or NaN; a file's
+ * writers' nodata), whether any cell is infinite (float32 overflow); a file's
  * nodata and non-finite cells -> NaN (a map's read). */
 #define CELLS(T, S)                                                                       \
 HOT static void fill_nan_##S(T *restrict p, Py_ssize_t n, T value)                        \
@@ -552,12 +552,6 @@ HOT static int has_inf_##S(const T *restrict p, Py_ssize_t n)                   
 {                                                                                         \
     int any = 0;                                                                          \
     for (Py_ssize_t k = 0; k < n; k++) any |= (p[k] == (T)INFINITY) | (p[k] == -(T)INFINITY); \
-    return any;                                                                           \
-}                                                                                         \
-HOT static int has_nan_##S(const T *restrict p, Py_ssize_t n)                             \
-{                                                                                         \
-    int any = 0;                                                                          \
-    for (Py_ssize_t k = 0; k < n; k++) any |= p[k] != p[k];                               \
     return any;                                                                           \
 }                                                                                         \
 HOT static int to_nan_##S(T *restrict p, Py_ssize_t n, int use_nodata, T nodata)          \
@@ -664,17 +658,16 @@ static PyObject *py_to_byte(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *cells_test(PyObject *args, int nan)
+static PyObject *py_has_inf(PyObject *self, PyObject *args)
 {
     PyObject *obj;
     if (!PyArg_ParseTuple(args, "O", &obj)) return NULL;
     Buf b = {0};
-    if (!cells_buffer(obj, &b, 0, nan ? "has_nan" : "has_inf")) return NULL;
+    if (!cells_buffer(obj, &b, 0, "has_inf")) return NULL;
     Py_ssize_t n = b.b.len / b.b.itemsize;
-    int any, f = buf_kind(&b) == 'f';
+    int any;
     Py_BEGIN_ALLOW_THREADS
-    if (nan) any = f ? has_nan_f(b.b.buf, n) : has_nan_d(b.b.buf, n);
-    else any = f ? has_inf_f(b.b.buf, n) : has_inf_d(b.b.buf, n);
+    any = buf_kind(&b) == 'f' ? has_inf_f(b.b.buf, n) : has_inf_d(b.b.buf, n);
     Py_END_ALLOW_THREADS
     buf_release(&b, 1);
     return PyBool_FromLong(any);
@@ -699,8 +692,6 @@ static PyObject *py_to_nan(PyObject *self, PyObject *args)
     return PyBool_FromLong(any);
 }
 
-static PyObject *py_has_inf(PyObject *self, PyObject *args) { return cells_test(args, 0); }
-static PyObject *py_has_nan(PyObject *self, PyObject *args) { return cells_test(args, 1); }
 
 
 /* A buffer of signed integers of ``size`` bytes (numpy's int64 is 'l' or 'q'). */
@@ -766,7 +757,6 @@ static PyMethodDef methods[] = {
     {"slope", py_slope, METH_VARARGS, "slope(dzdx, dzdy, units, out)"},
     {"fill_nan", py_fill_nan, METH_VARARGS, "fill_nan(a, value): NaN -> value in place"},
     {"has_inf", py_has_inf, METH_VARARGS, "has_inf(a): whether a cell is +-inf"},
-    {"has_nan", py_has_nan, METH_VARARGS, "has_nan(a): whether a cell is NaN"},
     {"to_nan", py_to_nan, METH_VARARGS,
      "to_nan(a, nodata): non-finite and nodata (None: none) cells -> NaN in place; any"},
     {"to_byte", py_to_byte, METH_VARARGS,
