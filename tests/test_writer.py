@@ -334,6 +334,42 @@ def test_geotiff_layout_and_metadata(dem, tmp_path):
         assert ds.tags()["method"] == "horn"
 
 
+@pytest.mark.parametrize("shape", [(8192, 8192), (819, 820), (3601, 3601), (10812, 10812),
+                                   (700, 1100), (1033, 1088), (300, 5000), (513, 513), (100, 40),
+                                   (1, 1)])
+def test_default_blocks_as_many_as_512s_and_no_larger(shape):
+    """The default block edge: a multiple of 16, at most 512, as many blocks across and
+    down as 512-pixel ones take, and 16 less would take more (the padding stored and
+    encoded past the raster's edges is the least that count of blocks allows)."""
+    edge = terrain.writer.fitted_block_edge(shape)
+    blocks = [-(-size // edge) for size in shape]
+    assert edge % 16 == 0 and 16 <= edge <= 512
+    assert blocks == [max(1, -(-size // 512)) for size in shape]
+    if edge > 16:
+        assert any(-(-size // (edge - 16)) > n for size, n in zip(shape, blocks))
+
+
+@pytest.mark.parametrize("shape,edge", [((819, 819), 416), ((1024, 1024), 512)])
+def test_written_blocks_are_fitted_unless_asked(shape, edge, tmp_path):
+    """An 819-pixel tile (a 10 x 10 split of 8192) is stored in 416 blocks: 832 x 832
+    cells, not 1024 x 1024; a block size given with --co, a COG and a striped file keep
+    theirs."""
+    rng = np.random.default_rng(5)
+    dem = write_tif(tmp_path / "dem.tif", rng.random(shape).astype(np.float32) * 50)
+    cases = {"default": (None, False, (edge, edge)),
+             "asked": ({"BLOCKXSIZE": "256", "BLOCKYSIZE": "256"}, False, (256, 256)),
+             "cog": (None, True, (512, 512))}
+    for name, (co, cog, blocks) in cases.items():
+        out = tmp_path / f"{name}.tif"
+        process_file(dem, {"slope": out}, write=WriteOptions(creation_options=co, cog=cog))
+        with rasterio.open(out) as ds:
+            assert ds.block_shapes == [blocks], name
+    out = tmp_path / "striped.tif"
+    process_file(dem, {"slope": out}, write=WriteOptions(creation_options={"TILED": "NO"}))
+    with rasterio.open(out) as ds:
+        assert not ds.profile.get("tiled") and ds.block_shapes[0][1] == shape[1]
+
+
 def test_interrupt_while_creating_an_output_leaves_no_temporary(dem, tmp_path, monkeypatch):
     """Ctrl-C (KeyboardInterrupt) can land while GDAL creates the output file, after the
     temporary name was reserved: the temporary must still be removed."""
@@ -812,6 +848,13 @@ def _same_file_content(direct, gdal, tmp_path):
     return data
 
 
+# The default options given to GDAL explicitly for dem_1100: 368-pixel blocks, 2 x 3 of
+# them as with 512 (368 = 16 x ceil(1100 / 48) covers the 1100 columns in 3), holding
+# 736 x 1104 cells; the last column is padded by 4 (mirrored by the default path).
+GDAL_OPTIONS_1100 = dict(terrain.writer.DEFAULT_CREATION_OPTIONS, BLOCKXSIZE="368",
+                         BLOCKYSIZE="368")
+
+
 @pytest.fixture
 def dem_1100(tmp_path):
     """1100 x 700 noisy relief: partial last tiles in both directions (512-pixel tiles)."""
@@ -836,14 +879,14 @@ def test_default_geotiffs_equal_gdals_own(dtype, threads, tile_size, dem_1100, t
     gdal = {k: tmp_path / f"g_{k}.tif" for k in kinds}
     _process(src, direct, Options(method="horn"), tile_size=tile_size, threads=threads)
     _process(src, gdal, Options(method="horn"), tile_size=tile_size, threads=threads,
-                 creation_options=dict(terrain.writer.DEFAULT_CREATION_OPTIONS))
+             creation_options=GDAL_OPTIONS_1100)
     for k in kinds:
         with rasterio.open(direct[k]) as ds:
             assert ds.profile["compress"] == "zstd"
             assert ds.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == (
                 terrain.writer.BYTE_PREDICTOR if k == "hillshade" else
                 terrain.writer.FLOAT_PREDICTOR)
-            assert ds.block_shapes[0] == (512, 512) and ds.shape == (700, 1100)
+            assert ds.block_shapes[0] == (368, 368) and ds.shape == (700, 1100)
             assert ds.dtypes == (("uint8",) if k == "hillshade" else
                                  ("float32",) * (2 if k == "gradient" else 1))
             assert ds.descriptions == (("dzdx", "dzdy") if k == "gradient" else (k,))
@@ -957,7 +1000,7 @@ def test_class_map_with_colour_table_equals_gdals(dem_1100, tmp_path):
     run = RunOptions(tile_size=300)
     classify_file(src, tmp_path / "d.tif", breaks=[0, 1, 2, 4], run=run)
     classify_file(src, tmp_path / "g.tif", breaks=[0, 1, 2, 4], run=run,
-                  write=WriteOptions(creation_options=dict(terrain.writer.DEFAULT_CREATION_OPTIONS)))
+                  write=WriteOptions(creation_options=GDAL_OPTIONS_1100))
     data = _same_file_content(tmp_path / "d.tif", tmp_path / "g.tif", tmp_path)
     assert set(np.unique(data)) >= {1, 2, 3, 4}
     with rasterio.open(tmp_path / "d.tif") as a, rasterio.open(tmp_path / "g.tif") as b:
@@ -972,7 +1015,7 @@ def test_each_float_predictor_equals_gdals(predictor, dem_1100, tmp_path, monkey
     src = write_tif(tmp_path / "dem.tif", dem_1100.astype(np.float32), nodata=-9999.0)
     _process(src, {"gradient": tmp_path / "d.tif"}, tile_size=300, threads=2)
     _process(src, {"gradient": tmp_path / "g.tif"}, tile_size=300,
-                 creation_options=dict(terrain.writer.DEFAULT_CREATION_OPTIONS))
+                 creation_options=GDAL_OPTIONS_1100)
     _same_file_content(tmp_path / "d.tif", tmp_path / "g.tif", tmp_path)
     with rasterio.open(tmp_path / "d.tif") as ds:
         assert ds.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR", "1") == predictor
