@@ -286,3 +286,36 @@ def test_inline_encoding_writes_what_gdal_reads_back_without_the_encoding_pool(t
     for name in ("pooled.tif", "inline.tif"):
         with rasterio.open(tmp_path / name) as ds:
             np.testing.assert_array_equal(ds.read(1), values)
+
+
+@pytest.mark.parametrize("cols,mirrored", [(200, True), (150, False)])
+def test_narrow_right_padding_is_mirrored_and_never_read(tmp_path, cols, mirrored):
+    """A last tile column padded by at most 1/8 of a tile (200 columns in 208-wide tiles:
+    8) holds the cells left of the edge mirrored, not nodata, so that ZSTD's fast
+    match finder is not reset on every row; wider padding (150 in 208: 58) holds nodata.
+    GDAL reads back exactly the values written either way, and the bottom padding (rows
+    past the raster) is nodata."""
+    shape, tile = (100, cols), 208
+    bigtiff, tags = _gdal_template(tmp_path / "template.tif", shape, tile)
+    values = np.random.default_rng(2).random(shape).astype(np.float32)
+    out = tmp_path / "out.tif"
+    written = tiff.TiledTIFF(str(out), shape, (tile, tile), 1, np.float32, -9999.0,
+                             predictor=tiff.PREDICTOR_HORIZONTAL)
+    written.write(1, values[:, :120], 0, 0)
+    written.write(1, values[:, 120:], 0, 120)
+    written.close(tags, bigtiff=bigtiff)
+    with rasterio.open(out) as ds:
+        np.testing.assert_array_equal(ds.read(1), values)
+    # The stored tile itself, decoded as libtiff stores it (ZSTD, horizontal differencing).
+    import imagecodecs
+
+    with open(out, "rb") as f:
+        f.seek(int(written.offsets[0]))
+        raw = imagecodecs.zstd_decode(f.read(int(written.counts[0])))
+    stored = imagecodecs.delta_decode(
+        np.frombuffer(raw, "<u4").reshape(tile, tile), axis=-1).view("<f4")
+    np.testing.assert_array_equal(stored[:100, :cols], values)
+    pad = tile - cols
+    expected = values[:, cols - pad:][:, ::-1] if mirrored else np.float32(-9999.0)
+    np.testing.assert_array_equal(stored[:100, cols:], np.broadcast_to(expected, (100, pad)))
+    assert (stored[100:] == np.float32(-9999.0)).all()
