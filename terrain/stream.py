@@ -237,7 +237,7 @@ def process_file(src, outputs: dict, opts: Options | None = None, *,
         # Only "is there any valid cell at all" is needed (the all-nodata warning).
         # With several option groups on a cluster, a window comes once per group.
         first = groups[0][1][0] in res
-        if first and not valid[0] and not np.isnan(res[groups[0][1][0]]).all():
+        if first and not valid[0] and _any_value(res[groups[0][1][0]]):
             valid[0] = True
         if display is not None:
             display.add(row0, row1, col0, col1, res)  # before encode() overwrites NaN
@@ -326,6 +326,11 @@ class Crop:
         transform = self.transform if self.transform is not None else window_transform(
             Window(col0, row0, col1 - col0, row1 - row0), info.transform)
         return dataclasses.replace(info, shape=(row1 - row0, col1 - col0), transform=transform)
+
+
+def _any_value(block: np.ndarray) -> bool:
+    """Whether any cell of ``block`` is not NaN; most windows answer in their first row."""
+    return block.size > 0 and (not np.isnan(block[0]).all() or not np.isnan(block).all())
 
 
 def _window_tile_size(shape, tile_size, threads) -> int:

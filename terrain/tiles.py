@@ -162,6 +162,7 @@ class TileSet:
     _info: object = None
     band: int = 1  # the tiles' band the VRT reads
     _direct: bool | None = None
+    _overlapping: set | None = None
     tile_threads: int | None = None  # threads of each tile's windows (see :func:`schedule`)
     _templates: object = None
     _strips: object = None
@@ -188,8 +189,14 @@ class TileSet:
         """Whether the mosaic's windows can be read from the tiles without the VRT: no two
         tiles with a nodata value overlap (the VRT then skips nodata cells of one)."""
         if self._direct is None:
-            self._direct = self.tiles[0].info.nodata is None or not _overlapping(self.tiles)
+            self._direct = self.tiles[0].info.nodata is None or not self.overlapping()
         return self._direct
+
+    def overlapping(self) -> set:
+        """Paths of the tiles sharing cells with another (:func:`_overlapping`), once."""
+        if self._overlapping is None:
+            self._overlapping = _overlapping(self.tiles)
+        return self._overlapping
 
     def executor(self, threads: int):
         """The set's :class:`SetExecutor` of ``threads`` workers (None for one thread: the
@@ -356,8 +363,6 @@ class SetExecutor:
             with self.dataset(info.path) as ds:
                 return read_padded(ds, info, row0, row1, col0, col1, halo)
         r0, r1, c0, c1 = halo_bounds(info.shape, row0, row1, col0, col1, halo)
-        nodata = np.nan if info.nodata is None else info.nodata
-        raw = np.full((r1 - r0, c1 - c0), nodata, dtype=np.dtype(info.dtype))
         strips = ts.strips() if self._pool is None else None
         pieces = []  # (tile number, tile, its part, where it goes), in the VRT's order
         for k, tile in enumerate(ts.tiles):
@@ -366,6 +371,12 @@ class SetExecutor:
             if a0 < a1 and b0 < b1:
                 pieces.append((k, tile, ((a0 - t0, a1 - t0), (b0 - u0, b1 - u0)),
                                (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))))
+        # The VRT's nodata where no tile is; a window the tiles cover whole (they do not
+        # overlap and their parts add up to it) is not filled first.
+        shape, dtype = (r1 - r0, c1 - c0), np.dtype(info.dtype)
+        covered = not ts.overlapping() and sum(_area(p[2]) for p in pieces) == shape[0] * shape[1]
+        nodata = np.nan if info.nodata is None else info.nodata
+        raw = np.empty(shape, dtype) if covered else np.full(shape, nodata, dtype)
 
         # A neighbour's edge strip or halo is at most STRIP rows or columns; a tile read
         # whole by a lane (its edges then in the strips) is closed at once.
@@ -749,7 +760,7 @@ def write_vrt(tile_set: TileSet, path: str, *, band: int = 1) -> str:
         lines.append(f"    <Offset>{_num(ref.offset)}</Offset>")
     if ref.scale != 1.0:
         lines.append(f"    <Scale>{_num(ref.scale)}</Scale>")
-    overlapping = _overlapping(tile_set.tiles)
+    overlapping = tile_set.overlapping()
     for tile in tile_set.tiles:
         # A ComplexSource skips its nodata cells (an overlapping tile's holes must not
         # cover its neighbour's values) but GDAL reads it 3x slower: only where needed.
