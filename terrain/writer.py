@@ -40,6 +40,10 @@ DEFAULT_CREATION_OPTIONS = {
     "COMPRESS": "ZSTD",
     "ZSTD_LEVEL": "1",
     "BIGTIFF": "IF_SAFER",
+    # A two-band file (gradient) stores each band's blocks apart: a window's band goes into
+    # its blocks contiguously, not interleaved with the other's (analyze of the 8192^2
+    # benchmark: ~0.15 s less CPU, the same size), and reading dzdx alone reads half.
+    "INTERLEAVE": "BAND",
 }
 # The default predictor of float32 files and of Byte files (hillshade, classes), chosen
 # by measurement (benchmarks/tile_codecs.py; issue 11): for floats, horizontal differencing
@@ -736,9 +740,12 @@ class GeoTIFFWriter:
     def _to_cog(self) -> None:
         from rasterio.shutil import copy as gdal_copy
 
+        # The COG driver's names: BLOCKSIZE, LEVEL; it interleaves by pixel (GDAL < 3.11).
         opts = {k: v for k, v in self.creation_options.items()
-                if k not in ("TILED", "BLOCKXSIZE", "BLOCKYSIZE")}
+                if k not in ("TILED", "BLOCKXSIZE", "BLOCKYSIZE", "INTERLEAVE", "ZSTD_LEVEL")}
         opts["BLOCKSIZE"] = self.creation_options.get("BLOCKXSIZE", "512")
+        if "ZSTD_LEVEL" in self.creation_options and "LEVEL" not in opts:
+            opts["LEVEL"] = self.creation_options["ZSTD_LEVEL"]
         opts["OVERVIEW_RESAMPLING"] = self.resampling.upper()
         opts["RESAMPLING"] = self.resampling.upper()
         cog_tmp = self.tmp + ".cog.tif"

@@ -333,6 +333,25 @@ def test_block_size_creation_options(tmp_path):
         assert ds.block_shapes == [(256, 256)]
 
 
+@pytest.mark.parametrize("cog", [False, True])
+def test_gradient_bands_stored_apart_and_cog_options_without_warnings(cog, tmp_path):
+    """The gradient's two bands are stored apart (INTERLEAVE=BAND, PlanarConfiguration 2);
+    a COG interleaves by pixel, and is given the COG driver's own option names (LEVEL, not
+    ZSTD_LEVEL; no INTERLEAVE): GDAL warns of no unsupported option. The values are the
+    same either way."""
+    out = tmp_path / "g.tif"
+    result = invoke("gradient", UTM_SAMPLE, "-o", out, *(["--cog"] if cog else []))
+    assert "warning" not in result.output, result.output
+    with rasterio.open(out) as ds:
+        assert ds.interleaving.name.lower() == ("pixel" if cog else "band")
+        assert ds.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == "ZSTD"
+        bands = ds.read()
+    other = tmp_path / "other.tif"
+    invoke("gradient", UTM_SAMPLE, "-o", other, *([] if cog else ["--cog"]))
+    np.testing.assert_array_equal(read(other, 1), bands[0])
+    np.testing.assert_array_equal(read(other, 2), bands[1])
+
+
 @pytest.fixture(scope="module")
 def cog_products(tmp_path_factory):
     out = tmp_path_factory.mktemp("cog")
