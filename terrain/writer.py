@@ -740,12 +740,15 @@ class GeoTIFFWriter:
     def _to_cog(self) -> None:
         from rasterio.shutil import copy as gdal_copy
 
-        # The COG driver's names: BLOCKSIZE, LEVEL; it interleaves by pixel (GDAL < 3.11).
+        # The COG driver's names: BLOCKSIZE, and LEVEL for the codec's own level option
+        # (GTiff's ZSTD_LEVEL / ZLEVEL); it interleaves by pixel (GDAL < 3.11).
         opts = {k: v for k, v in self.creation_options.items()
-                if k not in ("TILED", "BLOCKXSIZE", "BLOCKYSIZE", "INTERLEAVE", "ZSTD_LEVEL")}
+                if k not in ("TILED", "BLOCKXSIZE", "BLOCKYSIZE", "INTERLEAVE", "ZSTD_LEVEL",
+                             "ZLEVEL")}
         opts["BLOCKSIZE"] = self.creation_options.get("BLOCKXSIZE", "512")
-        if "ZSTD_LEVEL" in self.creation_options and "LEVEL" not in opts:
-            opts["LEVEL"] = self.creation_options["ZSTD_LEVEL"]
+        level = {"ZSTD": "ZSTD_LEVEL", "DEFLATE": "ZLEVEL"}.get(opts.get("COMPRESS", "").upper())
+        if level in self.creation_options and "LEVEL" not in opts:
+            opts["LEVEL"] = self.creation_options[level]
         opts["OVERVIEW_RESAMPLING"] = self.resampling.upper()
         opts["RESAMPLING"] = self.resampling.upper()
         cog_tmp = self.tmp + ".cog.tif"

@@ -352,6 +352,21 @@ def test_gradient_bands_stored_apart_and_cog_options_without_warnings(cog, tmp_p
     np.testing.assert_array_equal(read(other, 2), bands[1])
 
 
+@pytest.mark.parametrize("codec", [("ZSTD", ["--co", "ZSTD_LEVEL=3"]),
+                                   ("DEFLATE", ["--co", "COMPRESS=DEFLATE", "--co", "ZLEVEL=2"]),
+                                   ("DEFLATE", ["--co", "COMPRESS=DEFLATE"])])
+def test_cog_codec_levels_without_warnings(codec, tmp_path):
+    """A COG's codec level given with GTiff's names (ZSTD_LEVEL, ZLEVEL) reaches the COG
+    driver as LEVEL, and only the level of the codec used: GDAL warns of nothing."""
+    name, options = codec
+    out = tmp_path / "s.tif"
+    result = invoke("slope", UTM_SAMPLE, "-o", out, "--cog", *options)
+    assert "warning" not in result.output, result.output
+    with rasterio.open(out) as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == name
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+
+
 @pytest.fixture(scope="module")
 def cog_products(tmp_path_factory):
     out = tmp_path_factory.mktemp("cog")
