@@ -382,7 +382,7 @@ def map_display(info, products, *, dpi=150):
     from terrain.plot import display_grid, map_pixels
 
     # No more display cells than the map has pixels.
-    return display_grid(info, products, max_pixels=min(2048, map_pixels(info, dpi)))
+    return display_grid(info, products, max_pixels=map_pixels(info, dpi))
 
 
 def draw_display_maps(display, maps: dict, *, info, opts, dpi=150, overwrite=False) -> list:

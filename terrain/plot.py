@@ -42,6 +42,7 @@ PRODUCTS = FILE_PRODUCTS + (ELEVATION,)
 
 FIG_WIDTH = 8.0  # inches: 1200 px at the default 150 dpi
 MIN_SHORT_PX = 48  # a map's short side is never drawn thinner (stretched, with a warning)
+MAX_DISPLAY_PIXELS = 2048  # a display raster's longest side by default, at any dpi
 FLAT_COLOUR = "#bdbdbd"
 NODATA_HATCH_COLOUR = "#b0b0b0"
 ELEVATION_SHADE_ALPHA = 0.6
@@ -119,7 +120,8 @@ def _wait_preload() -> None:
 
 
 def plot_dem(src, out_png, *, product: str = DEFAULT_MAP, opts=None, band: int = 1, src_crs=None,
-             dpi: int = 150, overwrite: bool = False, max_pixels: int = 2048) -> str:
+             dpi: int = 150, overwrite: bool = False,
+             max_pixels: int = MAX_DISPLAY_PIXELS) -> str:
     """Draw a map of a DEM's slope, aspect, hillshade or elevation.
 
     Parameters
@@ -197,7 +199,7 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
         As for :func:`plot_dem`.
     max_pixels : int, optional
         Longest side read (default: the map's own pixels at ``dpi``,
-        :func:`map_pixels`, at most 2048).
+        :func:`map_pixels`).
 
     Returns
     -------
@@ -216,7 +218,7 @@ def plot_product_file(product_tif, out_png, *, product: str, dem=None, band: int
     # and its description passed down.
     inputs = [raster_info(product_tif, band=1, src_crs=src_crs)]
     if max_pixels is None:
-        max_pixels = min(2048, map_pixels(inputs[0], dpi))
+        max_pixels = map_pixels(inputs[0], dpi)
     dem_info = None if dem is None else described(dem, ReadOptions(band=band, src_crs=src_crs))
     inputs += [] if dem_info is None else [dem_info]
     out = check_target(out_png, inputs=inputs, overwrite=overwrite)
@@ -248,13 +250,14 @@ def map_pixels(info, dpi) -> int:
     """The most pixels the map of ``info``'s grid spans along its long side at ``dpi``.
 
     Display rasters with more cells than that are never seen: matplotlib shrinks
-    them to the map's pixels. At most :func:`picture_pixels`; a square map gets
-    945 cells a side at 150 dpi (it is drawn 770-870 px wide), a tall one 1200.
+    them to the map's pixels. At most :func:`picture_pixels` and
+    :data:`MAX_DISPLAY_PIXELS`; a square map gets 945 cells a side at 150 dpi (it is
+    drawn 770-870 px wide), a tall one 1200.
     """
     geographic, _ = _crs_kind(info.crs)
     _, ratio = _aspect_ratio(_extent(info.transform, info.shape), geographic)
     inches = WIDE_MAP_WIDTH_IN if ratio < WIDE_RATIO else MAP_WIDTH_IN * max(ratio, 1.0)
-    return max(2, min(picture_pixels(dpi), math.ceil(inches * float(dpi))))
+    return max(2, min(picture_pixels(dpi), MAX_DISPLAY_PIXELS, math.ceil(inches * float(dpi))))
 
 
 def _aspect_ratio(extent, geographic) -> tuple[float, float]:
@@ -265,7 +268,7 @@ def _aspect_ratio(extent, geographic) -> tuple[float, float]:
     return aspect, abs(north - south) * aspect / max(abs(east - west), 1e-300)
 
 
-def display_grid(info, products, *, max_pixels: int = 2048):
+def display_grid(info, products, *, max_pixels: int = MAX_DISPLAY_PIXELS):
     """What to accumulate while streaming to draw maps of ``products`` afterwards.
 
     A :class:`terrain.stream.DisplayGrid` for ``process_file(display=...)``: the
